@@ -1,0 +1,144 @@
+"""portlib: what nmap, ss, lsof and fuser answer, as a Python library.
+
+    >>> import portlib
+    >>> report = portlib.scan("localhost", "22,80,8000-8100")      # doctest: +SKIP
+    >>> [p.port for p in report.open_ports()]                        # doctest: +SKIP
+    [22, 8000]
+    >>> portlib.who_uses(8000)[0].owners[0].name                     # doctest: +SKIP
+    'python3'
+
+``import portlib`` is cheap: errors and value types load at once, everything
+else (and scapy above all) on first use of the name that needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from portlib.errors import (
+    NoFreePort,
+    NoSuchProcess,
+    ParseError,
+    PermissionDenied,
+    PortlibError,
+    PortNotInUse,
+    PortSpecError,
+    PrivilegeError,
+    ReportFormatError,
+    ScanError,
+    TargetSpecError,
+)
+from portlib.model import (
+    Endpoint,
+    Family,
+    HostResult,
+    HostState,
+    PortRanges,
+    PortResult,
+    PortState,
+    Process,
+    Protocol,
+    Reason,
+    ScanMethod,
+    ScanReport,
+    Socket,
+    SocketState,
+    UnixSocket,
+)
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; loaded on first attribute access (PEP 562).
+_LAZY: dict[str, str] = {
+    "scan": "portlib.scanning",
+    "scan_async": "portlib.scanning",
+    "Scanner": "portlib.scanning",
+    "sockets": "portlib.socktable",
+    "listening": "portlib.socktable",
+    "who_uses": "portlib.socktable",
+    "ports_of": "portlib.socktable",
+    "kill_port": "portlib.socktable",
+    "is_port_free": "portlib.ports",
+    "find_free_port": "portlib.ports",
+    "reserve_port": "portlib.ports",
+    "port_ranges": "portlib.ports",
+    "service_name": "portlib.services",
+    "service_port": "portlib.services",
+    "top_ports": "portlib.services",
+    "parse_ports": "portlib.targets",
+    "parse_targets": "portlib.targets",
+    "PortList": "portlib.targets",
+    "Target": "portlib.targets",
+    "TargetSet": "portlib.targets",
+}
+
+if TYPE_CHECKING:
+    from portlib.ports import find_free_port, is_port_free, port_ranges, reserve_port
+    from portlib.scanning import Scanner, scan, scan_async
+    from portlib.services import service_name, service_port, top_ports
+    from portlib.socktable import kill_port, listening, ports_of, sockets, who_uses
+    from portlib.targets import PortList, Target, TargetSet, parse_ports, parse_targets
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'portlib' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "Endpoint",
+    "Family",
+    "HostResult",
+    "HostState",
+    "NoFreePort",
+    "NoSuchProcess",
+    "ParseError",
+    "PermissionDenied",
+    "PortList",
+    "PortNotInUse",
+    "PortRanges",
+    "PortResult",
+    "PortSpecError",
+    "PortState",
+    "PortlibError",
+    "PrivilegeError",
+    "Process",
+    "Protocol",
+    "Reason",
+    "ReportFormatError",
+    "ScanError",
+    "ScanMethod",
+    "ScanReport",
+    "Scanner",
+    "Socket",
+    "SocketState",
+    "Target",
+    "TargetSet",
+    "TargetSpecError",
+    "UnixSocket",
+    "find_free_port",
+    "is_port_free",
+    "kill_port",
+    "listening",
+    "parse_ports",
+    "parse_targets",
+    "port_ranges",
+    "ports_of",
+    "reserve_port",
+    "scan",
+    "scan_async",
+    "service_name",
+    "service_port",
+    "sockets",
+    "top_ports",
+    "who_uses",
+]

@@ -1,0 +1,270 @@
+"""Values shared by every part of portlib: frozen, slotted dataclasses and StrEnums.
+
+Nothing here does I/O. Enum values are the words the tools people know print
+(nmap's states and reasons, ss's socket states), so ``str(x)`` and JSON output
+read the same as those tools.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv6Address
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+IPAddress = IPv4Address | IPv6Address
+
+
+class Protocol(StrEnum):
+    """Transport protocol of a socket or a probe."""
+
+    TCP = "tcp"
+    UDP = "udp"
+    RAW = "raw"
+
+
+class Family(StrEnum):
+    """Address family, in the words ``ss`` uses for ``-f``."""
+
+    INET = "inet"
+    INET6 = "inet6"
+    UNIX = "unix"
+
+
+class SocketState(StrEnum):
+    """Kernel socket state, spelled as ``ss`` prints it.
+
+    TCP sockets take every kernel state (``include/net/tcp_states.h``). UDP and
+    raw sockets are ``UNCONN`` unless connected (``ESTAB``), as ``ss`` shows them.
+    """
+
+    ESTABLISHED = "ESTAB"
+    SYN_SENT = "SYN-SENT"
+    SYN_RECV = "SYN-RECV"
+    FIN_WAIT1 = "FIN-WAIT-1"
+    FIN_WAIT2 = "FIN-WAIT-2"
+    TIME_WAIT = "TIME-WAIT"
+    CLOSE = "UNCONN"
+    CLOSE_WAIT = "CLOSE-WAIT"
+    LAST_ACK = "LAST-ACK"
+    LISTEN = "LISTEN"
+    CLOSING = "CLOSING"
+    NEW_SYN_RECV = "NEW-SYN-RECV"
+    BOUND_INACTIVE = "BOUND-INACTIVE"
+    # unix sockets (/proc/net/unix "St" column): SS_UNCONNECTED .. SS_DISCONNECTING
+    CONNECTING = "CONNECTING"
+    DISCONNECTING = "DISCONNECTING"
+
+
+class PortState(StrEnum):
+    """State of a scanned port, in nmap's words."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+    FILTERED = "filtered"
+    UNFILTERED = "unfiltered"
+    OPEN_FILTERED = "open|filtered"
+    CLOSED_FILTERED = "closed|filtered"
+
+
+class Reason(StrEnum):
+    """Why a port or host got its state, in nmap's reason words (``--reason``)."""
+
+    SYN_ACK = "syn-ack"
+    RESET = "reset"
+    CONN_REFUSED = "conn-refused"
+    NO_RESPONSE = "no-response"
+    PORT_UNREACH = "port-unreach"
+    HOST_UNREACH = "host-unreach"
+    NET_UNREACH = "net-unreach"
+    PROTO_UNREACH = "proto-unreach"
+    ADMIN_PROHIBITED = "admin-prohibited"
+    HOST_PROHIBITED = "host-prohibited"
+    NET_PROHIBITED = "net-prohibited"
+    TIME_EXCEEDED = "time-exceeded"
+    UDP_RESPONSE = "udp-response"
+    ECHO_REPLY = "echo-reply"
+    TIMESTAMP_REPLY = "timestamp-reply"
+    ARP_RESPONSE = "arp-response"
+    ND_RESPONSE = "nd-response"
+    LOCALHOST_RESPONSE = "localhost-response"
+    USER_SET = "user-set"
+    UNKNOWN_RESPONSE = "unknown-response"
+
+
+class HostState(StrEnum):
+    """Whether a scanned host answered, in nmap's words."""
+
+    UP = "up"
+    DOWN = "down"
+    UNKNOWN = "unknown"
+
+
+class ScanMethod(StrEnum):
+    """How ports are probed; the CLI letters are nmap's (-sT, -sS, -sA, -sU, -sn)."""
+
+    CONNECT = "connect"
+    SYN = "syn"
+    ACK = "ack"
+    UDP = "udp"
+    PING = "ping"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An IP address and a port, printed as ``ss`` does: ``127.0.0.1:80``, ``[::1]:80``."""
+
+    address: IPAddress
+    port: int
+
+    def __str__(self) -> str:
+        if self.address.version == 6:
+            return f"[{self.address}]:{self.port}"
+        return f"{self.address}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    """One holder of a socket: a process and the file descriptor it holds it under."""
+
+    pid: int
+    name: str
+    cmdline: tuple[str, ...]
+    user: str | None
+    fd: int
+
+
+@dataclass(frozen=True, slots=True)
+class Socket:
+    """An internet socket from the kernel's tables (``/proc/net/tcp`` and friends).
+
+    ``owners`` lists every (process, fd) holding it: forked servers share one socket.
+    It is empty when processes were not asked for or could not be read.
+    """
+
+    protocol: Protocol
+    family: Family
+    local: Endpoint
+    remote: Endpoint
+    state: SocketState
+    inode: int
+    uid: int
+    rx_queue: int
+    tx_queue: int
+    owners: tuple[Process, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UnixSocket:
+    """A unix domain socket from ``/proc/net/unix``; ``path`` is None for unnamed ones.
+
+    Abstract socket names start with ``@``, as ``ss`` prints them.
+    """
+
+    path: str | None
+    type: str
+    state: SocketState
+    inode: int
+    flags: int
+    refcount: int
+    owners: tuple[Process, ...] = ()
+
+    @property
+    def family(self) -> Family:
+        return Family.UNIX
+
+
+@dataclass(frozen=True, slots=True)
+class PortRanges:
+    """The kernel's port policy (``/proc/sys/net/ipv4/ip_local_*``)."""
+
+    ephemeral: range
+    unprivileged_start: int
+    reserved: frozenset[int]
+
+    def is_privileged(self, port: int) -> bool:
+        """Whether binding ``port`` needs ``CAP_NET_BIND_SERVICE``."""
+        return port < self.unprivileged_start
+
+    def is_ephemeral(self, port: int) -> bool:
+        """Whether the kernel may hand ``port`` out for outgoing connections."""
+        return port in self.ephemeral
+
+
+@dataclass(frozen=True, slots=True)
+class PortResult:
+    """The verdict on one probed port."""
+
+    host: IPAddress
+    port: int
+    protocol: Protocol
+    state: PortState
+    reason: Reason
+    rtt: float | None = None
+    service: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HostResult:
+    """One scanned host: whether it is up, why, and its port verdicts (ascending)."""
+
+    address: IPAddress
+    hostname: str | None
+    state: HostState
+    reason: Reason
+    ports: tuple[PortResult, ...] = ()
+
+    def open_ports(self) -> tuple[PortResult, ...]:
+        return tuple(p for p in self.ports if p.state is PortState.OPEN)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanReport:
+    """A whole scan: hosts in target order, how it ran, and whether it finished.
+
+    ``interrupted`` is True when the scan was cancelled or hit Ctrl-C; the
+    report then holds every verdict decided before that.
+    """
+
+    hosts: tuple[HostResult, ...]
+    method: ScanMethod
+    started: _dt.datetime
+    elapsed: float
+    protocols: tuple[Protocol, ...] = (Protocol.TCP,)
+    ports_per_host: int = 0
+    args: tuple[str, ...] = ()
+    interrupted: bool = False
+    probes_sent: int = 0
+
+    def __iter__(self) -> Iterator[HostResult]:
+        return iter(self.hosts)
+
+    def up_hosts(self) -> tuple[HostResult, ...]:
+        return tuple(h for h in self.hosts if h.state is HostState.UP)
+
+    def open_ports(self) -> tuple[PortResult, ...]:
+        """Every open port of every host, in host then port order."""
+        return tuple(p for h in self.hosts for p in h.ports if p.state is PortState.OPEN)
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """The report as one JSON document, with the field names of these dataclasses."""
+        from portlib.output.jsonout import dumps
+
+        return dumps(self, indent=indent)
+
+    def to_nmap_xml(self) -> str:
+        """The report in nmap's XML format (``-oX``)."""
+        from portlib.output.nmapxml import to_nmap_xml
+
+        return to_nmap_xml(self)
+
+    @classmethod
+    def from_nmap_xml(cls, source: str) -> ScanReport:
+        """Read nmap's or portlib's XML (a path or the XML text) back into a report."""
+        from portlib.output.nmapxml import from_nmap_xml
+
+        return from_nmap_xml(source)

@@ -1,0 +1,1 @@
+"""Renderers of portlib's values: JSON, nmap XML, grepable and human tables."""

@@ -1,0 +1,43 @@
+"""JSON for portlib's values: dataclass field names, enum values as their strings.
+
+Addresses and datetimes become strings, ranges become ``[first, last]``, sets
+become sorted lists. Nothing portlib returns needs a custom decoder to read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+from enum import Enum
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+
+
+def to_plain(value: Any) -> Any:
+    """Turn a portlib value (or a list/tuple of them) into JSON-ready builtins."""
+    if value is None or isinstance(value, bool | int | float | str) and not isinstance(value, Enum):
+        return value
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, IPv4Address | IPv6Address):
+        return str(value)
+    if isinstance(value, _dt.datetime):
+        return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, range):
+        return [value.start, value.stop - 1] if len(value) else []
+    if isinstance(value, frozenset | set):
+        return sorted(to_plain(v) for v in value)
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    raise TypeError(f"cannot turn {type(value).__name__} into JSON")
+
+
+def dumps(value: Any, *, indent: int | None = 2) -> str:
+    """``json.dumps`` of :func:`to_plain`; ``indent=None`` gives one line (for ``--jsonl``)."""
+    separators = (",", ":") if indent is None else None
+    return json.dumps(to_plain(value), indent=indent, separators=separators)
