@@ -28,6 +28,7 @@ from portlib.errors import (
     ReportFormatError,
     ScanError,
     TargetSpecError,
+    UnknownService,
 )
 from portlib.model import (
     Endpoint,
@@ -125,6 +126,7 @@ __all__ = [
     "TargetSet",
     "TargetSpecError",
     "UnixSocket",
+    "UnknownService",
     "find_free_port",
     "is_port_free",
     "kill_port",

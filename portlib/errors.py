@@ -70,6 +70,10 @@ class NoFreePort(PortlibError, LookupError):
     """Every port in the searched range is taken or reserved."""
 
 
+class UnknownService(PortlibError, LookupError):
+    """No service of that name (or on that port) is in the registry."""
+
+
 class ScanError(PortlibError):
     """A scan could not start or continue (bad option, nothing to scan, resource exhaustion)."""
 
@@ -90,4 +94,5 @@ __all__ = [
     "ReportFormatError",
     "ScanError",
     "TargetSpecError",
+    "UnknownService",
 ]

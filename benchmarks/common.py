@@ -1,0 +1,105 @@
+"""Shared helpers for the benchmarks: timing by medians, peer checks, result files.
+
+Every benchmark module ``benchmarks/bench_*.py`` has ``main(argv) -> int`` and
+records its rows with :func:`write_results`, so ``python -m benchmarks`` can run
+them all and build one table. A row compares portlib with one peer on the same
+work in the same run; the ratio is portlib's median over the peer's median.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Row:
+    """One portlib-versus-peer comparison. ``target`` is the issue's ratio limit."""
+
+    benchmark: str
+    peer: str
+    portlib_median_s: float | None
+    peer_median_s: float | None
+    runs: int
+    target_ratio: float | None = None
+    agreed: bool | None = None  # did both sides find the same answer?
+    detail: dict[str, object] = field(default_factory=dict)
+    skipped: str | None = None  # why, when the peer (or the lab) is missing
+
+    @property
+    def ratio(self) -> float | None:
+        if self.portlib_median_s is None or not self.peer_median_s:
+            return None
+        return self.portlib_median_s / self.peer_median_s
+
+    @property
+    def met(self) -> bool | None:
+        if self.ratio is None or self.target_ratio is None:
+            return None
+        return self.ratio <= self.target_ratio and self.agreed is not False
+
+
+def median_seconds(action: Callable[[], object], runs: int, warmup: int = 1) -> float:
+    """Median wall time of ``action()`` over ``runs`` runs, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        action()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def run_command(argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a peer (or portlib's CLI) and capture its output as text."""
+    return subprocess.run(list(argv), capture_output=True, text=True, check=check)
+
+
+def peer_missing(binary: str) -> str | None:
+    """The reason to skip a peer, or None when ``binary`` is on PATH."""
+    if shutil.which(binary) is None:
+        return f"{binary} is not installed (apt-get install {binary})"
+    return None
+
+
+def write_results(name: str, rows: list[Row]) -> Path:
+    """Write ``results/NAME.json`` and print a Markdown table of the rows."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    payload = [asdict(r) | {"ratio": r.ratio, "met": r.met} for r in rows]
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    print(markdown_table(rows))
+    return path
+
+
+def markdown_table(rows: list[Row]) -> str:
+    lines = [
+        "| benchmark | peer | portlib (s) | peer (s) | ratio | target | same answer |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in rows:
+        if r.skipped:
+            lines.append(f"| {r.benchmark} | {r.peer} | skipped: {r.skipped} | | | | |")
+            continue
+        lines.append(
+            f"| {r.benchmark} | {r.peer} | {_fmt(r.portlib_median_s)} | {_fmt(r.peer_median_s)}"
+            f" | {_fmt(r.ratio, 2)} | {_fmt(r.target_ratio, 2)} | {_yes_no(r.agreed)} |"
+        )
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _yes_no(value: bool | None) -> str:
+    return "" if value is None else ("yes" if value else "NO")

@@ -1,0 +1,45 @@
+"""The contract between the Scanner and its probing engines (connect, raw).
+
+The Scanner owns everything around the probes: parsing targets and ports,
+host discovery, the result stream and the report. An engine only probes: it
+takes a ``ScanWork`` and calls ``emit`` once per (host, port) with the verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol as TypingProtocol
+
+from portlib.model import IPAddress, PortResult, Protocol
+from portlib.scanning.timing import TimingProfile
+
+Emit = Callable[[PortResult], Awaitable[None]]
+"""Hands one verdict to the Scanner; awaiting it is the backpressure."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScanWork:
+    """What one engine run probes: every port of ``ports`` on every host of ``hosts``.
+
+    ``seed`` fixes the randomized probe order; ``shard=(i, n)`` keeps only this
+    shard's share of the host x port space (see ``portlib.order``).
+    """
+
+    hosts: tuple[IPAddress, ...]
+    ports: tuple[int, ...]
+    protocol: Protocol
+    timing: TimingProfile
+    seed: int
+    shard: tuple[int, int] | None = None
+
+
+class ScanEngine(TypingProtocol):
+    """An engine decides every (host, port) of the work exactly once.
+
+    ``run`` returns when all are decided. Cancelling it must close every socket
+    it opened before the ``CancelledError`` propagates. Errors it raises are
+    ``PortlibError``s (``PrivilegeError`` when it lacks ``CAP_NET_RAW``).
+    """
+
+    async def run(self, work: ScanWork, emit: Emit) -> None: ...
