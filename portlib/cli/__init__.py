@@ -40,7 +40,9 @@ def build_parser() -> OneLineParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=_version())
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=OneLineParser)
+    subparsers = parser.add_subparsers(
+        title="commands", metavar="COMMAND", parser_class=OneLineParser
+    )
     for module_name in _COMMANDS:
         importlib.import_module(f"portlib.cli.{module_name}").register(subparsers)
     return parser

@@ -16,7 +16,9 @@ from typing import Any
 
 def to_plain(value: Any) -> Any:
     """Turn a portlib value (or a list/tuple of them) into JSON-ready builtins."""
-    if value is None or isinstance(value, bool | int | float | str) and not isinstance(value, Enum):
+    if value is None or (
+        isinstance(value, bool | int | float | str) and not isinstance(value, Enum)
+    ):
         return value
     if isinstance(value, Enum):
         return value.value
