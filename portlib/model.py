@@ -210,13 +210,18 @@ class PortResult:
 
 @dataclass(frozen=True, slots=True)
 class HostResult:
-    """One scanned host: whether it is up, why, and its port verdicts (ascending)."""
+    """One scanned host: whether it is up, why, and its port verdicts (ascending).
+
+    ``latency`` is the round-trip time of the answer that showed the host up (or,
+    for hosts not probed by discovery, the fastest port answer), in seconds.
+    """
 
     address: IPAddress
     hostname: str | None
     state: HostState
     reason: Reason
     ports: tuple[PortResult, ...] = ()
+    latency: float | None = None
 
     def open_ports(self) -> tuple[PortResult, ...]:
         return tuple(p for p in self.ports if p.state is PortState.OPEN)
