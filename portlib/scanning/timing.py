@@ -6,6 +6,7 @@ No clocks or sockets here: callers pass times in, so every rule is unit-testable
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from portlib.errors import ScanError
@@ -62,7 +63,9 @@ class TimingProfile:
             changes["max_retries"] = retries
         if rate is not None:
             if not rate > 0:
-                raise ScanError(f"rate must be a positive number of probes per second, not {rate!r}")
+                raise ScanError(
+                    f"rate must be a positive number of probes per second, not {rate!r}"
+                )
             changes["rate"] = float(rate)
         if concurrency is not None:
             if concurrency < 1:
@@ -89,3 +92,242 @@ def preset(level: int) -> TimingProfile:
         return PRESETS[level]
     except (KeyError, TypeError):
         raise ScanError(f"timing level must be 0 to 5 (-T0..-T5), not {level!r}") from None
+
+
+# ---------------------------------------------------------------------------
+# The adaptive part: RTT estimate, congestion window, rate cap, retries, pacing.
+# Every method takes ``now`` (seconds on any monotonic clock) from the caller.
+# ---------------------------------------------------------------------------
+
+
+def _clamp(low: float, high: float, value: float) -> float:
+    return max(low, min(high, value))
+
+
+@dataclass(slots=True)
+class RttEstimator:
+    """Smoothed RTT and its variance (RFC 6298, as nmap's ``adjust_timeouts2``).
+
+    Before the first sample the timeout is the profile's initial one; after it,
+    ``srtt + 4 * rttvar`` clamped to [min_rtt_timeout, max_rtt_timeout].
+    """
+
+    initial_timeout: float
+    min_timeout: float
+    max_timeout: float
+    srtt: float | None = None
+    rttvar: float = 0.0
+    samples: int = 0
+
+    @classmethod
+    def for_profile(cls, profile: TimingProfile) -> RttEstimator:
+        return cls(profile.initial_rtt_timeout, profile.min_rtt_timeout, profile.max_rtt_timeout)
+
+    def observe(self, rtt: float) -> None:
+        """Feed one measured round trip (only from a first try: Karn's rule)."""
+        rtt = max(rtt, 0.0)
+        if self.srtt is None:
+            self.srtt = rtt
+            self.rttvar = rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+        self.samples += 1
+
+    @property
+    def timeout(self) -> float:
+        if self.srtt is None:
+            return self.initial_timeout
+        return _clamp(self.min_timeout, self.max_timeout, self.srtt + 4 * self.rttvar)
+
+
+@dataclass(slots=True)
+class CongestionWindow:
+    """How many probes may be in flight: nmap's ultra_scan window.
+
+    Slow start (+1 per answer) below ``ssthresh``, then congestion avoidance
+    (+1/cwnd per answer). A drop halves the window and sets ``ssthresh`` from
+    the probes then in flight, at most once per ``drop_holdoff`` (one burst of
+    losses is one congestion event). ``cap`` is the resource ceiling (file
+    descriptors, ephemeral ports) and can only shrink when resources run out.
+    """
+
+    low: int
+    high: int
+    cwnd: float = 10.0
+    ssthresh: float = 75.0
+    cap: int = 1 << 30
+    drop_divisor: float = 2.0
+    last_drop: float = float("-inf")
+    drops: int = 0
+
+    @classmethod
+    def for_profile(cls, profile: TimingProfile, resource_cap: int) -> CongestionWindow:
+        high = profile.max_parallelism if profile.max_parallelism is not None else resource_cap
+        high = max(1, min(high, resource_cap))
+        low = max(1, min(profile.min_parallelism, high))
+        divisor = 2.0 if profile.level < 4 else 1.5
+        return cls(
+            low, high, cwnd=float(_clamp(low, high, 10)), cap=resource_cap, drop_divisor=divisor
+        )
+
+    @property
+    def limit(self) -> int:
+        """Probes allowed in flight now."""
+        return max(1, min(int(self.cwnd), self.high, self.cap))
+
+    def available(self, in_flight: int) -> int:
+        return max(0, self.limit - in_flight)
+
+    def on_answer(self, count: int = 1) -> None:
+        for _ in range(count):
+            if self.cwnd < self.ssthresh:
+                self.cwnd += 1.0
+            else:
+                self.cwnd += 1.0 / self.cwnd
+        self.cwnd = min(self.cwnd, float(self.high))
+
+    def on_drop(self, now: float, in_flight: int, holdoff: float) -> bool:
+        """A probe was lost (a retransmission got the answer). True if the window shrank."""
+        if now - self.last_drop < holdoff:
+            return False
+        self.last_drop = now
+        self.drops += 1
+        self.ssthresh = max(in_flight / self.drop_divisor, 2.0)
+        self.cwnd = max(float(self.low), self.cwnd / self.drop_divisor)
+        return True
+
+    def shrink_cap(self, in_flight: int) -> int:
+        """Resources ran out with ``in_flight`` probes open: never ask for that many again."""
+        self.cap = max(1, min(self.cap, in_flight * 3 // 4))
+        self.cwnd = min(self.cwnd, float(self.cap))
+        return self.cap
+
+
+@dataclass(slots=True)
+class RateLimiter:
+    """Token bucket for the optional probes-per-second cap (``--rate``).
+
+    ``delay(now)`` is 0.0 when a probe may go now (and takes its token), else
+    the seconds to wait. The bucket holds at most ``burst`` tokens.
+    """
+
+    rate: float
+    burst: float = 1.0
+    tokens: float = 1.0
+    updated: float | None = None
+
+    @classmethod
+    def per_second(cls, rate: float) -> RateLimiter:
+        if not rate > 0:
+            raise ScanError(f"rate must be a positive number of probes per second, not {rate!r}")
+        burst = max(1.0, rate / 100)  # 10 ms worth: smooth, yet no timer per probe
+        return cls(rate, burst, burst)
+
+    def delay(self, now: float) -> float:
+        if self.updated is not None:
+            self.tokens = min(self.burst, self.tokens + max(0.0, now - self.updated) * self.rate)
+        self.updated = max(now, self.updated or now)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
+@dataclass(slots=True)
+class RetryPolicy:
+    """How many tries a silent probe gets: enough for the loss actually seen.
+
+    Retransmit only after silence, never after an answer. Like nmap's
+    ``allowedTryno``, a clean network earns one retransmission; with loss the
+    budget grows until a port that answers would be missed with probability
+    below ``miss_probability``. Loss is estimated from answered probes: how many
+    tries each needed (Laplace-smoothed, so a small sample stays careful).
+    """
+
+    max_retries: int
+    miss_probability: float = 1e-4
+    tries_sent: int = 0  # tries spent on probes that got an answer
+    tries_lost: int = 0  # of those, tries that went unanswered
+    max_successful_try: int = 0  # highest try number (0 = first) that got an answer
+
+    def on_answer(self, try_number: int) -> None:
+        """An answer came to try ``try_number`` (0 for the first send)."""
+        self.tries_sent += try_number + 1
+        self.tries_lost += try_number
+        self.max_successful_try = max(self.max_successful_try, try_number)
+
+    @property
+    def loss(self) -> float:
+        """Estimated chance that one try goes unanswered although the port would answer."""
+        return (self.tries_lost + 1) / (self.tries_sent + 2)
+
+    @property
+    def tries_allowed(self) -> int:
+        """Total sends a silent probe gets before it is called filtered."""
+        needed = math.ceil(math.log(self.miss_probability) / math.log(self.loss))
+        tries = max(needed, self.max_successful_try + 2)
+        return max(1, min(self.max_retries + 1, tries))
+
+    def should_retry(self, tries_done: int) -> bool:
+        """After ``tries_done`` silent sends: send again?"""
+        return tries_done < self.tries_allowed
+
+
+@dataclass(slots=True)
+class ScanDelay:
+    """Least gap between probes to one host; grows when a host drops or rate-limits.
+
+    nmap starts the dynamic delay at 5 ms (50 ms for UDP) and doubles it on each
+    sign of rate limiting, up to ``max_scan_delay``. The raw engine's ICMP
+    rate-limit detector calls :meth:`back_off`; connect scans rarely need it.
+    """
+
+    current: float
+    maximum: float
+    first_step: float = 0.005
+
+    @classmethod
+    def for_profile(cls, profile: TimingProfile, *, udp: bool = False) -> ScanDelay:
+        maximum = max(profile.max_scan_delay, profile.scan_delay)
+        return cls(profile.scan_delay, maximum, 0.05 if udp else 0.005)
+
+    def back_off(self) -> float:
+        """Replies stopped after a burst: slow down. Returns the new delay."""
+        grown = self.first_step if self.current <= 0 else self.current * 2
+        self.current = min(grown, max(self.maximum, self.current))
+        return self.current
+
+
+@dataclass(slots=True)
+class HostTiming:
+    """Per-host timing state: its RTT estimate, pacing, and when it may be probed next."""
+
+    rtt: RttEstimator
+    delay: ScanDelay
+    next_send: float = 0.0
+    in_flight: int = 0
+    answers: int = 0
+
+    @classmethod
+    def for_profile(cls, profile: TimingProfile, *, udp: bool = False) -> HostTiming:
+        return cls(RttEstimator.for_profile(profile), ScanDelay.for_profile(profile, udp=udp))
+
+    def may_send(self, now: float) -> bool:
+        return now >= self.next_send
+
+    def sent(self, now: float) -> None:
+        self.in_flight += 1
+        if self.delay.current > 0:
+            self.next_send = now + self.delay.current
+
+    def answered(self, rtt: float | None) -> None:
+        """One probe to this host got an answer; ``rtt`` only when it was a first try."""
+        self.in_flight = max(0, self.in_flight - 1)
+        self.answers += 1
+        if rtt is not None:
+            self.rtt.observe(rtt)
+
+    def expired(self) -> None:
+        """One probe to this host timed out."""
+        self.in_flight = max(0, self.in_flight - 1)
