@@ -196,6 +196,21 @@ class PortRanges:
 
 
 @dataclass(frozen=True, slots=True)
+class Service:
+    """A registered service on one port (``/etc/services`` names, nmap's frequencies).
+
+    ``frequency`` is the fraction of scanned hosts nmap found this port open on
+    (0..1), None when nmap does not list the port.
+    """
+
+    name: str
+    port: int
+    protocol: Protocol
+    aliases: tuple[str, ...] = ()
+    frequency: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PortResult:
     """The verdict on one probed port."""
 
