@@ -11,6 +11,8 @@ import os
 
 import pytest
 
+from tests.lab.fixtures import lab, module_lab  # noqa: F401  (lab fixtures)
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
