@@ -83,9 +83,9 @@ def to_nmap_xml(report: ScanReport) -> str:
 
     start = int(report.started.timestamp())
     end = int(report.started.timestamp() + report.elapsed)
-    startstr = _ctime(report.started)
-    endstr = _ctime(report.started + _dt.timedelta(seconds=report.elapsed))
-    args = _command_line(report)
+    startstr = nmap_time(report.started)
+    endstr = nmap_time(report.started + _dt.timedelta(seconds=report.elapsed))
+    args = command_line(report)
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         "<!DOCTYPE nmaprun>",
@@ -102,8 +102,8 @@ def to_nmap_xml(report: ScanReport) -> str:
     up = sum(1 for h in report.hosts if h.state is HostState.UP)
     total = len(report.hosts)
     summary = (
-        f"portlib done at {endstr}; {_plural(total, 'IP address', 'IP addresses')}"
-        f" ({_plural(up, 'host up', 'hosts up')}) scanned in {report.elapsed:.2f} seconds"
+        f"portlib done at {endstr}; {plural(total, 'IP address', 'IP addresses')}"
+        f" ({plural(up, 'host up', 'hosts up')}) scanned in {report.elapsed:.2f} seconds"
     )
     exit_attrs = (
         f" exit={_q('error')} errormsg={_q('interrupted before every port was decided')}"
@@ -198,7 +198,7 @@ def _comment(text: str) -> str:
     return text
 
 
-def _command_line(report: ScanReport) -> str:
+def command_line(report: ScanReport) -> str:
     if not report.args:
         return "portlib"
     args = list(report.args)
@@ -207,12 +207,12 @@ def _command_line(report: ScanReport) -> str:
     return shlex.join(args)
 
 
-def _ctime(when: _dt.datetime) -> str:
+def nmap_time(when: _dt.datetime) -> str:
     """nmap's time stamps: ``Fri Nov 27 23:10:46 2026``, local time."""
     return when.astimezone().strftime("%a %b %d %H:%M:%S %Y")
 
 
-def _plural(n: int, one: str, many: str) -> str:
+def plural(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
 

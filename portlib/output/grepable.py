@@ -1,0 +1,73 @@
+"""nmap's grepable format (``-oG``): one line per host and job, tab-separated fields.
+
+Layout, as nmap writes it::
+
+    # portlib 0.1.0 scan initiated Fri Nov 27 23:10:46 2026 as: portlib scan localhost
+    Host: 127.0.0.1 (localhost)\tStatus: Up
+    Host: 127.0.0.1 (localhost)\tPorts: 22/open/tcp//ssh///\tIgnored State: closed (999)
+    # portlib done at Fri Nov 27 23:10:47 2026 -- 1 IP address (1 host up) scanned in 0.05 seconds
+
+Each port entry has seven slash-separated subfields: port, state, protocol,
+owner, service, SunRPC info, version (portlib fills port, state, protocol and
+service). ``Ignored State`` appears only when exactly one state was folded
+away, as in nmap; with several, the folded ports are simply not listed.
+
+    >>> print(to_grepable(report))                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+
+from portlib.model import HostResult, HostState, PortResult, ScanReport
+from portlib.output.nmapxml import command_line, nmap_time, plural
+from portlib.output.portsummary import summarise
+
+# Everything str.splitlines() breaks a line at, plus the tab between fields.
+_LINE_BREAKS = "\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_BREAKS = re.compile(f"[{_LINE_BREAKS}]")
+# In a port entry "/" and "," separate subfields and entries too.
+_SEPARATORS = re.compile(f"[/,{_LINE_BREAKS}]")
+
+
+def to_grepable(report: ScanReport) -> str:
+    """``report`` in nmap's ``-oG`` format (one text, newline-terminated)."""
+    from portlib import __version__
+
+    started = nmap_time(report.started)
+    ended = nmap_time(report.started + _dt.timedelta(seconds=report.elapsed))
+    lines = [f"# portlib {__version__} scan initiated {started} as: {_clean(command_line(report))}"]
+    for host in report.hosts:
+        lines.extend(_host_lines(host))
+    up = sum(1 for h in report.hosts if h.state is HostState.UP)
+    note = " (interrupted)" if report.interrupted else ""
+    lines.append(
+        f"# portlib done at {ended} -- {plural(len(report.hosts), 'IP address', 'IP addresses')}"
+        f" ({plural(up, 'host up', 'hosts up')}) scanned in {report.elapsed:.2f} seconds{note}"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _host_lines(host: HostResult) -> list[str]:
+    prefix = f"Host: {host.address} ({_clean(host.hostname or '')})"
+    lines = [f"{prefix}\tStatus: {host.state.value.capitalize()}"]
+    if host.state is not HostState.UP or not host.ports:
+        return lines
+    summary = summarise(host.ports)
+    line = f"{prefix}\tPorts: " + ", ".join(_port_entry(p) for p in summary.shown)
+    if len(summary.ignored) == 1:
+        (ignored,) = summary.ignored
+        line += f"\tIgnored State: {ignored.state.value} ({ignored.count})"
+    lines.append(line)
+    return lines
+
+
+def _port_entry(port: PortResult) -> str:
+    service = _SEPARATORS.sub("|", port.service or "")
+    return f"{port.port}/{port.state.value}/{port.protocol.value}//{service}///"
+
+
+def _clean(text: str) -> str:
+    """Free text on one line: no newlines or tabs to break the line/field layout."""
+    return _BREAKS.sub(" ", text)
