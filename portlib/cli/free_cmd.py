@@ -1,0 +1,168 @@
+"""``portlib free`` (is a port free, give me free ports) and ``portlib service`` (the registry)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import socket
+
+    from portlib.model import Service
+
+FREE_EPILOG = """\
+examples:
+  portlib free                       a free TCP port (the kernel's pick), on all interfaces
+  portlib free --count 3 -u          three different free UDP ports
+  portlib free --range 8000-8999     a free port from that range (reserved ports skipped)
+  portlib free --check 8000          exit 0 if 8000/tcp is free, 1 if something holds it
+  portlib free --check 53 -u --host 127.0.0.1 --json
+
+Ports are tested by binding them as a server would (TCP with SO_REUSEADDR), on
+every IPv4 and IPv6 address unless --host names one. The ports printed for
+--count are held together while being picked, so they are all different.
+"""
+
+SERVICE_EPILOG = """\
+examples:
+  portlib service ssh            the ports registered for ssh (TCP and UDP)
+  portlib service 5432           the names registered for port 5432
+  portlib service 53 -u          only UDP
+  portlib service www --json     aliases work too; JSON with field names
+
+Names come from IANA's registry (/etc/services), the open frequency from nmap:
+the fraction of scanned hosts the port was found open on.
+"""
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def register(subparsers: Any) -> None:
+    free = subparsers.add_parser(
+        "free",
+        help="check whether a port is free, or print free ports",
+        description="Check whether a port can be bound now, or print free ports.",
+        epilog=FREE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    free.add_argument(
+        "--check", metavar="PORT", type=_whole_number, help="test this port (exit 0 free, 1 in use)"
+    )
+    free.add_argument(
+        "--count", metavar="N", type=_whole_number, default=1, help="how many ports (default 1)"
+    )
+    free.add_argument(
+        "--range", metavar="A-B", dest="port_range", help="search this range (inclusive)"
+    )
+    _protocol_flags(free)
+    free.add_argument(
+        "--host",
+        metavar="H",
+        help="an IP address of this machine (default: all interfaces, IPv4 and IPv6)",
+    )
+    free.add_argument("--json", action="store_true", help="print JSON")
+    free.set_defaults(handler=run_free)
+
+    service = subparsers.add_parser(
+        "service",
+        help="the ports of a service name, or the names of a port",
+        description="Look up the service registry: NAME -> ports, PORT[/PROTO] -> names.",
+        epilog=SERVICE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    service.add_argument("query", metavar="NAME|PORT", help="a service name or alias, or a port")
+    _protocol_flags(service, default=None)
+    service.add_argument("--json", action="store_true", help="print JSON")
+    service.set_defaults(handler=run_service)
+
+
+def _protocol_flags(parser: argparse.ArgumentParser, default: str | None = "tcp") -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-t", "--tcp", dest="protocol", action="store_const", const="tcp")
+    group.add_argument("-u", "--udp", dest="protocol", action="store_const", const="udp")
+    group.add_argument("--protocol", dest="protocol", metavar="P", help="tcp or udp")
+    parser.set_defaults(protocol=default)
+
+
+def run_free(args: argparse.Namespace) -> int:
+    from portlib.errors import PortSpecError
+    from portlib.output.jsonout import dumps
+    from portlib.ports import is_port_free, reserve_port
+    from portlib.services import as_protocol
+
+    protocol = as_protocol(args.protocol)
+    where = "all interfaces" if args.host is None else args.host
+    if args.check is not None:
+        if args.port_range is not None or args.count != 1:
+            raise PortSpecError("--check tests one port; --count and --range are for finding ports")
+        free = is_port_free(args.check, protocol, args.host)
+        if args.json:
+            print(
+                dumps({"port": args.check, "protocol": protocol, "host": args.host, "free": free})
+            )
+        else:
+            print(f"{args.check}/{protocol} is {'free' if free else 'in use'} on {where}")
+        return 0 if free else 1
+    if args.count < 1:
+        raise PortSpecError(f"--count must be 1 or more, not {args.count}")
+    with contextlib.ExitStack() as held:
+        # Hold every pick until all are chosen, so the same port cannot come back twice.
+        socks: list[socket.socket] = []
+        for _ in range(args.count):
+            sock = reserve_port(protocol, args.host, port_range=args.port_range)
+            held.enter_context(sock)
+            socks.append(sock)
+        ports = [int(s.getsockname()[1]) for s in socks]
+    if args.json:
+        print(dumps({"protocol": protocol, "host": args.host, "ports": ports}))
+    else:
+        print("\n".join(map(str, ports)))
+    return 0
+
+
+def run_service(args: argparse.Namespace) -> int:
+    from portlib.errors import UnknownService
+    from portlib.model import Protocol
+    from portlib.output.jsonout import dumps
+    from portlib.services import as_protocol, check_port, service_for_port, service_ports
+
+    wanted = None if args.protocol is None else as_protocol(args.protocol)
+    query: str = args.query.strip()
+    port_text, slash, proto_text = query.partition("/")
+    if port_text.isdigit():
+        if slash:
+            wanted = as_protocol(proto_text)
+        port = check_port(int(port_text))
+        protocols = (wanted,) if wanted else (Protocol.TCP, Protocol.UDP)
+        found = [s for p in protocols if (s := service_for_port(port, p)) is not None]
+        if not found:
+            on = "/".join(protocols)
+            raise UnknownService(f"no service is registered for port {port} ({on})")
+    else:
+        found = [s for s in service_ports(query) if wanted is None or s.protocol is wanted]
+        if not found:
+            raise UnknownService(f"no {wanted} service named {query!r}")
+    if args.json:
+        print(dumps(found))
+    else:
+        sys.stdout.write(_table(found))
+    return 0
+
+
+def _table(services: list[Service]) -> str:
+    rows = [("PORT", "SERVICE", "OPEN-FREQ", "ALIASES")]
+    for s in services:
+        frequency = "-" if s.frequency is None else f"{s.frequency:.6f}"
+        rows.append((f"{s.port}/{s.protocol}", s.name, frequency, " ".join(s.aliases)))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "".join(
+        f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip() + "\n"
+        for r in rows
+    )
