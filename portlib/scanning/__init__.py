@@ -295,7 +295,8 @@ class Scanner:
         self._started: _dt.datetime | None = None
         self._t0 = 0.0
         self._elapsed: float | None = None
-        self._finished = False
+        self._finished = False  # the consumer saw the end of the stream
+        self._completed = False  # the scan decided everything it set out to
         self._done = 0
         self._total = 0
         self._engines: list[ScanEngine] = []
@@ -425,8 +426,7 @@ class Scanner:
         if self._started is None:
             raise ScanError("the scan has not started: use 'async with Scanner(...)' first")
         elapsed = self._elapsed if self._elapsed is not None else time.perf_counter() - self._t0
-        completed = self._task is not None and self._task.done() and not self._task.cancelled()
-        completed = completed and self._error is None
+        completed = self._completed and self._error is None
         return build_report(
             self._target_list,
             self._statuses,
@@ -446,6 +446,7 @@ class Scanner:
         assert self._queue is not None
         try:
             await self._scan()
+            self._completed = True
         except PortlibError as exc:
             self._error = exc
         except OSError as exc:
