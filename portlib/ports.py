@@ -44,7 +44,7 @@ from portlib.errors import (
     TargetSpecError,
 )
 from portlib.model import PortRanges, Protocol
-from portlib.services import MAX_PORT, as_protocol, check_port
+from portlib.services import MAX_PORT, as_protocol, check_port, small_number
 
 _SYSCTL_DIR = "sys/net/ipv4"
 # Linux before 4.11 has no ip_unprivileged_port_start: the limit was the constant 1024.
@@ -60,9 +60,9 @@ Host = str | ipaddress.IPv4Address | ipaddress.IPv6Address | None
 def parse_local_port_range(text: str, source: str = "ip_local_port_range") -> range:
     """``"32768\\t60999\\n"`` -> ``range(32768, 61000)``."""
     fields = text.split()
-    if len(fields) != 2 or not all(f.isdigit() for f in fields):
+    low, high = (small_number(f) for f in fields) if len(fields) == 2 else (None, None)
+    if low is None or high is None:
         raise ParseError(f"expected two port numbers, got {text.strip()!r}", source=source)
-    low, high = int(fields[0]), int(fields[1])
     if not 1 <= low <= high <= MAX_PORT:
         raise ParseError(f"bad port range {low}-{high}", source=source)
     return range(low, high + 1)
@@ -71,9 +71,10 @@ def parse_local_port_range(text: str, source: str = "ip_local_port_range") -> ra
 def parse_unprivileged_start(text: str, source: str = "ip_unprivileged_port_start") -> int:
     """``"1024\\n"`` -> ``1024`` (0 means no port is privileged)."""
     value = text.strip()
-    if not value.isdigit() or int(value) > MAX_PORT:
+    number = small_number(value)
+    if number is None or number > MAX_PORT:
         raise ParseError(f"expected a port number 0-{MAX_PORT}, got {value!r}", source=source)
-    return int(value)
+    return number
 
 
 def parse_reserved_ports(text: str, source: str = "ip_local_reserved_ports") -> frozenset[int]:
@@ -84,9 +85,9 @@ def parse_reserved_ports(text: str, source: str = "ip_local_reserved_ports") -> 
         return frozenset()
     for part in value.split(","):
         first, dash, last = part.strip().partition("-")
-        if not first.isdigit() or (dash and not last.isdigit()):
+        low, high = small_number(first), small_number(last) if dash else small_number(first)
+        if low is None or high is None:
             raise ParseError(f"bad reserved port entry {part!r} in {value!r}", source=source)
-        low, high = int(first), int(last) if dash else int(first)
         if not low <= high <= MAX_PORT:
             raise ParseError(f"bad reserved port range {part!r}", source=source)
         ports.update(range(low, high + 1))
@@ -254,11 +255,12 @@ def _port_range(port_range: object) -> range:
     """``range(8000, 9000)`` or ``"8000-8999"`` (inclusive) -> a non-empty range in 1-65535."""
     if isinstance(port_range, str):
         first, dash, last = port_range.strip().partition("-")
-        if not first.isdigit() or not dash or not last.isdigit():
+        low, high = small_number(first.strip()), small_number(last.strip())
+        if low is None or high is None or not dash:
             raise PortSpecError(
                 f"bad port range {port_range!r}: write it as FIRST-LAST, e.g. 8000-8999"
             )
-        result = range(int(first), int(last) + 1)
+        result = range(low, high + 1)
         if not result:
             raise PortSpecError(f"bad port range {port_range!r}: {first} is above {last}")
     elif isinstance(port_range, range):

@@ -43,6 +43,16 @@ def as_protocol(protocol: Protocol | str) -> Protocol:
     return found
 
 
+def small_number(text: str) -> int | None:
+    """``text`` as a non-negative int if it is 1-9 ASCII digits, else None.
+
+    (``str.isdigit`` also accepts '¹' and '٣', and ``int()`` refuses very long strings.)
+    """
+    if 0 < len(text) < 10 and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
 def check_port(port: object, *, lowest: int = 0) -> int:
     """``port`` as an int in ``lowest``..65535, else PortSpecError naming the bad value."""
     if isinstance(port, bool) or not isinstance(port, int):
@@ -179,8 +189,9 @@ def service_port(name: str, protocol: Protocol | str = "tcp") -> int:
 
 def _unknown_message(name: str) -> str:
     key = name.strip().lower()
-    if key.isdigit():
-        return f"{name!r} is a port number, not a service name (service_name({int(key)}) names it)"
+    number = small_number(key)
+    if number is not None:
+        return f"{name!r} is a port number, not a service name (service_name({number}) names it)"
     if not key:
         return "empty service name"
     # difflib over all ~12,000 names is slow; names a typo away have about the same length.
@@ -225,5 +236,6 @@ __all__ = [
     "service_name",
     "service_port",
     "service_ports",
+    "small_number",
     "top_ports",
 ]

@@ -131,15 +131,22 @@ def run_service(args: argparse.Namespace) -> int:
     from portlib.errors import UnknownService
     from portlib.model import Protocol
     from portlib.output.jsonout import dumps
-    from portlib.services import as_protocol, check_port, service_for_port, service_ports
+    from portlib.services import (
+        as_protocol,
+        check_port,
+        service_for_port,
+        service_ports,
+        small_number,
+    )
 
     wanted = None if args.protocol is None else as_protocol(args.protocol)
     query: str = args.query.strip()
     port_text, slash, proto_text = query.partition("/")
-    if port_text.isdigit():
+    number = small_number(port_text)
+    if number is not None:
         if slash:
             wanted = as_protocol(proto_text)
-        port = check_port(int(port_text))
+        port = check_port(number)
         protocols = (wanted,) if wanted else (Protocol.TCP, Protocol.UDP)
         found = [s for p in protocols if (s := service_for_port(port, p)) is not None]
         if not found:
