@@ -1,0 +1,450 @@
+"""The raw-socket engine: stateless SYN, ACK and UDP probing over IPv4 and IPv6.
+
+Per probe the engine only patches a template (``wire.ProbeTemplate``) and sends
+it; replies are read from one filtered packet socket by a reader callback on the
+event loop and classified by fixed offsets (``wire.Classifier``). Whether a reply
+is ours is proven by the keyed cookie, so the engine keeps no per-probe table
+beyond send count, send time and "decided" flags for retransmits.
+
+Timing (``timing``): RTT estimate -> timeout, congestion window on probes in
+flight, loss-aware retry budget, optional rate cap. UDP targets that rate-limit
+ICMP errors are detected (ICMP answers stop after a burst while probes keep
+going) and probed at a paced interval so closed ports are not misreported as
+``open|filtered``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import random
+import secrets
+import socket
+import statistics
+import time
+from array import array
+from collections import deque
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from portlib.errors import ScanError
+from portlib.model import IPAddress, PortResult, PortState, Protocol, Reason, ScanMethod
+from portlib.scanning import bpf, rawsock, templates
+from portlib.scanning.engine import Emit, ScanWork
+from portlib.scanning.timing import CongestionWindow, RateLimiter, RetryPolicy, RttEstimator
+from portlib.scanning.wire import (
+    PROTO_TCP,
+    PROTO_UDP,
+    SILENCE_STATE,
+    Classifier,
+    Cookie,
+    Probe,
+    ProbeTemplate,
+    ReplyEvent,
+    sum16,
+)
+
+_KINDS: dict[ScanMethod, Probe] = {
+    ScanMethod.SYN: Probe.SYN,
+    ScanMethod.ACK: Probe.ACK,
+    ScanMethod.UDP: Probe.UDP,
+}
+_PROTOCOL: dict[Probe, Protocol] = {
+    Probe.SYN: Protocol.TCP,
+    Probe.ACK: Protocol.TCP,
+    Probe.UDP: Protocol.UDP,
+}
+# A send that the kernel refuses outright decides the port (errno -> reason).
+_SEND_ERRORS: dict[int, Reason] = {
+    errno.ENETUNREACH: Reason.NET_UNREACH,
+    errno.EHOSTUNREACH: Reason.HOST_UNREACH,
+    errno.EPERM: Reason.ADMIN_PROHIBITED,
+    errno.EACCES: Reason.ADMIN_PROHIBITED,
+}
+
+BATCH = 256  # probes sent between two looks at the receive socket
+RAW_WINDOW_CAP = 8192  # probes in flight at most (no file descriptor per probe)
+ICMP_BURST_HINT = 5  # Linux lets 6 ICMP errors through before rate limiting a peer
+PACED_START = 0.25  # first interval (s) between paced probes to a rate-limited host
+PACED_TRUSTED = 1.1  # an interval this long outlasts Linux's default 1/s ICMP limit
+
+
+@dataclass(slots=True)
+class _Pacer:
+    """A UDP target that rate-limits ICMP errors: probe its silent ports one at a time.
+
+    A silence counts as an answer-less try only once the interval is trusted:
+    calibrated from the gaps between ICMP answers while saturated, or long
+    enough to outlast Linux's default limit. Earlier silences are requeued.
+    """
+
+    interval: float = PACED_START
+    trusted: bool = False
+    next_send: float = 0.0
+    queue: deque[int] = field(default_factory=deque)
+    answers: list[float] = field(default_factory=list)
+    silences: int = 0
+
+    def on_silence(self) -> None:
+        self.silences += 1
+        if not self.trusted:
+            self.interval = min(PACED_TRUSTED, self.interval * 1.5)
+            self.trusted = self.interval >= PACED_TRUSTED
+
+    def on_answer(self, now: float) -> None:
+        self.answers.append(now)
+        if self.trusted or self.silences == 0 or len(self.answers) < 4:
+            return
+        recent = self.answers[-4:]
+        gap = statistics.median(b - a for a, b in itertools.pairwise(recent))
+        self.interval = min(PACED_TRUSTED, max(self.interval, 1.25 * gap))
+        self.trusted = True
+
+
+@dataclass(slots=True)
+class _Host:
+    address: IPAddress
+    key: bytes  # packed address, as replies carry it
+    sockaddr: tuple[str, int]
+    sock: socket.socket
+    dst_sum: int
+    default: tuple[ProbeTemplate, ...]
+    by_port: dict[int, tuple[ProbeTemplate, ...]]
+    icmp_errors: int = 0
+    pacer: _Pacer | None = None
+
+
+class RawEngine:
+    """Stateless raw probing for ``syn``, ``ack`` and ``udp`` (needs CAP_NET_RAW)."""
+
+    def __init__(self, method: ScanMethod | str):
+        try:
+            self.method = ScanMethod(method)
+            self.kind = _KINDS[self.method]
+        except (ValueError, KeyError):
+            raise ScanError(f"the raw engine does syn, ack and udp scans, not {method!r}") from None
+        self.probes_sent = 0
+        self.receive_drops = 0
+
+    async def run(self, work: ScanWork, emit: Emit) -> None:
+        scan = _RawScan(self.kind, work)
+        try:
+            await scan.run(emit)
+        finally:
+            scan.close()
+            self.probes_sent += scan.sent
+            self.receive_drops += scan.rx_drops
+
+
+class _RawScan:
+    """One run of the engine over one ``ScanWork``; owns every socket it opens."""
+
+    def __init__(self, kind: Probe, work: ScanWork):
+        self.kind = kind
+        self.work = work
+        self.protocol = _PROTOCOL[kind]
+        self.sockets: list[socket.socket] = []
+        self.sent = 0
+        self.rx_drops = 0
+        self.clock = time.monotonic
+        rng = random.Random(work.seed)
+        try:
+            self.sport, held = rawsock.hold_port(
+                socket.SOCK_DGRAM if kind is Probe.UDP else socket.SOCK_STREAM, rng
+            )
+            self.sockets += held
+            l4 = (PROTO_UDP,) if kind is Probe.UDP else (PROTO_TCP,)
+            self.rx = rawsock.packet_receiver(bpf.reply_filter(l4, self.sport))
+            self.sockets.append(self.rx)
+            self.cookie = Cookie(secrets.token_bytes(16))
+            self.classifier = Classifier(kind, self.sport, self.cookie)
+            self.hosts = [self._host(h) for h in dict.fromkeys(work.hosts)]
+        except BaseException:
+            self.close()
+            raise
+        self.host_index = {h.key: i for i, h in enumerate(self.hosts)}
+        self.ports = list(dict.fromkeys(work.ports))
+        self.port_index = {p: i for i, p in enumerate(self.ports)}
+        count = len(self.hosts) * len(self.ports)
+        self.order = list(range(count))
+        rng.shuffle(self.order)
+        if work.shard is not None:
+            index, total = work.shard
+            self.order = self.order[index::total]
+        self.undecided = len(self.order)
+        self.decided = bytearray(count)
+        self.sends = bytearray(count)  # tries so far (capped at 255)
+        self.silences = bytearray(count)  # counted silent tries
+        self.sent_at = array("d", bytes(8 * count))
+        self.in_flight: deque[int] = deque()
+        self.paced_out: deque[int] = deque()
+        self.resend: deque[int] = deque()
+        self.out: deque[PortResult] = deque()
+        timing = work.timing
+        self.rtt = RttEstimator.for_profile(timing)
+        self.window = CongestionWindow.for_profile(timing, RAW_WINDOW_CAP)
+        self.window.cwnd = max(self.window.cwnd, min(64.0, float(self.window.high)))
+        self.window.ssthresh = float(self.window.high)  # slow start until the first loss
+        self.retry = RetryPolicy(timing.max_retries)
+        self.rate = RateLimiter.per_second(timing.rate) if timing.rate else None
+        self.drop_mark = float("-inf")
+
+    # --- setup --------------------------------------------------------------------
+
+    _senders: dict[int, socket.socket]
+
+    def _sender(self, family: socket.AddressFamily) -> socket.socket:
+        if not hasattr(self, "_senders"):
+            self._senders = {}
+        sock = self._senders.get(family)
+        if sock is None:
+            sock = rawsock.raw_sender(family)
+            self.sockets.append(sock)
+            self._senders[family] = sock
+        return sock
+
+    def _host(self, address: IPAddress) -> _Host:
+        v4 = isinstance(address, IPv4Address)
+        family = socket.AF_INET if v4 else socket.AF_INET6
+        source = rawsock.source_address(address)
+        key = address.packed
+        default = (
+            ProbeTemplate(templates.build_template(self.kind, source, self.sport), self.kind),
+        )
+        by_port: dict[int, tuple[ProbeTemplate, ...]] = {}
+        if self.kind is Probe.UDP:
+            for port, payloads in templates.udp_payloads().items():
+                by_port[port] = tuple(
+                    ProbeTemplate(
+                        templates.build_template(self.kind, source, self.sport, p), self.kind
+                    )
+                    for p in payloads
+                )
+        return _Host(
+            address, key, (str(address), 0), self._sender(family), sum16(key), default, by_port
+        )
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        self.sockets.clear()
+
+    # --- the loop -----------------------------------------------------------------
+
+    async def run(self, emit: Emit) -> None:
+        loop = asyncio.get_running_loop()
+        fd = self.rx.fileno()
+        loop.add_reader(fd, self._on_readable)
+        try:
+            await self._loop(emit)
+        finally:
+            loop.remove_reader(fd)
+
+    async def _loop(self, emit: Emit) -> None:
+        fresh = iter(self.order)
+        fresh_left = True
+        scan_delay = self.work.timing.scan_delay
+        next_allowed = 0.0
+        while self.undecided:
+            now = self.clock()
+            self._check_drops(now)
+            self._expire(now)
+            wait = 0.01
+            budget = min(BATCH, self.window.available(len(self.in_flight)))
+            while budget > 0:
+                if self.resend:
+                    idx = self.resend.popleft()
+                    if self.decided[idx]:
+                        continue
+                elif fresh_left:
+                    idx = next(fresh, -1)
+                    if idx < 0:
+                        fresh_left = False
+                        break
+                else:
+                    break
+                if self.rate is not None or scan_delay:
+                    delay = max(self.rate.delay(now) if self.rate else 0.0, next_allowed - now)
+                    if delay > 0:
+                        self.resend.appendleft(idx)
+                        wait = min(wait, delay)
+                        break
+                    next_allowed = now + scan_delay
+                if not self._send(idx, now):
+                    self.resend.appendleft(idx)
+                    wait = 0.001
+                    break
+                self.in_flight.append(idx)
+                budget -= 1
+            wait = min(wait, self._send_paced(now))
+            while self.out:
+                await emit(self.out.popleft())
+            if not self.undecided:
+                break
+            if budget == 0 and (self.resend or fresh_left):
+                await asyncio.sleep(0)  # let the reader drain replies, then send on
+            else:
+                await asyncio.sleep(max(0.0, min(wait, self._next_expiry(now) - now)))
+                self._on_readable()
+        while self.out:
+            await emit(self.out.popleft())
+
+    def _next_expiry(self, now: float) -> float:
+        timeout = self.rtt.timeout
+        heads = [q[0] for q in (self.in_flight, self.paced_out) if q]
+        if not heads:
+            return now + 0.01
+        return min(self.sent_at[i] for i in heads) + timeout
+
+    # --- sending ------------------------------------------------------------------
+
+    def _send(self, idx: int, now: float) -> bool:
+        """Send one probe (all payloads of its port); False when the kernel pushes back."""
+        nports = len(self.ports)
+        host = self.hosts[idx // nports]
+        port = self.ports[idx % nports]
+        cookie = self.cookie(host.key, port, self.sport)
+        for tmpl in host.by_port.get(port, host.default):
+            buf = tmpl.patch(host.key, tmpl.base_sum + host.dst_sum, port, cookie)
+            try:
+                host.sock.sendto(buf, host.sockaddr)
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    return False
+                reason = _SEND_ERRORS.get(exc.errno or 0)
+                if reason is None:
+                    raise ScanError(f"cannot send to {host.address}: {exc.strerror}") from None
+                self._decide(idx, PortState.FILTERED, reason, None)
+                return True
+        self.sent += 1
+        self.sends[idx] = min(255, self.sends[idx] + 1)
+        self.sent_at[idx] = now
+        return True
+
+    def _send_paced(self, now: float) -> float:
+        """One probe per interval to each rate-limited host; returns seconds to the next."""
+        wait = 0.01
+        for host in self.hosts:
+            pacer = host.pacer
+            if pacer is None:
+                continue
+            if now >= pacer.next_send:
+                while pacer.queue:
+                    idx = pacer.queue.popleft()
+                    if self.decided[idx]:
+                        continue
+                    if self._send(idx, now):
+                        self.paced_out.append(idx)
+                        pacer.next_send = now + pacer.interval
+                    else:
+                        pacer.queue.appendleft(idx)
+                    break
+            if pacer.queue:
+                wait = min(wait, max(0.0, pacer.next_send - now))
+        return wait
+
+    # --- silence ------------------------------------------------------------------
+
+    def _check_drops(self, now: float) -> None:
+        drops = rawsock.packet_drops(self.rx)
+        if drops:
+            # Replies were lost in our own buffer: silences until now prove nothing.
+            self.rx_drops += drops
+            self.drop_mark = now
+
+    def _expire(self, now: float) -> None:
+        timeout = self.rtt.timeout
+        for queue, paced in ((self.in_flight, False), (self.paced_out, True)):
+            while queue:
+                idx = queue[0]
+                if self.decided[idx]:
+                    queue.popleft()
+                    continue
+                if self.sent_at[idx] + timeout > now:
+                    break
+                queue.popleft()
+                self._silent(idx, paced)
+
+    def _silent(self, idx: int, paced: bool) -> None:
+        host = self.hosts[idx // len(self.ports)]
+        if self.sent_at[idx] <= self.drop_mark:
+            self.resend.append(idx)  # the answer may have been dropped by us: not a try
+            return
+        if self.kind is Probe.UDP:
+            if host.pacer is None and host.icmp_errors >= ICMP_BURST_HINT:
+                host.pacer = _Pacer()  # ICMP errors came, then stopped: rate limited
+            pacer = host.pacer
+            if pacer is not None:
+                if paced and pacer.trusted:
+                    self._decide(idx, SILENCE_STATE[self.kind], Reason.NO_RESPONSE, None)
+                    return
+                if paced:
+                    pacer.on_silence()
+                pacer.queue.append(idx)
+                return
+        self.silences[idx] = min(255, self.silences[idx] + 1)
+        if self.retry.should_retry(self.silences[idx]):
+            self.resend.append(idx)
+        else:
+            self._decide(idx, SILENCE_STATE[self.kind], Reason.NO_RESPONSE, None)
+
+    # --- replies ------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        recv = self.rx.recv
+        classify = self.classifier.classify
+        while True:
+            try:
+                data = recv(bpf.SNAPLEN)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            event = classify(data)
+            if event is not None:
+                self._on_event(event)
+
+    def _on_event(self, event: ReplyEvent) -> None:
+        h = self.host_index.get(event.host)
+        p = self.port_index.get(event.port)
+        if h is None or p is None:
+            return
+        idx = h * len(self.ports) + p
+        tries = self.sends[idx]
+        if self.decided[idx] or tries == 0:
+            return  # late duplicate, or never probed (a spoof that guessed the cookie)
+        now = self.clock()
+        host = self.hosts[h]
+        rtt = now - self.sent_at[idx]
+        if event.from_icmp and self.kind is Probe.UDP:
+            host.icmp_errors += 1
+        if host.pacer is not None:
+            host.pacer.on_answer(now)
+        else:
+            self.retry.on_answer(tries - 1)
+            if tries == 1:
+                self.rtt.observe(rtt)
+                self.window.on_answer()
+            else:
+                self.window.on_drop(now, len(self.in_flight), self.rtt.timeout)
+        self._decide(idx, event.state, event.reason, rtt)
+
+    def _decide(self, idx: int, state: PortState, reason: Reason, rtt: float | None) -> None:
+        if self.decided[idx]:
+            return
+        self.decided[idx] = 1
+        self.undecided -= 1
+        nports = len(self.ports)
+        self.out.append(
+            PortResult(
+                self.hosts[idx // nports].address,
+                self.ports[idx % nports],
+                self.protocol,
+                state,
+                reason,
+                rtt,
+            )
+        )

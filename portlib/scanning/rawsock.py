@@ -1,0 +1,117 @@
+"""The raw engine's sockets: privilege check, senders, the filtered receiver, the held port.
+
+Sending goes through ``IPPROTO_RAW`` sockets (we write the IP header; the kernel
+routes and resolves the next hop's link address). Receiving goes through one
+``AF_PACKET``/``SOCK_DGRAM`` socket with a kernel BPF filter, a big buffer
+(``SO_RCVBUFFORCE``) and drop counters (``PACKET_STATISTICS``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import random
+import socket
+import struct
+from ipaddress import IPv4Address, ip_address
+
+from portlib.errors import PrivilegeError, ScanError
+from portlib.model import IPAddress
+from portlib.scanning import bpf
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+SO_RCVBUFFORCE = 33
+RCVBUF_BYTES = 64 << 20  # replies come in bursts: hold ~250,000 snapped replies
+
+PRIVILEGE_MESSAGE = (
+    "raw scans (method syn, ack, udp and privileged discovery) need CAP_NET_RAW (run as root);"
+    " method='connect' (-sT) needs no privileges"
+)
+
+
+def raw_sender(family: socket.AddressFamily) -> socket.socket:
+    """A socket that sends whole IP packets (header included)."""
+    try:
+        sock = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    except PermissionError:
+        raise PrivilegeError(PRIVILEGE_MESSAGE) from None
+    sock.setblocking(False)
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    return sock
+
+
+def packet_receiver(program: bytes, *, protocol: int = ETH_P_ALL) -> socket.socket:
+    """An AF_PACKET socket that only ever hands us what ``program`` accepts.
+
+    Packets queued before the filter was attached are read and discarded (no
+    probe has gone out yet, so none of them can be a reply).
+    """
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(protocol))
+    except PermissionError:
+        raise PrivilegeError(PRIVILEGE_MESSAGE) from None
+    try:
+        bpf.attach(sock, program)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF_BYTES)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+        sock.setblocking(False)
+        while True:
+            try:
+                sock.recv(1)
+            except BlockingIOError:
+                break
+        packet_drops(sock)  # reset the counters
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def packet_drops(sock: socket.socket) -> int:
+    """Packets the kernel dropped on ``sock`` since the last call (reading resets it)."""
+    stats = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+    _packets, drops = struct.unpack("=II", stats)
+    return int(drops)
+
+
+def source_address(target: IPAddress) -> IPAddress:
+    """The address the kernel would send from to reach ``target`` (no packet is sent)."""
+    family = socket.AF_INET if isinstance(target, IPv4Address) else socket.AF_INET6
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((str(target), 9))
+        except OSError as exc:
+            raise ScanError(f"no route to {target}: {exc.strerror}") from None
+        return ip_address(probe.getsockname()[0])
+
+
+def hold_port(sock_type: socket.SocketKind, rng: random.Random) -> tuple[int, list[socket.socket]]:
+    """Bind an IPv4 and an IPv6 socket to one free port and keep them for the scan's life.
+
+    The kernel then never hands that port to another connection, so replies to
+    it are ours. Returns (port, sockets); the caller closes the sockets.
+    """
+    for _ in range(64):
+        port = rng.randrange(40000, 60000)
+        held: list[socket.socket] = []
+        try:
+            v4 = socket.socket(socket.AF_INET, sock_type)
+            held.append(v4)
+            v4.bind(("0.0.0.0", port))
+            if socket.has_ipv6:
+                v6 = socket.socket(socket.AF_INET6, sock_type)
+                held.append(v6)
+                v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                v6.bind(("::", port))
+            return port, held
+        except OSError as exc:
+            for s in held:
+                s.close()
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+                raise ScanError(f"cannot hold a source port: {exc.strerror}") from None
+    raise ScanError("cannot hold a source port: ports 40000-59999 look all taken")

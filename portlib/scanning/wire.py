@@ -1,0 +1,466 @@
+"""Pure wire format of raw probes: header offsets, checksums, cookies, reply classification.
+
+Nothing here touches a socket or a clock. A probe is a template (raw bytes built
+once by ``templates``) patched in place with ``struct.pack_into``; its checksum
+comes from the template's precomputed partial sum plus the patched words
+(one's complement sums are additive, RFC 1071/1624), so no probe is summed twice.
+
+A reply is classified by fixed offsets into a ``ReplyEvent`` or ``None`` (a
+stray). Replies count only if they prove they answer our probe: TCP replies
+acknowledge the keyed cookie we put in the sequence number, ICMP errors quote our
+probe's header with that cookie (TCP sequence, or for UDP the IPv4 ID / IPv6
+flow label), so late, stray or spoofed packets are ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import sys
+from array import array
+from dataclasses import dataclass
+from enum import IntEnum
+
+from portlib.model import PortState, Reason
+
+# --- header layouts (offsets in bytes) ------------------------------------------------
+
+IPV4_HEADER_LEN = 20
+IPV6_HEADER_LEN = 40
+TCP_HEADER_LEN = 20
+UDP_HEADER_LEN = 8
+ICMP_HEADER_LEN = 8
+
+# IPv4 header
+IP4_VER_IHL = 0
+IP4_TOTAL_LEN = 2
+IP4_ID = 4
+IP4_TTL = 8
+IP4_PROTO = 9
+IP4_CHECKSUM = 10
+IP4_SRC = 12
+IP4_DST = 16
+
+# IPv6 header
+IP6_FLOW = 0  # version(4) | traffic class(8) | flow label(20), one 32-bit word
+IP6_PAYLOAD_LEN = 4
+IP6_NEXT_HEADER = 6
+IP6_HOP_LIMIT = 7
+IP6_SRC = 8
+IP6_DST = 24
+
+# TCP header (relative to its start)
+TCP_SPORT = 0
+TCP_DPORT = 2
+TCP_SEQ = 4
+TCP_ACK = 8
+TCP_FLAGS = 13
+TCP_CHECKSUM = 16
+
+# UDP header
+UDP_SPORT = 0
+UDP_DPORT = 2
+UDP_LEN = 4
+UDP_CHECKSUM = 6
+
+# ICMP / ICMPv6 header
+ICMP_TYPE = 0
+ICMP_CODE = 1
+ICMP_CHECKSUM = 2
+ICMP_QUOTE = 8  # an ICMP error quotes the offending packet from here on
+
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_ICMPV6 = 58
+
+TCP_FIN = 0x01
+TCP_SYN = 0x02
+TCP_RST = 0x04
+TCP_PSH = 0x08
+TCP_ACK_FLAG = 0x10
+
+FLOW_LABEL_MASK = 0xFFFFF
+
+
+class Probe(IntEnum):
+    """What the engine sends; decides how replies are read."""
+
+    SYN = 1
+    ACK = 2
+    UDP = 3
+
+
+# --- checksums ------------------------------------------------------------------------
+
+_NATIVE_IS_LITTLE = sys.byteorder == "little"
+
+
+def sum16(data: bytes | bytearray | memoryview) -> int:
+    """Unfolded sum of ``data`` as big-endian 16-bit words (odd length padded with zero).
+
+    Summing native-order words and swapping the folded result gives the same
+    checksum as summing big-endian words (RFC 1071 byte-order independence).
+    """
+    if len(data) % 2:
+        data = bytes(data) + b"\0"
+    words = array("H")
+    words.frombytes(bytes(data))
+    total = sum(words)
+    if not _NATIVE_IS_LITTLE:
+        return total
+    folded = fold(total)
+    return ((folded & 0xFF) << 8) | (folded >> 8)
+
+
+def fold(total: int) -> int:
+    """Fold a one's complement sum into 16 bits (end-around carry)."""
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
+    """The internet checksum of ``data`` plus an already summed ``initial`` (pseudo-header)."""
+    return ~fold(sum16(data) + initial) & 0xFFFF
+
+
+def checksum_update(old_checksum: int, old_word: int, new_word: int) -> int:
+    """RFC 1624 eqn. 3: the checksum after one 16-bit word changed from old to new."""
+    total = (~old_checksum & 0xFFFF) + (~old_word & 0xFFFF) + new_word
+    return ~fold(total) & 0xFFFF
+
+
+def pseudo_header_sum(src: bytes, dst: bytes, proto: int, length: int) -> int:
+    """Unfolded sum of the IPv4 or IPv6 pseudo-header for a transport checksum."""
+    return sum16(src) + sum16(dst) + proto + length
+
+
+# --- cookies --------------------------------------------------------------------------
+
+
+class Cookie:
+    """A keyed 32-bit hash of (destination, destination port, source port).
+
+    The key is a per-scan secret, so only someone who saw our probe can forge a
+    valid reply. Pure: the same secret and inputs always give the same cookie.
+    """
+
+    __slots__ = ("_base",)
+
+    def __init__(self, secret: bytes):
+        if not 1 <= len(secret) <= 64:
+            raise ValueError("cookie secret must be 1 to 64 bytes")
+        self._base = hashlib.blake2b(key=secret, digest_size=4, person=b"portlib-cookie")
+
+    def __call__(self, dst: bytes, dport: int, sport: int) -> int:
+        h = self._base.copy()
+        h.update(dst)
+        h.update(((dport << 16) | sport).to_bytes(4, "big"))
+        return int.from_bytes(h.digest(), "big")
+
+
+# --- templates and patching -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where the variable fields of one probe template sit (absolute offsets)."""
+
+    version: int  # 4 or 6
+    l4_offset: int  # start of the TCP/UDP header
+    l4_proto: int
+    l4_length: int  # transport header + payload length
+
+    @property
+    def dst(self) -> int:
+        return IP4_DST if self.version == 4 else IP6_DST
+
+    @property
+    def src(self) -> int:
+        return IP4_SRC if self.version == 4 else IP6_SRC
+
+    @property
+    def dport(self) -> int:
+        return self.l4_offset + 2
+
+    @property
+    def sport(self) -> int:
+        return self.l4_offset
+
+    @property
+    def l4_checksum(self) -> int:
+        return self.l4_offset + (TCP_CHECKSUM if self.l4_proto == PROTO_TCP else UDP_CHECKSUM)
+
+
+def layout_of(packet: bytes) -> Layout:
+    """The layout of a raw IPv4/IPv6 packet whose transport header follows the IP header."""
+    version = packet[0] >> 4
+    if version == 4:
+        offset = (packet[0] & 0x0F) * 4
+        proto = packet[IP4_PROTO]
+    elif version == 6:
+        offset = IPV6_HEADER_LEN
+        proto = packet[IP6_NEXT_HEADER]
+    else:
+        raise ValueError(f"not an IP packet (version {version})")
+    if proto not in (PROTO_TCP, PROTO_UDP):
+        raise ValueError(f"template must carry TCP or UDP, not protocol {proto}")
+    return Layout(version, offset, proto, len(packet) - offset)
+
+
+class ProbeTemplate:
+    """One template per (probe kind, family, source): per probe only pack_into calls.
+
+    ``patch`` writes destination, destination port and cookie into ``buf`` (a
+    copy of the template) and sets the transport checksum from the template's
+    precomputed partial sum: zero cost for the unchanged bytes.
+    """
+
+    __slots__ = ("base_sum", "buf", "kind", "layout", "sport")
+
+    def __init__(self, packet: bytes, kind: Probe):
+        self.layout = layout_of(packet)
+        self.kind = kind
+        self.buf = bytearray(packet)
+        lay = self.layout
+        self.sport = struct.unpack_from("!H", packet, lay.sport)[0]
+        # Zero what patch() overwrites, then sum what stays: transport bytes + the
+        # pseudo-header's source, protocol and length (destination added per probe).
+        struct.pack_into("!H", self.buf, lay.dport, 0)
+        struct.pack_into("!H", self.buf, lay.l4_checksum, 0)
+        if kind is not Probe.UDP:
+            struct.pack_into("!II", self.buf, lay.l4_offset + TCP_SEQ, 0, 0)
+        src = bytes(self.buf[lay.src : lay.src + (4 if lay.version == 4 else 16)])
+        self.base_sum = sum16(self.buf[lay.l4_offset :]) + sum16(src)
+        self.base_sum += lay.l4_proto + lay.l4_length
+
+    def host_sum(self, dst: bytes) -> int:
+        """The per-destination part of the checksum; compute once per host."""
+        return self.base_sum + sum16(dst)
+
+    def patch(self, dst: bytes, host_sum: int, dport: int, cookie: int) -> bytearray:
+        """Fill ``buf`` for one probe and return it (valid until the next patch)."""
+        buf = self.buf
+        lay = self.layout
+        buf[lay.dst : lay.dst + len(dst)] = dst
+        total = host_sum + dport
+        if self.kind is Probe.UDP:
+            # Our mark in the IP header, quoted back by ICMP errors.
+            if lay.version == 4:
+                struct.pack_into("!H", buf, IP4_ID, cookie & 0xFFFF)
+            else:
+                struct.pack_into("!I", buf, IP6_FLOW, 0x60000000 | (cookie & FLOW_LABEL_MASK))
+        else:
+            seq_ack = cookie if self.kind is Probe.ACK else 0
+            struct.pack_into("!II", buf, lay.l4_offset + TCP_SEQ, cookie, seq_ack)
+            total += (cookie >> 16) + (cookie & 0xFFFF) + (seq_ack >> 16) + (seq_ack & 0xFFFF)
+        struct.pack_into("!H", buf, lay.dport, dport)
+        csum = ~fold(total) & 0xFFFF
+        if lay.l4_proto == PROTO_UDP and csum == 0:
+            csum = 0xFFFF  # UDP: zero means "no checksum" (RFC 768)
+        struct.pack_into("!H", buf, lay.l4_checksum, csum)
+        return buf
+
+
+def ipv4_header_checksum(packet: bytes | bytearray) -> int:
+    """Checksum of an IPv4 header (its checksum field taken as zero)."""
+    ihl = (packet[0] & 0x0F) * 4
+    header = bytearray(packet[:ihl])
+    header[IP4_CHECKSUM : IP4_CHECKSUM + 2] = b"\0\0"
+    return checksum(header)
+
+
+# --- reply classification -------------------------------------------------------------
+
+# ICMPv4 destination-unreachable (type 3) codes -> reason (RFC 792, RFC 1812).
+ICMP4_UNREACH_REASONS: dict[int, Reason] = {
+    0: Reason.NET_UNREACH,
+    1: Reason.HOST_UNREACH,
+    2: Reason.PROTO_UNREACH,
+    3: Reason.PORT_UNREACH,
+    6: Reason.NET_UNREACH,  # destination network unknown
+    7: Reason.HOST_UNREACH,  # destination host unknown
+    9: Reason.NET_PROHIBITED,
+    10: Reason.HOST_PROHIBITED,
+    11: Reason.NET_UNREACH,  # network unreachable for TOS
+    12: Reason.HOST_UNREACH,  # host unreachable for TOS
+    13: Reason.ADMIN_PROHIBITED,
+}
+# ICMPv4 error types that quote a probe -> reason (None: look the code up above).
+ICMP4_ERROR_TYPES: dict[int, Reason | None] = {3: None, 11: Reason.TIME_EXCEEDED}
+
+# ICMPv6 destination-unreachable (type 1) codes -> reason (RFC 4443).
+ICMP6_UNREACH_REASONS: dict[int, Reason] = {
+    0: Reason.NET_UNREACH,  # no route to destination
+    1: Reason.ADMIN_PROHIBITED,
+    2: Reason.HOST_UNREACH,  # beyond scope of source address
+    3: Reason.HOST_UNREACH,  # address unreachable
+    4: Reason.PORT_UNREACH,
+    5: Reason.ADMIN_PROHIBITED,  # source address failed ingress/egress policy
+    6: Reason.NET_PROHIBITED,  # reject route to destination
+}
+ICMP6_ERROR_TYPES: dict[int, Reason | None] = {
+    1: None,
+    3: Reason.TIME_EXCEEDED,
+    4: Reason.PROTO_UNREACH,  # parameter problem (unrecognized next header)
+}
+
+# (probe, reason of an ICMP error) -> state; the default for a probe is "filtered".
+ICMP_STATE: dict[tuple[Probe, Reason], PortState] = {
+    (Probe.UDP, Reason.PORT_UNREACH): PortState.CLOSED,
+}
+# State after silence through every retry.
+SILENCE_STATE: dict[Probe, PortState] = {
+    Probe.SYN: PortState.FILTERED,
+    Probe.ACK: PortState.FILTERED,
+    Probe.UDP: PortState.OPEN_FILTERED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyEvent:
+    """One decided probe: ``host`` is the target's packed address (4 or 16 bytes)."""
+
+    host: bytes
+    port: int
+    state: PortState
+    reason: Reason
+    ttl: int
+    from_icmp: bool = False
+
+
+class Classifier:
+    """Turns a received IP packet into a ``ReplyEvent`` for one scan, or None (a stray).
+
+    ``sport`` is the scan's held source port; ``cookie`` the scan's keyed hash.
+    """
+
+    __slots__ = ("cookie", "kind", "sport")
+
+    def __init__(self, kind: Probe, sport: int, cookie: Cookie):
+        self.kind = kind
+        self.sport = sport
+        self.cookie = cookie
+
+    def classify(self, pkt: bytes | bytearray | memoryview) -> ReplyEvent | None:
+        if len(pkt) < IPV4_HEADER_LEN:
+            return None
+        version = pkt[0] >> 4
+        if version == 4:
+            ihl = (pkt[0] & 0x0F) * 4
+            if ihl < IPV4_HEADER_LEN or len(pkt) < ihl + 8:
+                return None
+            if struct.unpack_from("!H", pkt, 6)[0] & 0x1FFF:
+                return None  # a non-first fragment has no transport header
+            return self._transport(
+                pkt[IP4_PROTO], bytes(pkt[IP4_SRC:IP4_DST]), pkt[IP4_TTL], pkt, ihl
+            )
+        if version == 6:
+            if len(pkt) < IPV6_HEADER_LEN + 8:
+                return None
+            return self._transport(
+                pkt[IP6_NEXT_HEADER], bytes(pkt[IP6_SRC:IP6_DST]), pkt[IP6_HOP_LIMIT], pkt, 40
+            )
+        return None
+
+    def _transport(
+        self, proto: int, src: bytes, ttl: int, pkt: bytes | bytearray | memoryview, off: int
+    ) -> ReplyEvent | None:
+        kind = self.kind
+        if proto == PROTO_TCP and kind is not Probe.UDP:
+            if len(pkt) < off + TCP_HEADER_LEN:
+                return None
+            sport, dport, seq, ack = struct.unpack_from("!HHII", pkt, off)
+            if dport != self.sport:
+                return None
+            flags = pkt[off + TCP_FLAGS]
+            cookie = self.cookie(src, sport, dport)
+            if kind is Probe.SYN:
+                if ack != (cookie + 1) & 0xFFFFFFFF or not flags & TCP_ACK_FLAG:
+                    return None
+                if flags & TCP_RST:
+                    return ReplyEvent(src, sport, PortState.CLOSED, Reason.RESET, ttl)
+                if flags & TCP_SYN:
+                    return ReplyEvent(src, sport, PortState.OPEN, Reason.SYN_ACK, ttl)
+                return None
+            # ACK probe: a RST answers with our acknowledgment number as its sequence.
+            if flags & TCP_RST and seq == cookie:
+                return ReplyEvent(src, sport, PortState.UNFILTERED, Reason.RESET, ttl)
+            return None
+        if proto == PROTO_UDP and kind is Probe.UDP:
+            sport, dport = struct.unpack_from("!HH", pkt, off)
+            if dport != self.sport:
+                return None
+            return ReplyEvent(src, sport, PortState.OPEN, Reason.UDP_RESPONSE, ttl)
+        if proto == PROTO_ICMP and pkt[0] >> 4 == 4:
+            return self._icmp(pkt, off, src, ttl, ICMP4_ERROR_TYPES, ICMP4_UNREACH_REASONS)
+        if proto == PROTO_ICMPV6 and pkt[0] >> 4 == 6:
+            return self._icmp(pkt, off, src, ttl, ICMP6_ERROR_TYPES, ICMP6_UNREACH_REASONS)
+        return None
+
+    def _icmp(
+        self,
+        pkt: bytes | bytearray | memoryview,
+        off: int,
+        icmp_src: bytes,
+        ttl: int,
+        error_types: dict[int, Reason | None],
+        unreach_reasons: dict[int, Reason],
+    ) -> ReplyEvent | None:
+        icmp_type = pkt[off + ICMP_TYPE]
+        if icmp_type not in error_types:
+            return None
+        reason = error_types[icmp_type]
+        if reason is None:
+            reason = unreach_reasons.get(pkt[off + ICMP_CODE], Reason.UNKNOWN_RESPONSE)
+        quoted = quoted_probe(pkt, off + ICMP_QUOTE)
+        if quoted is None:
+            return None
+        proto, dst, mark, sport, dport, seq = quoted
+        if sport != self.sport:
+            return None
+        cookie = self.cookie(dst, dport, sport)
+        if self.kind is Probe.UDP:
+            if proto != PROTO_UDP:
+                return None
+            expected = cookie & (0xFFFF if len(dst) == 4 else FLOW_LABEL_MASK)
+            if mark != expected:
+                return None
+        elif proto != PROTO_TCP or seq != cookie:
+            return None
+        state = ICMP_STATE.get((self.kind, reason), PortState.FILTERED)
+        if state is PortState.CLOSED and icmp_src != dst:
+            state = PortState.FILTERED  # a router's port-unreach says nothing about the port
+        return ReplyEvent(dst, dport, state, reason, ttl, from_icmp=True)
+
+
+def quoted_probe(
+    pkt: bytes | bytearray | memoryview, off: int
+) -> tuple[int, bytes, int, int, int, int | None] | None:
+    """(protocol, destination, mark, sport, dport, tcp seq) of the packet an ICMP error quotes.
+
+    ``mark`` is the quoted IPv4 ID or IPv6 flow label; ``seq`` is None for UDP.
+    """
+    if len(pkt) < off + 1:
+        return None
+    version = pkt[off] >> 4
+    if version == 4:
+        ihl = (pkt[off] & 0x0F) * 4
+        if ihl < IPV4_HEADER_LEN or len(pkt) < off + ihl + 8:
+            return None
+        proto = pkt[off + IP4_PROTO]
+        dst = bytes(pkt[off + IP4_DST : off + IP4_DST + 4])
+        mark = struct.unpack_from("!H", pkt, off + IP4_ID)[0]
+        l4 = off + ihl
+    elif version == 6:
+        if len(pkt) < off + IPV6_HEADER_LEN + 8:
+            return None
+        proto = pkt[off + IP6_NEXT_HEADER]
+        dst = bytes(pkt[off + IP6_DST : off + IP6_DST + 16])
+        mark = struct.unpack_from("!I", pkt, off)[0] & FLOW_LABEL_MASK
+        l4 = off + IPV6_HEADER_LEN
+    else:
+        return None
+    sport, dport, seq = struct.unpack_from("!HHI", pkt, l4)
+    return proto, dst, mark, sport, dport, (seq if proto == PROTO_TCP else None)

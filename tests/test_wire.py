@@ -1,0 +1,339 @@
+"""Pure tests of the raw engine's wire format: checksums, templates, cookies, classification.
+
+scapy is the oracle: it computes checksums and builds the replies independently.
+"""
+
+from __future__ import annotations
+
+import struct
+from ipaddress import ip_address
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror, UDPerror
+from scapy.layers.inet6 import (
+    ICMPv6DestUnreach,
+    ICMPv6ParamProblem,
+    ICMPv6TimeExceeded,
+    IPv6,
+    IPv6ExtHdrFragment,
+)
+
+from portlib.model import PortState, Reason
+from portlib.scanning import bpf, templates
+from portlib.scanning.wire import (
+    ICMP4_UNREACH_REASONS,
+    ICMP6_UNREACH_REASONS,
+    Classifier,
+    Cookie,
+    Probe,
+    ProbeTemplate,
+    checksum,
+    checksum_update,
+    ipv4_header_checksum,
+    pseudo_header_sum,
+    sum16,
+)
+
+ME4, TARGET4, ROUTER4 = "192.0.2.1", "192.0.2.10", "192.0.2.254"
+ME6, TARGET6, ROUTER6 = "2001:db8::1", "2001:db8::10", "2001:db8::fe"
+SPORT = 45678
+COOKIE = Cookie(b"test secret")
+
+
+def packed(address: str) -> bytes:
+    return ip_address(address).packed
+
+
+def probe(kind: Probe, me: str, target: str, dport: int, payload: bytes = b"") -> bytes:
+    tmpl = ProbeTemplate(templates.build_template(kind, ip_address(me), SPORT, payload), kind)
+    dst = packed(target)
+    return bytes(tmpl.patch(dst, tmpl.base_sum + sum16(dst), dport, COOKIE(dst, dport, SPORT)))
+
+
+# --- checksums ------------------------------------------------------------------
+
+
+@given(st.binary(max_size=300))
+def test_checksum_matches_the_rfc1071_definition(data: bytes) -> None:
+    padded = data + b"\0" * (len(data) % 2)
+    total = sum(struct.unpack(f"!{len(padded) // 2}H", padded))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    assert checksum(data) == ~total & 0xFFFF
+
+
+@given(st.binary(min_size=2, max_size=200).filter(lambda b: len(b) % 2 == 0), st.data())
+def test_incremental_update_equals_recomputation(data: bytes, draw: st.DataObject) -> None:
+    offset = draw.draw(st.integers(0, len(data) // 2 - 1)) * 2
+    new_word = draw.draw(st.integers(0, 0xFFFF))
+    old_word = struct.unpack_from("!H", data, offset)[0]
+    changed = bytearray(data)
+    struct.pack_into("!H", changed, offset, new_word)
+    updated = checksum_update(checksum(data), old_word, new_word)
+    # One's complement has two zeros: 0x0000 and 0xFFFF verify the same way.
+    assert fold_equal(updated, checksum(changed))
+
+
+def fold_equal(a: int, b: int) -> bool:
+    return a == b or {a, b} == {0, 0xFFFF}
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+@pytest.mark.parametrize(("src", "dst"), [(ME4, TARGET4), (ME6, TARGET6)])
+def test_transport_checksum_matches_scapy(proto: str, src: str, dst: str) -> None:
+    ip = IP(src=src, dst=dst) if ":" not in src else IPv6(src=src, dst=dst)
+    l4 = TCP(sport=1234, dport=80, seq=77, flags="S") if proto == "tcp" else UDP(sport=5, dport=53)
+    wire = bytes(ip / l4 / b"odd-length payload!")
+    expected = (IP if ":" not in src else IPv6)(wire)[1].chksum
+    segment = bytearray(wire[20 if ":" not in src else 40 :])
+    at = 16 if proto == "tcp" else 6
+    segment[at : at + 2] = b"\0\0"
+    number = 6 if proto == "tcp" else 17
+    pseudo = pseudo_header_sum(packed(src), packed(dst), number, len(segment))
+    assert checksum(segment, pseudo) == expected
+
+
+def test_ipv4_header_checksum_matches_scapy() -> None:
+    wire = bytes(IP(src=ME4, dst=TARGET4, id=4242, ttl=33) / TCP())
+    assert ipv4_header_checksum(wire) == IP(wire).chksum
+
+
+# --- templates ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("me", "target"), [(ME4, TARGET4), (ME6, TARGET6)])
+@pytest.mark.parametrize("kind", list(Probe))
+@pytest.mark.parametrize("dport", [1, 53, 443, 65535])
+def test_patched_probe_is_valid_for_scapy(me: str, target: str, kind: Probe, dport: int) -> None:
+    payload = templates.payloads_for(dport)[0] if kind is Probe.UDP else b""
+    wire = probe(kind, me, target, dport, payload)
+    parsed = (IP if ":" not in me else IPv6)(wire)
+    l4 = parsed[1]
+    assert parsed.dst == target and parsed.src == me
+    assert l4.dport == dport and l4.sport == SPORT
+    claimed = l4.chksum
+    del l4.chksum
+    rebuilt = (IP if ":" not in me else IPv6)(bytes(parsed))[1].chksum
+    assert claimed == rebuilt
+    cookie = COOKIE(packed(target), dport, SPORT)
+    if kind is Probe.SYN:
+        assert (l4.seq, str(l4.flags)) == (cookie, "S")
+    elif kind is Probe.ACK:
+        assert (l4.ack, str(l4.flags)) == (cookie, "A")
+    elif ":" in me:
+        assert parsed.fl == cookie & 0xFFFFF
+    else:
+        assert parsed.id == cookie & 0xFFFF
+
+
+def test_udp_payload_table_has_the_common_services() -> None:
+    table = templates.udp_payloads()
+    for port in (53, 123, 137, 161, 1900, 5353):
+        assert table[port] and all(table[port])
+    assert len(table[161]) == 2  # SNMP v1 and v2c
+    assert templates.payloads_for(40000) == (b"",)
+    from scapy.layers.dns import DNS
+    from scapy.layers.ntp import NTP
+
+    assert DNS(table[53][0]).qd[0].qname == b"version.bind."
+    assert NTP(table[123][0]).mode == 3
+
+
+# --- cookies --------------------------------------------------------------------
+
+
+def test_cookie_is_keyed_and_covers_every_input() -> None:
+    dst = packed(TARGET4)
+    base = COOKIE(dst, 80, SPORT)
+    assert base == Cookie(b"test secret")(dst, 80, SPORT)
+    assert base != Cookie(b"other secret")(dst, 80, SPORT)
+    assert base != COOKIE(packed(ROUTER4), 80, SPORT)
+    assert base != COOKIE(dst, 81, SPORT)
+    assert base != COOKIE(dst, 80, SPORT + 1)
+    assert 0 <= base < 1 << 32
+
+
+# --- classification -------------------------------------------------------------
+
+
+def classify(kind: Probe, reply: bytes):  # type: ignore[no-untyped-def]
+    return Classifier(kind, SPORT, COOKIE).classify(reply)
+
+
+def tcp_reply(target: str, me: str, dport: int, flags: str, *, seq: int = 0, ack: int = 0) -> bytes:
+    ip = IP(src=target, dst=me, ttl=61) if ":" not in me else IPv6(src=target, dst=me, hlim=61)
+    return bytes(ip / TCP(sport=dport, dport=SPORT, flags=flags, seq=seq, ack=ack))
+
+
+@pytest.mark.parametrize(("me", "target"), [(ME4, TARGET4), (ME6, TARGET6)])
+def test_syn_replies(me: str, target: str) -> None:
+    c = COOKIE(packed(target), 22, SPORT)
+    open_ = classify(Probe.SYN, tcp_reply(target, me, 22, "SA", seq=9, ack=c + 1))
+    assert open_ is not None
+    assert (open_.host, open_.port, open_.state, open_.reason, open_.ttl) == (
+        packed(target),
+        22,
+        PortState.OPEN,
+        Reason.SYN_ACK,
+        61,
+    )
+    closed = classify(Probe.SYN, tcp_reply(target, me, 22, "RA", ack=c + 1))
+    assert closed is not None and (closed.state, closed.reason) == (PortState.CLOSED, Reason.RESET)
+    # strays: wrong ack, ack of the cookie itself, wrong port, RST without ACK, bare ACK
+    assert classify(Probe.SYN, tcp_reply(target, me, 22, "SA", ack=c + 2)) is None
+    assert classify(Probe.SYN, tcp_reply(target, me, 22, "SA", ack=c)) is None
+    assert classify(Probe.SYN, tcp_reply(target, me, 23, "SA", ack=c + 1)) is None
+    assert classify(Probe.SYN, tcp_reply(target, me, 22, "R", seq=c + 1)) is None
+    assert classify(Probe.SYN, tcp_reply(target, me, 22, "A", ack=c + 1)) is None
+    # a reply from another host than the one probed carries another cookie
+    other = ROUTER4 if ":" not in me else ROUTER6
+    assert classify(Probe.SYN, tcp_reply(other, me, 22, "SA", ack=c + 1)) is None
+    # a TCP reply means nothing to a UDP scan
+    assert classify(Probe.UDP, tcp_reply(target, me, 22, "SA", ack=c + 1)) is None
+
+
+def test_syn_ack_wraps_at_32_bits() -> None:
+    secret = next(
+        s for s in (bytes([i]) for i in range(256)) if Cookie(s)(packed(TARGET4), 22, SPORT) > 0
+    )
+    cookie = Cookie(secret)
+    c = cookie(packed(TARGET4), 22, SPORT)
+    reply = tcp_reply(TARGET4, ME4, 22, "SA", ack=(c + 1) & 0xFFFFFFFF)
+    assert Classifier(Probe.SYN, SPORT, cookie).classify(reply) is not None
+
+
+@pytest.mark.parametrize(("me", "target"), [(ME4, TARGET4), (ME6, TARGET6)])
+def test_ack_scan_replies(me: str, target: str) -> None:
+    c = COOKIE(packed(target), 80, SPORT)
+    rst = classify(Probe.ACK, tcp_reply(target, me, 80, "R", seq=c))
+    assert rst is not None and (rst.state, rst.reason) == (PortState.UNFILTERED, Reason.RESET)
+    assert classify(Probe.ACK, tcp_reply(target, me, 80, "R", seq=c + 1)) is None
+    assert classify(Probe.ACK, tcp_reply(target, me, 80, "SA", seq=c)) is None
+
+
+@pytest.mark.parametrize(("me", "target"), [(ME4, TARGET4), (ME6, TARGET6)])
+def test_udp_reply_is_open(me: str, target: str) -> None:
+    ip = IP(src=target, dst=me) if ":" not in me else IPv6(src=target, dst=me)
+    event = classify(Probe.UDP, bytes(ip / UDP(sport=53, dport=SPORT) / b"answer"))
+    assert event is not None
+    assert (event.port, event.state, event.reason) == (53, PortState.OPEN, Reason.UDP_RESPONSE)
+    assert classify(Probe.UDP, bytes(ip / UDP(sport=53, dport=SPORT + 1))) is None
+    assert classify(Probe.SYN, bytes(ip / UDP(sport=53, dport=SPORT))) is None
+
+
+def icmp4_error(
+    kind: Probe, code: int, dport: int, *, src: str = TARGET4, type_: int = 3, tamper: bool = False
+) -> bytes:
+    quoted = probe(kind, ME4, TARGET4, dport)
+    if tamper:  # change the cookie-bearing field of the quoted probe
+        b = bytearray(quoted)
+        at = 4 if kind is Probe.UDP else 20 + 4
+        b[at] ^= 0xFF
+        quoted = bytes(b)
+    return bytes(IP(src=src, dst=ME4) / ICMP(type=type_, code=code) / quoted[:28])
+
+
+@pytest.mark.parametrize(("code", "reason"), sorted(ICMP4_UNREACH_REASONS.items()))
+def test_icmp4_unreachable_table(code: int, reason: Reason) -> None:
+    syn = classify(Probe.SYN, icmp4_error(Probe.SYN, code, 25))
+    assert syn is not None
+    assert (syn.host, syn.port, syn.state, syn.reason) == (
+        packed(TARGET4),
+        25,
+        PortState.FILTERED,
+        reason,
+    )
+    udp = classify(Probe.UDP, icmp4_error(Probe.UDP, code, 25))
+    expected = PortState.CLOSED if code == 3 else PortState.FILTERED
+    assert udp is not None and (udp.state, udp.reason) == (expected, reason)
+    ack = classify(Probe.ACK, icmp4_error(Probe.ACK, code, 25))
+    assert ack is not None and ack.state is PortState.FILTERED
+
+
+def test_icmp4_errors_must_quote_our_probe() -> None:
+    for kind in Probe:
+        assert classify(kind, icmp4_error(kind, 3, 25, tamper=True)) is None
+    # a router's port unreachable does not make the port closed
+    routed = classify(Probe.UDP, icmp4_error(Probe.UDP, 3, 25, src=ROUTER4))
+    assert routed is not None and routed.state is PortState.FILTERED
+    expired = classify(Probe.SYN, icmp4_error(Probe.SYN, 0, 25, src=ROUTER4, type_=11))
+    assert expired is not None and expired.reason is Reason.TIME_EXCEEDED
+    # echo replies, redirects and other ICMP are not answers to port probes
+    assert classify(Probe.SYN, icmp4_error(Probe.SYN, 0, 25, type_=0)) is None
+    assert classify(Probe.SYN, icmp4_error(Probe.SYN, 1, 25, type_=5)) is None
+    # an ICMP error about a UDP probe means nothing to a SYN scan, and vice versa
+    assert classify(Probe.SYN, icmp4_error(Probe.UDP, 3, 25)) is None
+    assert classify(Probe.UDP, icmp4_error(Probe.SYN, 3, 25)) is None
+
+
+def test_truncated_and_garbage_packets_are_strays() -> None:
+    full = icmp4_error(Probe.SYN, 13, 25)
+    for cut in range(len(full)):
+        event = classify(Probe.SYN, full[:cut])
+        assert event is None or cut >= 20 + 8 + 20 + 8
+    assert classify(Probe.SYN, b"\x00" * 60) is None
+    assert classify(Probe.SYN, b"") is None
+
+
+def test_quoted_probe_header_through_scapy_error_layers() -> None:
+    # scapy's own error layers build an equivalent quote: IP + first 8 bytes of TCP.
+    c = COOKIE(packed(TARGET4), 443, SPORT)
+    quote = IPerror(src=ME4, dst=TARGET4) / TCPerror(sport=SPORT, dport=443, seq=c)
+    event = classify(Probe.SYN, bytes(IP(src=TARGET4, dst=ME4) / ICMP(type=3, code=13) / quote))
+    assert event is not None and event.reason is Reason.ADMIN_PROHIBITED
+    c = COOKIE(packed(TARGET4), 161, SPORT)
+    quote_udp = IPerror(src=ME4, dst=TARGET4, id=c & 0xFFFF) / UDPerror(sport=SPORT, dport=161)
+    udp = classify(Probe.UDP, bytes(IP(src=TARGET4, dst=ME4) / ICMP(type=3, code=3) / quote_udp))
+    assert udp is not None and (udp.port, udp.state) == (161, PortState.CLOSED)
+
+
+def icmp6_error(kind: Probe, layer: object, dport: int, *, src: str = TARGET6) -> bytes:
+    quoted = probe(kind, ME6, TARGET6, dport)
+    return bytes(IPv6(src=src, dst=ME6) / layer / quoted)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(("code", "reason"), sorted(ICMP6_UNREACH_REASONS.items()))
+def test_icmp6_unreachable_table(code: int, reason: Reason) -> None:
+    syn = classify(Probe.SYN, icmp6_error(Probe.SYN, ICMPv6DestUnreach(code=code), 25))
+    assert syn is not None and (syn.state, syn.reason) == (PortState.FILTERED, reason)
+    udp = classify(Probe.UDP, icmp6_error(Probe.UDP, ICMPv6DestUnreach(code=code), 25))
+    expected = PortState.CLOSED if code == 4 else PortState.FILTERED
+    assert udp is not None and (udp.host, udp.state, udp.reason) == (
+        packed(TARGET6),
+        expected,
+        reason,
+    )
+
+
+def test_icmp6_other_errors_and_strays() -> None:
+    expired = classify(Probe.UDP, icmp6_error(Probe.UDP, ICMPv6TimeExceeded(), 9, src=ROUTER6))
+    assert expired is not None and expired.reason is Reason.TIME_EXCEEDED
+    problem = classify(Probe.SYN, icmp6_error(Probe.SYN, ICMPv6ParamProblem(code=1), 9))
+    assert problem is not None and problem.reason is Reason.PROTO_UNREACH
+    # wrong flow label in the quote: not our probe
+    quoted = bytearray(probe(Probe.UDP, ME6, TARGET6, 9))
+    quoted[3] ^= 0x01
+    forged = bytes(IPv6(src=TARGET6, dst=ME6) / ICMPv6DestUnreach(code=4) / bytes(quoted))
+    assert classify(Probe.UDP, forged) is None
+    # a packet with an extension header before TCP is not parsed as TCP
+    frag = bytes(IPv6(src=TARGET6, dst=ME6) / IPv6ExtHdrFragment() / TCP(dport=SPORT))
+    assert classify(Probe.SYN, frag) is None
+
+
+# --- BPF assembly ---------------------------------------------------------------
+
+
+def test_bpf_program_encodes_labels_as_forward_skips() -> None:
+    prog = bpf.reply_filter((6,), 4242)
+    assert len(prog) % 8 == 0
+    insns = [struct.unpack_from("=HBBI", prog, i) for i in range(0, len(prog), 8)]
+    assert insns[-2] == (0x06, 0, 0, bpf.SNAPLEN)  # accept: keep SNAPLEN bytes
+    assert insns[-1] == (0x06, 0, 0, 0)  # drop
+    assert any(code == 0x15 and k == 4242 for code, _jt, _jf, k in insns)
+    for i, (code, jt, jf, _k) in enumerate(insns):
+        if code & 0x07 == 0x05:  # jumps stay inside the program
+            assert i + 1 + max(jt, jf) < len(insns)
+    with pytest.raises(KeyError):
+        bpf.assemble([bpf.Insn(0x15, 1, "nowhere", 0)])
