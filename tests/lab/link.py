@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from tests.lab.procs import parent_gone
+from tests.lab.procs import announce_ready, parent_gone
 
 _TUNSETIFF = 0x400454CA
 _IFF_TUN = 0x0001
@@ -183,8 +183,7 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print("READY", flush=True)
-    sys.stdout = sys.stderr
+    announce_ready()
     try:
         relay.run(args.parent)
     finally:

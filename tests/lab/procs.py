@@ -2,9 +2,9 @@
 
 Each one runs in its own session (process group) so stopping it also stops anything it
 spawned. Its output goes to a log file in the lab's directory: a pipe nobody reads
-would fill up and freeze it. It prints ``READY`` on stdout once it listens, then stops
-using stdout. It also gets ``--parent PID`` and exits when that process is gone, so a
-killed test run does not leave servers behind.
+would fill up and freeze it. It calls :func:`announce_ready` once it listens (``READY``
+on stdout), then stops using stdout. It also gets ``--parent PID`` and exits when that
+process is gone, so a killed test run does not leave servers behind.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class Helper:
         fd = self.proc.stdout.fileno()
         deadline = time.monotonic() + timeout_s
         buf = b""
-        while b"READY" not in buf:
+        while b"READY\n" not in buf:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise LabError(f"lab helper not ready after {timeout_s:g} s: {self._describe()}")
@@ -76,7 +76,8 @@ class Helper:
                         f"{self._describe()}"
                     )
                 buf += chunk
-        self.proc.stdout.close()
+        # The pipe stays open until stop(): closing it now could hit the helper with
+        # EPIPE if it were still flushing.
 
     def _describe(self) -> str:
         try:
@@ -100,6 +101,14 @@ class Helper:
 def parent_watch_args(keep: bool) -> list[str]:
     """``--parent PID`` unless the lab is kept for debugging (then helpers outlive us)."""
     return ["--parent", "0" if keep else str(os.getpid())]
+
+
+def announce_ready() -> None:
+    """Tell the lab we are ready, then point stdout at stderr (the log) for good."""
+    sys.stdout.write("READY\n")
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
 
 
 def parent_gone(parent: int) -> bool:

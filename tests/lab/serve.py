@@ -17,11 +17,10 @@ import ipaddress
 import selectors
 import socket
 import struct
-import sys
 import time
 from collections.abc import Callable
 
-from tests.lab.procs import parent_gone
+from tests.lab.procs import announce_ready, parent_gone
 
 # --- UDP answers (pure functions: bytes in, bytes or None out) ----------------------------
 
@@ -141,8 +140,7 @@ def serve(args: argparse.Namespace) -> None:
     for port, kind in args.udp:
         for family in (socket.AF_INET, socket.AF_INET6):
             sel.register(_bind(family, socket.SOCK_DGRAM, port), selectors.EVENT_READ, kind)
-    print("READY", flush=True)
-    sys.stdout = sys.stderr  # nobody reads stdout after READY
+    announce_ready()
     banner = args.banner.encode() + b"\r\n" if args.banner is not None else b""
     while not parent_gone(args.parent):
         for key, _ in sel.select(timeout=1.0):
