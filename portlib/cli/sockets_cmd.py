@@ -1,0 +1,317 @@
+"""``portlib sockets`` (what ``ss`` shows) and ``portlib who`` (``lsof -i :PORT``, ``fuser -k``).
+
+The letters of ``portlib sockets`` mean what they mean in ``ss``: ``-tanp``,
+``-tul``, ``-x``. Formatting is pure (rows in, text out); the handlers read the
+tables and print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from portlib.model import Process, Socket, UnixSocket
+
+SOCKETS_EPILOG = """\
+examples:
+  portlib sockets -tanp      every TCP socket, numeric, with processes (ss -tanp)
+  portlib sockets -tulpn     listening TCP and UDP sockets with processes
+  portlib sockets -x         connected unix sockets
+  portlib sockets -t4 --json established IPv4 TCP sockets as JSON
+
+Without -l or -a only connected sockets are shown, and without -t/-u/-w/-x
+every kind is, as in ss. Without -n ports are shown by service name.
+"""
+
+WHO_EPILOG = """\
+examples:
+  portlib who 8000             which processes hold local TCP port 8000 (lsof -i :8000)
+  portlib who 53/udp --json    the sockets on UDP port 53, with their owners, as JSON
+  portlib who 8000 --kill      send SIGTERM to them (fuser -k 8000/tcp)
+  portlib who 8000 --kill --signal KILL
+
+Exit status: 0 when some process holds the port, 1 when none does, 2 on bad input.
+"""
+
+# ss's Netid column for unix socket types.
+UNIX_NETIDS = {"stream": "u_str", "dgram": "u_dgr", "seqpacket": "u_seq"}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    p = subparsers.add_parser(
+        "sockets",
+        help="list this machine's sockets and their processes (like ss)",
+        description="List sockets from the kernel's tables, with ss's options.",
+        epilog=SOCKETS_EPILOG,
+        formatter_class=raw,
+    )
+    p.add_argument("-t", "--tcp", action="store_true", help="TCP sockets")
+    p.add_argument("-u", "--udp", action="store_true", help="UDP sockets")
+    p.add_argument("-w", "--raw", action="store_true", help="raw sockets")
+    p.add_argument("-x", "--unix", action="store_true", help="unix domain sockets")
+    p.add_argument(
+        "-l", "--listening", action="store_true", help="only listening (and unconnected) sockets"
+    )
+    p.add_argument("-a", "--all", action="store_true", help="sockets in every state")
+    p.add_argument("-n", "--numeric", action="store_true", help="port numbers, not service names")
+    p.add_argument(
+        "-p", "--processes", action="store_true", help="show the processes holding each socket"
+    )
+    p.add_argument("-4", "--ipv4", action="store_true", help="only IPv4")
+    p.add_argument("-6", "--ipv6", action="store_true", help="only IPv6")
+    p.add_argument("--json", action="store_true", help="print the sockets as JSON")
+    p.set_defaults(handler=run_sockets)
+
+    w = subparsers.add_parser(
+        "who",
+        help="which processes hold a port; --kill signals them (like lsof -i / fuser -k)",
+        description="Show the sockets on a local port and the processes holding them.",
+        epilog=WHO_EPILOG,
+        formatter_class=raw,
+    )
+    w.add_argument("port", metavar="PORT[/tcp|/udp]", help="local port, TCP unless /udp is given")
+    w.add_argument("--kill", action="store_true", help="signal every process holding the port")
+    w.add_argument(
+        "--signal",
+        default="TERM",
+        metavar="SIG",
+        help="signal for --kill (name or number; default TERM)",
+    )
+    w.add_argument("--json", action="store_true", help="print the result as JSON")
+    w.set_defaults(handler=run_who)
+
+
+# -- portlib sockets --------------------------------------------------------------------------
+
+
+def selection(args: argparse.Namespace) -> tuple[list[tuple[str, str]], bool]:
+    """The (protocol, family) tables and whether unix sockets are wanted, as ss picks them."""
+    protocols = [
+        name for name, on in (("tcp", args.tcp), ("udp", args.udp), ("raw", args.raw)) if on
+    ]
+    unix = bool(args.unix)
+    if not protocols and not unix:
+        protocols = ["tcp", "udp", "raw"]
+        unix = not (args.ipv4 or args.ipv6)
+    families = [f for f, on in (("inet", args.ipv4), ("inet6", args.ipv6)) if on] or [
+        "inet",
+        "inet6",
+    ]
+    return [(p, f) for p in protocols for f in families], unix
+
+
+def state_filter(args: argparse.Namespace) -> Callable[[Socket | UnixSocket], bool] | None:
+    """ss's default shows connected sockets only; -l listening ones; -a every one."""
+    from portlib.model import SocketState as S
+
+    if args.all:
+        return None
+    if args.listening:
+        wanted = frozenset({S.LISTEN, S.CLOSE})
+        return lambda s: s.state in wanted
+    hidden = frozenset({S.LISTEN, S.CLOSE, S.TIME_WAIT, S.SYN_RECV, S.NEW_SYN_RECV})
+    return lambda s: s.state not in hidden
+
+
+def run_sockets(args: argparse.Namespace) -> int:
+    from portlib.model import Family, Protocol
+    from portlib.socktable import query_tables
+
+    pairs, unix = selection(args)
+    tables = [(Protocol(p), Family(f)) for p, f in pairs]
+    found = query_tables(tables, unix, keep=state_filter(args), processes=args.processes)
+    if args.json:
+        from portlib.output.jsonout import dumps
+
+        print(dumps(found))
+        return 0
+    namer = None if args.numeric else _service_namer()
+    show_netid = len({p for p, _ in pairs}) + int(unix) > 1
+    text = format_table(found, show_netid=show_netid, processes=args.processes, service=namer)
+    sys.stdout.write(text)
+    return 0
+
+
+def _service_namer() -> Callable[[int, str], str]:
+    from portlib.services import service_name
+
+    cache: dict[tuple[int, str], str] = {}
+
+    def name(port: int, protocol: str) -> str:
+        key = (port, protocol)
+        found = cache.get(key)
+        if found is None:
+            found = (service_name(port, protocol) if protocol in ("tcp", "udp") else None) or str(
+                port
+            )
+            cache[key] = found
+        return found
+
+    return name
+
+
+def users_column(owners: Iterable[Process]) -> str:
+    """ss's process column: ``users:(("nginx",pid=10,fd=6),("nginx",pid=11,fd=6))``."""
+    inner = ",".join(f'("{p.name}",pid={p.pid},fd={p.fd})' for p in owners)
+    return f"users:({inner})" if inner else ""
+
+
+def format_table(
+    found: Sequence[Socket | UnixSocket],
+    *,
+    show_netid: bool,
+    processes: bool,
+    service: Callable[[int, str], str] | None = None,
+) -> str:
+    """Rows in ss's layout: address right-aligned against ``:port``, columns sized to fit."""
+    from portlib.model import Socket
+
+    rows: list[tuple[str, str, str, str, str, str, str, str, str, str]] = []
+    text_of: dict[
+        object, str
+    ] = {}  # address -> its text; a few addresses repeat thousands of times
+    for s in found:
+        if isinstance(s, Socket):
+            proto = s.protocol.value
+            local_addr, local_port = (
+                _address(s.local.address, text_of),
+                _port(s.local.port, proto, service),
+            )
+            peer_addr, peer_port = (
+                _address(s.remote.address, text_of),
+                _port(s.remote.port, proto, service),
+            )
+            queues = (str(s.rx_queue), str(s.tx_queue))
+            local = (local_addr, ":", local_port)
+            rows.append((proto, s.state.value, *queues, *local, peer_addr, ":", peer_port))
+        else:
+            netid = UNIX_NETIDS.get(s.type, s.type)
+            rows.append(
+                (netid, s.state.value, "0", "0", s.path or "*", " ", str(s.inode), "*", " ", "*")
+            )
+    widths = [max((len(r[i]) for r in rows), default=0) for i in range(10)]
+    w_netid, w_state = max(widths[0], 5), max(widths[1], 5)
+    w_rq, w_sq = max(widths[2], 6), max(widths[3], 6)
+    w_la, w_lp = max(widths[4], 13), max(widths[6], 4)
+    w_pa, w_pp = max(widths[7], 12), max(widths[9], 4)
+    head = f"{'State':<{w_state}} {'Recv-Q':<{w_rq}} {'Send-Q':<{w_sq}} "
+    head += f"{'Local Address':>{w_la}}:{'Port':<{w_lp}} {'Peer Address':>{w_pa}}:{'Port':<{w_pp}}"
+    if show_netid:
+        head = f"{'Netid':<{w_netid}} " + head
+    if processes:
+        head += " Process"
+    lines = [head.rstrip()]
+    for s, r in zip(found, rows, strict=True):
+        line = (
+            f"{r[1]:<{w_state}} {r[2]:<{w_rq}} {r[3]:<{w_sq}} "
+            f"{r[4]:>{w_la}}{r[5]}{r[6]:<{w_lp}} {r[7]:>{w_pa}}{r[8]}{r[9]:<{w_pp}}"
+        )
+        if show_netid:
+            line = f"{r[0]:<{w_netid}} " + line
+        if processes and s.owners:
+            line += " " + users_column(s.owners)
+        lines.append(line.rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _address(address: object, text_of: dict[object, str]) -> str:
+    text = text_of.get(address)
+    if text is None:
+        text = str(address)
+        if ":" in text:  # IPv6 goes in brackets, as ss prints it
+            text = f"[{text}]"
+        text_of[address] = text
+    return text
+
+
+def _port(port: int, protocol: str, service: Callable[[int, str], str] | None) -> str:
+    if port == 0:
+        return "*"
+    if service is None:
+        return str(port)
+    return service(port, protocol)
+
+
+# -- portlib who ------------------------------------------------------------------------------
+
+
+def parse_port_spec(spec: str) -> tuple[int, str]:
+    """``8000``, ``8000/tcp`` or ``53/udp`` -> (port, protocol)."""
+    from portlib.socktable import SocketQueryError
+
+    number, slash, protocol = spec.strip().partition("/")
+    protocol = protocol.lower() if slash else "tcp"
+    if protocol not in ("tcp", "udp"):
+        raise SocketQueryError(f"bad port {spec!r}: the protocol after '/' must be tcp or udp")
+    if not (number.isascii() and number.isdigit()) or not 0 < int(number) <= 65535:
+        raise SocketQueryError(f"bad port {spec!r}: expected PORT[/tcp|/udp] with PORT in 1-65535")
+    return int(number), protocol
+
+
+def who_rows(found: Sequence[Socket]) -> str:
+    """lsof's layout: COMMAND PID USER FD TYPE NODE NAME, one line per (socket, owner)."""
+    rows = [("COMMAND", "PID", "USER", "FD", "TYPE", "NODE", "NAME")]
+    for s in found:
+        name = (
+            f"{_endpoint(s.local)}->{_endpoint(s.remote)}" if s.remote.port else _endpoint(s.local)
+        )
+        name += f" ({s.state.value})"
+        kind = "IPv6" if s.family.value == "inet6" else "IPv4"
+        for p in s.owners:
+            rows.append(
+                (p.name, str(p.pid), p.user or "?", str(p.fd), kind, s.protocol.value.upper(), name)
+            )
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    return "".join(
+        " ".join(f"{c:<{w}}" for c, w in zip(r[:6], widths, strict=True)) + " " + r[6] + "\n"
+        for r in rows
+    )
+
+
+def _endpoint(endpoint: object) -> str:
+    text = str(endpoint)
+    return text[:-2] + ":*" if text.endswith(":0") else text
+
+
+def run_who(args: argparse.Namespace) -> int:
+    from portlib import socktable
+    from portlib.errors import PortNotInUse
+
+    port, protocol = parse_port_spec(args.port)
+    if args.kill:
+        sig = socktable.check_signal(args.signal)
+        try:
+            signalled = socktable.kill_port(port, protocol, sig)
+        except PortNotInUse as exc:
+            print(f"portlib: {exc}", file=sys.stderr)
+            return 1
+        if args.json:
+            from portlib.output.jsonout import dumps
+
+            print(dumps(signalled))
+        else:
+            for p in signalled:
+                print(f"sent {sig.name} to PID {p.pid} ({p.name})")
+        return 0
+    found = socktable.who_uses(port, protocol)
+    owned = [s for s in found if s.owners]
+    if args.json:
+        from portlib.output.jsonout import dumps
+
+        print(dumps(found))
+    elif owned:
+        sys.stdout.write(who_rows(owned))
+    if not owned:
+        if not args.json:
+            hidden = any(s.inode for s in found)
+            why = " (its owners are hidden from this user; try as root)" if hidden else ""
+            print(f"portlib: no process holds port {port}/{protocol}{why}", file=sys.stderr)
+        return 1
+    return 0
+
+
+__all__ = ["register"]
