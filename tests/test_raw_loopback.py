@@ -1,0 +1,250 @@
+"""The raw engine against real sockets on loopback (needs root: CAP_NET_RAW).
+
+Ground truth comes from the test itself: listeners it opened are open, ports
+it bound and released are closed, a UDP echo server is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+import pytest
+
+from portlib.model import PortResult, PortState, Protocol, Reason, ScanMethod
+from portlib.scanning.engine import ScanWork
+from portlib.scanning.timing import preset
+
+pytestmark = pytest.mark.lab
+
+ROOT_REASON = "raw scans need root (CAP_NET_RAW)"
+
+
+@pytest.fixture(autouse=True)
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip(ROOT_REASON)
+
+
+HOSTS = [ip_address("127.0.0.1"), ip_address("::1")]
+
+
+def family_of(host: IPv4Address | IPv6Address) -> socket.AddressFamily:
+    return socket.AF_INET if host.version == 4 else socket.AF_INET6
+
+
+@contextmanager
+def tcp_listeners(host: IPv4Address | IPv6Address, count: int) -> Iterator[list[int]]:
+    with ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            s = stack.enter_context(socket.socket(family_of(host), socket.SOCK_STREAM))
+            s.bind((str(host), 0))
+            s.listen(64)
+            ports.append(s.getsockname()[1])
+        yield ports
+
+
+def closed_ports(host: IPv4Address | IPv6Address, kind: int, count: int) -> list[int]:
+    """Ports that were free a moment ago (bound, then released)."""
+    ports = []
+    for _ in range(count):
+        with socket.socket(family_of(host), kind) as s:
+            s.bind((str(host), 0))
+            ports.append(s.getsockname()[1])
+    return ports
+
+
+@contextmanager
+def udp_echo(host: IPv4Address | IPv6Address) -> Iterator[int]:
+    """A UDP echo server on the event loop's thread-free side: a plain thread."""
+    import threading
+
+    sock = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    sock.bind((str(host), 0))
+    sock.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(2048)
+            except (TimeoutError, OSError):
+                continue
+            sock.sendto(data or b"pong", peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        sock.close()
+
+
+async def run_engine(
+    method: str, host: IPv4Address | IPv6Address, ports: list[int], **timing: float
+) -> list[PortResult]:
+    from portlib.scanning.raw import RawEngine
+
+    results: list[PortResult] = []
+
+    async def emit(result: PortResult) -> None:
+        results.append(result)
+
+    protocol = Protocol.UDP if method == "udp" else Protocol.TCP
+    work = ScanWork((host,), tuple(ports), protocol, preset(4).with_overrides(**timing), seed=7)
+    await RawEngine(ScanMethod(method)).run(work, emit)
+    return results
+
+
+def verdicts(results: list[PortResult]) -> dict[int, tuple[PortState, Reason]]:
+    counts = Counter((r.host, r.port) for r in results)
+    assert all(n == 1 for n in counts.values()), "a port was reported more than once"
+    return {r.port: (r.state, r.reason) for r in results}
+
+
+@pytest.mark.parametrize("host", HOSTS, ids=str)
+async def test_syn_open_and_closed_exact(host: IPv4Address | IPv6Address) -> None:
+    closed = closed_ports(host, socket.SOCK_STREAM, 20)
+    with tcp_listeners(host, 5) as listening:
+        results = await run_engine("syn", host, listening + closed)
+    expected = {p: (PortState.OPEN, Reason.SYN_ACK) for p in listening}
+    expected |= {p: (PortState.CLOSED, Reason.RESET) for p in closed}
+    assert verdicts(results) == expected
+    assert all(r.protocol is Protocol.TCP and r.host == host for r in results)
+    assert all(r.rtt is not None and r.rtt >= 0 for r in results)
+
+
+@pytest.mark.parametrize("host", HOSTS, ids=str)
+async def test_ack_scan_says_unfiltered(host: IPv4Address | IPv6Address) -> None:
+    closed = closed_ports(host, socket.SOCK_STREAM, 5)
+    with tcp_listeners(host, 3) as listening:
+        results = await run_engine("ack", host, listening + closed)
+    assert verdicts(results) == {
+        p: (PortState.UNFILTERED, Reason.RESET) for p in listening + closed
+    }
+
+
+@pytest.mark.parametrize("host", HOSTS, ids=str)
+async def test_udp_open_and_closed_exact(host: IPv4Address | IPv6Address) -> None:
+    closed = closed_ports(host, socket.SOCK_DGRAM, 20)
+    with udp_echo(host) as echo:
+        results = await run_engine("udp", host, [echo, *closed])
+    expected = {p: (PortState.CLOSED, Reason.PORT_UNREACH) for p in closed}
+    expected[echo] = (PortState.OPEN, Reason.UDP_RESPONSE)
+    assert verdicts(results) == expected
+    assert all(r.protocol is Protocol.UDP for r in results)
+
+
+async def test_full_range_syn_on_loopback_is_exact() -> None:
+    host = HOSTS[0]
+    with tcp_listeners(host, 3) as listening:
+        results = await run_engine("syn", host, list(range(1, 65536)))
+        # ports other processes listen on right now are open too: ask the kernel
+        others = set(listening_ports(host))
+    found = verdicts(results)
+    assert len(found) == 65535
+    open_ports = {p for p, (state, _) in found.items() if state is PortState.OPEN}
+    assert set(listening) <= open_ports
+    assert open_ports <= others | set(listening)
+    assert {s for s, _ in found.values()} <= {PortState.OPEN, PortState.CLOSED}
+
+
+def listening_ports(host: IPv4Address | IPv6Address) -> list[int]:
+    ports = []
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            if state == "0A":
+                ports.append(int(local.split(":")[1], 16))
+    return ports
+
+
+async def test_cancellation_closes_every_socket() -> None:
+    fds_before = set(os.listdir("/proc/self/fd"))
+    task = asyncio.ensure_future(run_engine("udp", HOSTS[0], list(range(1, 65536)), rate=2000.0))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert set(os.listdir("/proc/self/fd")) <= fds_before
+
+
+async def test_engine_rejects_connect_method() -> None:
+    from portlib.errors import ScanError
+    from portlib.scanning.raw import RawEngine
+
+    with pytest.raises(ScanError, match="syn, ack and udp"):
+        RawEngine(ScanMethod.CONNECT)
+
+
+def test_unprivileged_syn_scan_raises_privilege_error() -> None:
+    code = textwrap.dedent(
+        """
+        import asyncio, ipaddress
+        from portlib.errors import PrivilegeError
+        from portlib.model import Protocol, ScanMethod
+        from portlib.scanning.engine import ScanWork
+        from portlib.scanning.raw import RawEngine
+        from portlib.scanning.timing import preset
+
+        async def emit(r):
+            raise AssertionError("no verdict without privileges")
+
+        work = ScanWork((ipaddress.ip_address("127.0.0.1"),), (22,), Protocol.TCP, preset(4), 1)
+        try:
+            asyncio.run(RawEngine(ScanMethod.SYN).run(work, emit))
+        except PrivilegeError as exc:
+            print("PrivilegeError:", exc)
+        """
+    )
+
+    def drop_privileges() -> None:
+        # The interpreter lives under /root (mode 700), so `nobody` could not even
+        # start it: instead stay uid 0 but drop CAP_NET_RAW from the bounding set,
+        # which removes it from the child after exec (prctl PR_CAPBSET_DROP).
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_capbset_drop, cap_net_raw = 24, 13
+        if libc.prctl(pr_capbset_drop, cap_net_raw, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        preexec_fn=drop_privileges,
+        cwd="/",
+        env={"PYTHONPATH": repo, "PATH": os.environ.get("PATH", "")},
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "PrivilegeError:" in proc.stdout
+    assert "CAP_NET_RAW" in proc.stdout and "connect" in proc.stdout
+
+
+def test_scan_end_to_end_through_the_public_api() -> None:
+    import portlib
+
+    closed = closed_ports(HOSTS[0], socket.SOCK_STREAM, 3)
+    with tcp_listeners(HOSTS[0], 2) as listening:
+        spec = ",".join(str(p) for p in listening + closed)
+        report = portlib.scan("127.0.0.1", spec, method="syn")
+    assert report.method is ScanMethod.SYN
+    (host,) = report.hosts
+    assert {p.port: p.state for p in host.ports} == (
+        {p: PortState.OPEN for p in listening} | {p: PortState.CLOSED for p in closed}
+    )
