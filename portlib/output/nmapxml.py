@@ -85,7 +85,7 @@ def to_nmap_xml(report: ScanReport) -> str:
     end = int(report.started.timestamp() + report.elapsed)
     startstr = nmap_time(report.started)
     endstr = nmap_time(report.started + _dt.timedelta(seconds=report.elapsed))
-    args = command_line(report)
+    args = command_line(report.args)
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         "<!DOCTYPE nmaprun>",
@@ -198,13 +198,19 @@ def _comment(text: str) -> str:
     return text
 
 
-def command_line(report: ScanReport) -> str:
-    if not report.args:
+def command_line(args: tuple[str, ...]) -> str:
+    """A report's argv as one shell line: ``portlib scan ...`` or ``nmap ...``.
+
+    The program's path (``/usr/local/bin/portlib``, ``.../portlib/__main__.py``)
+    shortens to its name; argv without a program name (library use) gets ``portlib``.
+    """
+    if not args:
         return "portlib"
-    args = list(report.args)
-    if Path(args[0]).name not in {"portlib", "__main__.py"}:
-        args.insert(0, "portlib")
-    return shlex.join(args)
+    program = Path(args[0]).name
+    if program == "nmap":
+        return shlex.join(args)
+    rest = args[1:] if program in {"portlib", "__main__.py"} else args
+    return shlex.join(("portlib", *rest))
 
 
 def nmap_time(when: _dt.datetime) -> str:
@@ -234,14 +240,20 @@ def from_nmap_xml(source: str | os.PathLike[str]) -> ScanReport:
     >>> [(p.port, p.state.value) for p in report.open_ports()]     # doctest: +SKIP
     [(22, 'open')]
     """
-    data, name = read_report_source(source)
+    return report_from_xml_bytes(*read_report_source(source))
+
+
+def report_from_xml_bytes(data: bytes, name: str) -> ScanReport:
+    """A ScanReport from the bytes of nmap's XML; ``name`` is for error messages."""
     if b"<!ENTITY" in data:
         raise ReportFormatError(
             "declares XML entities, which nmap reports never do; refusing to expand them",
             source=name,
         )
     try:
-        root = ET.fromstring(data)
+        # Leading blank lines (a pasted or triple-quoted report) would make the XML
+        # declaration illegal; they carry nothing, so drop them.
+        root = ET.fromstring(data.lstrip(b" \t\r\n"))
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else None
         raise ReportFormatError(f"not well-formed XML: {exc}", source=name, line=line) from None
