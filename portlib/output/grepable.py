@@ -37,7 +37,9 @@ def to_grepable(report: ScanReport) -> str:
 
     started = nmap_time(report.started)
     ended = nmap_time(report.started + _dt.timedelta(seconds=report.elapsed))
-    lines = [f"# portlib {__version__} scan initiated {started} as: {_clean(command_line(report))}"]
+    lines = [
+        f"# portlib {__version__} scan initiated {started} as: {_clean(command_line(report.args))}"
+    ]
     for host in report.hosts:
         lines.extend(_host_lines(host))
     up = sum(1 for h in report.hosts if h.state is HostState.UP)
