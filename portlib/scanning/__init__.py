@@ -33,7 +33,6 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as _dt
 import importlib
 import secrets
@@ -52,7 +51,7 @@ from portlib.model import (
     ScanReport,
 )
 from portlib.scanning.discovery import DISCOVERY_MODES, DiscoveryMode, discover, has_raw_privilege
-from portlib.scanning.engine import ScanEngine, ScanWork
+from portlib.scanning.engine import Emit, ScanEngine, ScanWork
 from portlib.scanning.report import HostStatus, build_report
 from portlib.scanning.timing import TimingProfile, preset
 
@@ -287,7 +286,6 @@ class Scanner:
         self._target_list: list[tuple[IPAddress, str | None]] = []
         self._statuses: dict[IPAddress, HostStatus] = {}
         self._results: list[PortResult] = []
-        self._seen: set[tuple[IPAddress, int, Protocol]] = set()
         self._dropped_hosts: frozenset[IPAddress] = frozenset()
         self._queue: asyncio.Queue[object] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -300,7 +298,6 @@ class Scanner:
         self._done = 0
         self._total = 0
         self._engines: list[ScanEngine] = []
-        self._service_cache: dict[tuple[int, Protocol], str | None] = {}
 
     # -- options as built -------------------------------------------------
     @property
@@ -480,7 +477,10 @@ class Scanner:
         ]
         self._total = sum(self._work_size(w) for w in works)
         self._report_progress()
-        await _run_all([e.run(w, self._emit) for e, w in zip(self._engines, works, strict=True)])
+        runs = [
+            e.run(w, self._emitter(w.protocol)) for e, w in zip(self._engines, works, strict=True)
+        ]
+        await _run_all(runs)
 
     def _work_size(self, work: ScanWork) -> int:
         size = len(work.hosts) * len(work.ports)
@@ -494,30 +494,54 @@ class Scanner:
         if self._on_progress is not None:
             self._on_progress(self._done, self._total)
 
-    def _service(self, port: int, protocol: Protocol) -> str | None:
-        key = (port, protocol)
-        if key not in self._service_cache:
-            from portlib.services import service_name
+    def _emitter(self, protocol: Protocol) -> Emit:
+        """The ``emit`` for one engine run: dedupe, name the service, record, hand over.
 
-            self._service_cache[key] = service_name(port, protocol.value)
-        return self._service_cache[key]
+        Per verdict cost matters on a 65535-port scan, so the hot path keeps its
+        state in locals (one service-name cache per protocol, no enum hashing).
+        """
+        from portlib.services import service_name
 
-    async def _emit(self, result: PortResult) -> None:
-        key = (result.host, result.port, result.protocol)
-        if key in self._seen:
-            return  # an engine's late duplicate: each (host, port) is decided once
-        self._seen.add(key)
-        self._done += 1
-        self._report_progress()
-        if result.host in self._dropped_hosts:
-            return
-        if result.service is None:
-            result = dataclasses.replace(
-                result, service=self._service(result.port, result.protocol)
-            )
-        self._results.append(result)
-        assert self._queue is not None
-        await self._queue.put(result)
+        names: dict[int, str | None] = {}
+        seen: set[tuple[int, IPAddress]] = set()
+        dropped = self._dropped_hosts
+        results = self._results
+        queue = self._queue
+        assert queue is not None
+        proto = protocol.value
+
+        async def emit(result: PortResult) -> None:
+            key = (result.port, result.host)
+            if key in seen:
+                return  # an engine's late duplicate: each (host, port) is decided once
+            seen.add(key)
+            self._done += 1
+            if self._on_progress is not None:
+                self._on_progress(self._done, self._total)
+            if dropped and result.host in dropped:
+                return
+            if result.service is None:
+                port = result.port
+                try:
+                    name = names[port]
+                except KeyError:
+                    name = names[port] = service_name(port, proto)
+                result = PortResult(
+                    result.host,
+                    port,
+                    result.protocol,
+                    result.state,
+                    result.reason,
+                    result.rtt,
+                    name,
+                )
+            results.append(result)
+            if queue.full():
+                await queue.put(result)
+            else:
+                queue.put_nowait(result)
+
+        return emit
 
 
 async def scan_async(
