@@ -418,6 +418,9 @@ def _parse_single(token: str, where: str) -> _Part:
 
 def _parse_token(token: str, where: str, role: str) -> list[_Part]:
     """A whitespace-free token: an octet pattern, or comma-separated targets."""
+    token = token.strip(",")  # "192.0.2.1, 192.0.2.2" splits into "192.0.2.1," first
+    if not token:
+        return []
     try:
         if "," in token and not (_NUMERIC_V4.fullmatch(token) and token.count(".") == 3):
             return [_parse_single(piece, where) for piece in token.split(",") if piece]
