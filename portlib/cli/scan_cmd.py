@@ -177,6 +177,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--open", action="store_true", help="show only open ports")
     parser.add_argument("--reason", action="store_true", help="add a REASON column")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    from portlib.output.writers import add_output_arguments
+
+    add_output_arguments(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -339,9 +342,13 @@ def write_outputs(report: ScanReport, args: argparse.Namespace, stdout: TextIO) 
 
 def handle(args: argparse.Namespace) -> int:
     from portlib.cli import EXIT_INTERRUPTED, EXIT_OK
+    from portlib.output import writers
 
+    writers.check_outputs(args)  # a bad -oX path fails before any packet
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() else None
-    report, interrupted = run_scan(args, progress=progress)
-    write_outputs(report, args, sys.stdout)
+    report, interrupted = run_scan(args, progress=progress, on_result=writers.jsonl_hook(args))
+    if not writers.writes_stdout(args):
+        write_outputs(report, args, sys.stdout)
+    writers.write_outputs(report, args, sys.stdout)
     sys.stdout.flush()
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
