@@ -173,7 +173,8 @@ async def discover(
         except ImportError as exc:
             if mode == "raw":
                 raise ScanError(f"raw host discovery is not available: {exc}") from exc
-        except PrivilegeError:
+        except (PrivilegeError, OSError):
+            # e.g. raw sockets refused inside a container despite uid 0
             if mode == "raw":
                 raise
     statuses.update(await _connect_discovery(remote, timing, seed))
