@@ -129,7 +129,7 @@ def test_open_only_and_reason_column() -> None:
 def test_ping_scan_and_interrupted_and_udp() -> None:
     host = HostResult(LOCAL, None, HostState.UP, Reason.USER_SET)
     text = render_normal(report(host, per_host=0))
-    assert "portlib scan report for 127.0.0.1\nHost is up.\n\nportlib done" in text
+    assert "portlib scan report for 127.0.0.1\nHost is up.\nportlib done" in text
     udp = port(53, PortState.OPEN_FILTERED, Reason.NO_RESPONSE, "domain", Protocol.UDP)
     partial = render_normal(report(localhost_with([udp]), interrupted=True))
     assert "WARNING: the scan was interrupted" in partial

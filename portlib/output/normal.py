@@ -18,7 +18,15 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from portlib.model import HostResult, HostState, PortResult, PortState, Protocol, ScanReport
+from portlib.model import (
+    HostResult,
+    HostState,
+    PortResult,
+    PortState,
+    Protocol,
+    ScanMethod,
+    ScanReport,
+)
 
 IGNORED_THRESHOLD = 25  # nmap folds a state once more than this many ports share it
 _SHOWN_WITH_OPEN_ONLY = frozenset({PortState.OPEN, PortState.OPEN_FILTERED})
@@ -128,7 +136,9 @@ def render_normal(
     lines = [header or f"Starting portlib {__version__} at {started}"]
     if report.interrupted:
         lines.append("WARNING: the scan was interrupted; the results below are partial.")
-    ping_only = report.ports_per_host == 0 and not any(h.ports for h in report.hosts)
+    ping_only = report.method is ScanMethod.PING or (
+        report.ports_per_host == 0 and not any(h.ports for h in report.hosts)
+    )
     up = [h for h in report.hosts if h.state is HostState.UP]
     for host in up:
         if (
@@ -138,7 +148,8 @@ def render_normal(
         ):
             continue
         lines.extend(_host_lines(host, open_only=open_only, reason=reason, ping_only=ping_only))
-        lines.append("")
+        if not ping_only:  # nmap's -sn lists hosts without blank lines between them
+            lines.append("")
     if not up and report.hosts and not report.interrupted:
         lines.append(
             "Note: Host seems down. If it is really up, but blocking our ping probes, try -Pn"
