@@ -180,11 +180,20 @@ class CongestionWindow:
         return max(0, self.limit - in_flight)
 
     def on_answer(self, count: int = 1) -> None:
-        for _ in range(count):
-            if self.cwnd < self.ssthresh:
-                self.cwnd += 1.0
-            else:
-                self.cwnd += 1.0 / self.cwnd
+        """``count`` answers arrived (in closed form: engines report them in batches)."""
+        if count <= 0 or self.cwnd >= self.high:
+            return
+        if self.cwnd < self.ssthresh:
+            step = min(float(count), self.ssthresh - self.cwnd)
+            self.cwnd += step
+            count -= int(step)
+        if count > 0 and self.cwnd >= self.ssthresh:
+            # +1/cwnd per answer: after n answers cwnd^2 grows by about 2n.
+            self.cwnd = (
+                math.sqrt(self.cwnd * self.cwnd + 2.0 * count)
+                if count > 1
+                else (self.cwnd + 1.0 / self.cwnd)
+            )
         self.cwnd = min(self.cwnd, float(self.high))
 
     def on_drop(self, now: float, in_flight: int, holdoff: float) -> bool:
@@ -250,6 +259,10 @@ class RetryPolicy:
     tries_sent: int = 0  # tries spent on probes that got an answer
     tries_lost: int = 0  # of those, tries that went unanswered
     max_successful_try: int = 0  # highest try number (0 = first) that got an answer
+
+    def on_first_try_answers(self, count: int) -> None:
+        """``count`` probes were answered at their first send (the common case, batched)."""
+        self.tries_sent += count
 
     def on_answer(self, try_number: int) -> None:
         """An answer came to try ``try_number`` (0 for the first send)."""
