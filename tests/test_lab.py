@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import shutil
 import statistics
 import struct
 import subprocess
@@ -340,3 +341,33 @@ def test_stale_cleanup_removes_dead_creators_only() -> None:
         sleeper.kill()
         netns.delete_namespace(live)
         netns.delete_namespace(stale)
+
+
+@pytest.mark.lab
+async def test_acall_works_from_async_tests(shared: Lab) -> None:
+    assert await shared.acall(f"{PROBES}.tcp_connect", "192.0.2.10", 22) == "open"
+
+
+@pytest.mark.lab
+def test_exec_in_the_scanner_namespace_can_import_this_checkout(shared: Lab) -> None:
+    import sys
+
+    out = shared.exec([sys.executable, "-c", "import tests.lab.probes as p; print(p.__file__)"])
+    assert out.stdout.strip().endswith("tests/lab/probes.py")
+
+
+@pytest.mark.lab
+def test_keep_leaves_the_lab_for_debugging() -> None:
+    need_lab()
+    with Lab(keep=True) as lab:
+        lab.add_host("kept").serve_tcp([22])
+    try:
+        assert len(_lab_namespaces(lab.lab_id)) == 2
+        assert lab._helpers[0].alive()  # not tied to this process any more
+        assert lab.call(f"{PROBES}.tcp_connect", "192.0.2.10", 22) == "open"
+    finally:
+        for ns in _lab_namespaces(lab.lab_id):
+            netns.delete_namespace(ns)
+        lab._helpers[0].stop()
+        shutil.rmtree(lab.dir, ignore_errors=True)
+    assert _lab_namespaces(lab.lab_id) == []

@@ -5,6 +5,7 @@ See tests/lab/README.md for the topology, addresses and how to debug a lab.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import os
@@ -68,12 +69,16 @@ class _Node:
     def exec(
         self, argv: Sequence[str], *, timeout: float = 60.0, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``argv`` in this namespace; LabError when it fails and ``check`` is set."""
+        """Run ``argv`` in this namespace; LabError when it fails and ``check`` is set.
+
+        PYTHONPATH includes this checkout, so ``python -m portlib`` works in there."""
         full = netns.ns_argv(self.ns, argv)
         if check:
-            return netns.run(full, timeout=timeout)
+            return netns.run(full, timeout=timeout, env=python_env())
         try:
-            return subprocess.run(full, capture_output=True, text=True, timeout=timeout)
+            return subprocess.run(
+                full, capture_output=True, text=True, timeout=timeout, env=python_env()
+            )
         except subprocess.TimeoutExpired as exc:
             raise LabTimeout(f"timed out after {timeout:g} s: {' '.join(full)}") from exc
 
@@ -279,6 +284,7 @@ class Lab(_Node):
         return helper
 
     def _stop_helpers(self) -> None:
+        netns.kill_pids([h.proc.pid for h in self._helpers if h.alive()])  # all at once
         for helper in reversed(self._helpers):
             helper.stop()
         self._helpers.clear()
@@ -408,13 +414,19 @@ class Lab(_Node):
 
     # --- running code in the scanner namespace ------------------------------------------
 
+    async def acall(
+        self, target: str | Callable[..., Any], *args: Any, timeout_s: float = 120.0, **kwargs: Any
+    ) -> Any:
+        """:meth:`call` for async tests: runs it in a worker thread."""
+        return await asyncio.to_thread(self.call, target, *args, timeout_s=timeout_s, **kwargs)
+
     def call(self, target: str | Callable[..., Any], *args: Any, timeout_s: float = 120.0,
              **kwargs: Any) -> Any:  # fmt: skip
         """Call ``target`` (a dotted name, or a module-level function) in a fresh Python
         inside the scanner namespace and return its (pickled) result; a coroutine result
         is awaited there. An exception raised there is raised here, with the remote
         traceback as a note. ``timeout_s`` bounds the whole call."""
-        dotted = target if isinstance(target, str) else f"{target.__module__}.{target.__qualname__}"
+        dotted = target if isinstance(target, str) else _dotted_name(target)
         argv = python_module_argv(self.scanner_ns, "tests.lab.runner", [])
         payload = pickle.dumps((dotted, args, kwargs))
         proc = subprocess.Popen(
@@ -450,6 +462,22 @@ class Lab(_Node):
         if rest and rest[0] and isinstance(value, BaseException):
             value.add_note(f"raised in the lab's scanner namespace:\n{rest[0]}")
         raise value
+
+
+def _dotted_name(func: Callable[..., Any]) -> str:
+    """Where the runner can import ``func`` from (a script run with -m is __main__ here)."""
+    module = func.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        if spec is None:
+            raise LabError(
+                f"lab.call({func.__qualname__}): functions of a script run by path cannot be "
+                "imported in the lab; run it with python -m, or pass a dotted name"
+            )
+        module = spec.name
+    if "<locals>" in func.__qualname__:
+        raise LabError(f"lab.call({func.__qualname__}): use a module-level function")
+    return f"{module}.{func.__qualname__}"
 
 
 def _check_ports(ports: Iterable[int]) -> list[int]:

@@ -35,12 +35,16 @@ class LabTimeout(LabError, TimeoutError):
 
 
 def run(
-    argv: Sequence[str], *, stdin: str | None = None, timeout: float = _TIMEOUT_S
+    argv: Sequence[str],
+    *,
+    stdin: str | None = None,
+    timeout: float = _TIMEOUT_S,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv``; raise LabError with the command and its output when it fails."""
     try:
         proc = subprocess.run(
-            list(argv), input=stdin, capture_output=True, text=True, timeout=timeout
+            list(argv), input=stdin, capture_output=True, text=True, timeout=timeout, env=env
         )
     except FileNotFoundError as exc:
         raise LabError(f"lab command not found: {argv[0]} ({' '.join(argv)})") from exc
