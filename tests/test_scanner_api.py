@@ -363,6 +363,31 @@ def test_ctrl_c_in_blocking_scan_returns_the_partial_report() -> None:
     assert 0 < int(decided) < 5000
 
 
+@pytest.mark.live
+def test_one_tcp_method_plus_udp_in_one_scan(loopback_ports) -> None:
+    from portlib.scanning.discovery import has_raw_privilege
+
+    if not has_raw_privilege():
+        pytest.skip("SYN and UDP scans need CAP_NET_RAW (run as root)")
+    opened, closed = loopback_ports
+    listening, shut = opened["127.0.0.1"][0], closed[0]
+    report = scan("127.0.0.1", [listening, shut], method=["udp", "syn"], timing=4)
+    assert report.protocols == (Protocol.TCP, Protocol.UDP)
+    got = [(p.port, p.protocol, p.state, p.reason) for p in report.hosts[0].ports]
+    tcp = Protocol.TCP
+    udp = Protocol.UDP
+    expected = sorted(
+        [
+            (listening, tcp, PortState.OPEN, Reason.SYN_ACK),
+            (shut, tcp, PortState.CLOSED, Reason.RESET),
+            (listening, udp, PortState.CLOSED, Reason.PORT_UNREACH),
+            (shut, udp, PortState.CLOSED, Reason.PORT_UNREACH),
+        ],
+        key=lambda row: (row[0], row[1].value),
+    )
+    assert got == expected
+
+
 def test_public_names() -> None:
     assert portlib.scan is scan and portlib.scan_async is scan_async
     assert portlib.Scanner is Scanner
