@@ -284,7 +284,8 @@ class Lab(_Node):
         return helper
 
     def _stop_helpers(self) -> None:
-        netns.kill_pids([h.proc.pid for h in self._helpers if h.alive()])  # all at once
+        for helper in self._helpers:
+            helper.terminate()  # all at once, then wait for each
         for helper in reversed(self._helpers):
             helper.stop()
         self._helpers.clear()
@@ -441,11 +442,11 @@ class Lab(_Node):
         try:
             out, err = proc.communicate(payload, timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            netns.kill_pids([proc.pid])
+            netns.kill_group(proc.pid)
             proc.communicate()
             raise LabTimeout(f"lab.call({dotted}) ran past timeout_s={timeout_s:g}") from None
         finally:
-            netns.kill_pids([proc.pid])  # anything the callable left in its process group
+            netns.kill_group(proc.pid)  # anything the callable left running in its group
         if err:
             sys.stderr.write(err.decode(errors="replace"))
         if not out:

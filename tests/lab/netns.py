@@ -13,6 +13,7 @@ never touches namespaces of a live process, so several test runs can share a mac
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -117,6 +118,12 @@ def kill_pids(pids: Iterable[int], *, grace_s: float = 1.0) -> None:
             if not pids:
                 return
             time.sleep(0.02)
+
+
+def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
+    """Signal a whole process group (a helper and anything it spawned); gone is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.lab.netns import LabError, kill_pids, ns_argv
+from tests.lab.netns import LabError, kill_group, ns_argv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,9 +90,16 @@ class Helper:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
+        """Ask the helper's process group to exit (SIGTERM); :meth:`stop` makes sure."""
         if self.proc.poll() is None:
-            kill_pids([self.proc.pid])
+            kill_group(self.proc.pid, signal.SIGTERM)
+
+    def stop(self) -> None:
+        self.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=1.0)
+        kill_group(self.proc.pid)  # the leader if it ignored SIGTERM, and any children
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
         if self.proc.stdout is not None and not self.proc.stdout.closed:
