@@ -455,15 +455,33 @@ class _Core:
             return
         now = self.clock()
         in_flight = self.in_flight
-        for fd, _mask in events:
+        for fd, mask in events:
             probe = in_flight.get(fd)
             if probe is None:
                 continue  # a pooled socket's stale edge
             code = probe.sock.connect_ex(probe.addr)
             if code in PENDING_ERRNOS:
-                continue  # still waiting (a stale edge from this socket's previous probe)
+                if mask & select.EPOLLERR:
+                    self._pending_icmp(fd, probe, now)
+                continue  # still waiting (or a stale edge from this socket's previous probe)
             del in_flight[fd]
             self._outcome(probe, code, now)
+
+    def _pending_icmp(self, fd: int, probe: _Probe, now: float) -> bool:
+        """An ICMP error queued on a socket still in SYN-SENT: decide by it.
+
+        When the ICMP comes back inside our own connect() call (a near host), the
+        socket is locked by that call, so TCP records only a soft error and keeps
+        retransmitting; the error queue still has the message.
+        """
+        verdict = self._icmp_verdict(probe.sock, probe.addr)
+        if verdict is None:
+            return False
+        del self.in_flight[fd]
+        self._discard(probe.sock)
+        target = self.targets[probe.index % len(self.targets)]
+        self._answered(probe, target, verdict, now)
+        return True
 
     def expire(self, now: float) -> None:
         """Probes whose deadline passed in silence: retry or call them filtered."""
@@ -475,6 +493,8 @@ class _Core:
             if probe is None or probe.deadline > now:
                 continue  # already answered (or the fd now carries a newer probe)
             code = probe.sock.connect_ex(probe.addr)  # one last look before giving up
+            if code in PENDING_ERRNOS and self._pending_icmp(fd, probe, now):
+                continue
             del in_flight[fd]
             if code in PENDING_ERRNOS:
                 self._discard(probe.sock)  # still in SYN-SENT: a fresh socket is cheaper
