@@ -323,6 +323,8 @@ def test_loading_is_lazy() -> None:
         "s.service_name(22)\n"
         "assert s._table.cache_info().currsize == 1, 'indexed both protocols for one'\n"
         "assert s._name_index.cache_info().currsize == 0, 'built the name index for a port'\n"
+        "assert s.service_port('SSH') == 22\n"
+        "assert s._name_index.cache_info().currsize == 0, 'built the name index for one name'\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
@@ -368,3 +370,9 @@ def test_every_registered_name_round_trips(name: str) -> None:
     for service in service_ports(name):
         assert name in {service.name.lower(), *(a.lower() for a in service.aliases)}
         assert service_for_port(service.port, service.protocol) == service
+
+
+@given(st.sampled_from(sorted(services._name_index())))
+def test_the_name_search_agrees_with_the_full_index(name: str) -> None:
+    assert services._find_name(name) == services._name_index()[name]
+    assert service_ports(name.upper()) == service_ports(name)

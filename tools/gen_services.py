@@ -13,7 +13,8 @@ Merge rules, per (port, protocol), TCP and UDP only:
 
 - name: the IANA name where ``/etc/services`` has one, else nmap's name; nmap's
   placeholder name ``unknown`` never becomes a name.
-- aliases: the ``/etc/services`` aliases, then nmap's name when it differs from the name.
+- aliases: the ``/etc/services`` aliases, then nmap's name when it differs from the name;
+  names that differ only in case count as the same (lookups ignore case).
 - frequency: nmap's, written as an integer count of millionths (nmap prints six
   decimals, so this is exact); ``-`` when nmap does not list the port. Ports nmap
   lists as ``unknown`` keep their frequency, because the ranking needs them.
@@ -115,9 +116,13 @@ def rank_key(port: int, entry: Entry) -> tuple[bool, int, int]:
 
 def render_line(port: int, entry: Entry) -> str:
     name = entry.iana_name or entry.nmap_name
-    aliases = list(dict.fromkeys(entry.iana_aliases))
-    if entry.nmap_name and entry.nmap_name != name and entry.nmap_name not in aliases:
-        aliases.append(entry.nmap_name)
+    # Lookups ignore case, so names that differ only in case (x11, X11) are one name.
+    known = {name.lower()} if name else set()
+    aliases = []
+    for alias in [*entry.iana_aliases, entry.nmap_name or ""]:
+        if alias and alias.lower() not in known:
+            known.add(alias.lower())
+            aliases.append(alias)
     frequency = "-" if entry.frequency_ppm is None else str(entry.frequency_ppm)
     return " ".join([str(port), frequency, *([name] if name else []), *aliases])
 
