@@ -73,12 +73,17 @@ def test_empty_and_ping_reports_validate(tmp_path: Path) -> None:
     assert dtd_errors(to_nmap_xml(sample_report(hosts=())), tmp_path) == ""
     ping = sample_report(
         method=ScanMethod.PING,
+        protocols=(),
         hosts=(HostResult(LOCAL, None, HostState.UP, Reason.LOCALHOST_RESPONSE),),
     )
     xml = to_nmap_xml(ping)
     assert "<scaninfo" not in xml
     assert dtd_errors(xml, tmp_path) == ""
-    assert from_nmap_xml(xml).method is ScanMethod.PING
+    back = from_nmap_xml(xml)
+    assert back.method is ScanMethod.PING and back.protocols == ()
+    assert [(h.address, h.state, h.reason) for h in back.hosts] == [
+        (LOCAL, HostState.UP, Reason.LOCALHOST_RESPONSE)
+    ]
 
 
 def test_layout_matches_nmap() -> None:

@@ -321,11 +321,11 @@ class _Reader:
             self.integer(root.get("start", "0"), "nmaprun start"), tz=_dt.UTC
         )
         return ScanReport(
-            hosts=tuple(self.host(h) for h in root.iter("host")),
+            hosts=tuple(self.host(h) for h in root.findall("host")),
             method=method,
             started=started,
             elapsed=elapsed,
-            protocols=tuple(protocols) or (Protocol.TCP,),
+            protocols=tuple(protocols),  # none for a ping scan (-sn), as portlib reports it
             ports_per_host=ports_per_host,
             args=_split_args(root.get("args", "")),
             interrupted=interrupted,
