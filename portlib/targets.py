@@ -59,6 +59,7 @@ _V6_BITS: Final = 128
 # many the pattern would cost real memory, so we refuse it and say what to use.
 MAX_PATTERN_RANGES: Final = 1 << 18
 
+_PLAIN_V4 = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
 _NUMERIC_V4 = re.compile(r"[0-9.,*\-]+")
 _FULL_V4_RANGE = re.compile(r"([0-9]+(?:\.[0-9]+){3})-([0-9]+(?:\.[0-9]+){3})")
 _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
@@ -403,6 +404,10 @@ def _parse_single(token: str, where: str) -> _Part:
         if start > end:
             raise _Bad("range start is after its end")
         return _Part(token, where, ((start, end),))
+    if _PLAIN_V4.fullmatch(token):  # the common case, and -iL files hold many
+        a, b, c, d = map(int, token.split("."))
+        key = (a << 24) | (b << 16) | (c << 8) | d if max(a, b, c, d) < 256 else _v4_key(token)
+        return _Part(token, where, ((key, key),))
     if _NUMERIC_V4.fullmatch(token):
         if token.count(".") == 3:
             return _Part(token, where, _octet_pattern(token))
