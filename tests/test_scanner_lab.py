@@ -137,6 +137,21 @@ def test_no_discovery_scans_down_hosts_too(module_lab, hosts) -> None:
     assert down_port.state is PortState.FILTERED  # no host answers for it
 
 
+def test_shards_with_down_hosts_partition_the_live_ports(module_lab, hosts) -> None:
+    # Shards split the target list as given; each one drops its probes of down hosts.
+    seen: list[tuple[str, int]] = []
+    for shard in ("1/2", "2/2"):
+        report = module_lab.call(
+            scan_in_lab, BLOCK, "22,80,8080", shard=shard, seed=3, discovery="connect", **FAST
+        )
+        assert _up(report) == set(LIVE.values())
+        for host in report.hosts:
+            if host.state is not HostState.UP:
+                assert host.ports == ()
+        seen += [(str(h.address), p.port) for h in report.hosts for p in h.ports]
+    assert sorted(seen) == sorted((a, p) for a in LIVE.values() for p in (22, 80, 8080))
+
+
 def test_cancellation_mid_scan_leaves_no_socket_open(module_lab, hosts) -> None:
     before, during, after, interrupted, decided = module_lab.call(
         cancel_mid_scan, LIVE["t1"], timeout_s=120
