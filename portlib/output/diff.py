@@ -123,7 +123,12 @@ class ReportDiff:
 
 
 def diff_reports(old: ScanReport, new: ScanReport) -> ReportDiff:
-    """What changed from ``old`` to ``new``: a pure function of the two reports."""
+    """What changed from ``old`` to ``new``: a pure function of the two reports.
+
+    >>> d = diff_reports(load_report("old.xml"), load_report("new.json"))  # doctest: +SKIP
+    >>> d.differs, [c.port for c in d.ports_changed()]                      # doctest: +SKIP
+    (True, [22])
+    """
     old_hosts = {h.address: h for h in old.hosts}
     new_hosts = {h.address: h for h in new.hosts}
     order = list(old_hosts) + [a for a in new_hosts if a not in old_hosts]
@@ -283,7 +288,10 @@ def _one_sided(c: PortChange) -> tuple[str, PortState]:
 
 def load_report(source: str | os.PathLike[str]) -> ScanReport:
     """A report from a file (or text) in any format portlib reads, told apart by content:
-    nmap's or portlib's XML (``<``) or portlib's JSON (``{``)."""
+    nmap's or portlib's XML (``<``) or portlib's JSON (``{``).
+
+    >>> load_report("nmap-monday.xml").open_ports()                # doctest: +SKIP
+    """
     from portlib.output.jsonload import report_from_json_bytes
     from portlib.output.nmapxml import report_from_xml_bytes
 

@@ -32,7 +32,13 @@ _SEPARATORS = re.compile(f"[/,{_LINE_BREAKS}]")
 
 
 def to_grepable(report: ScanReport) -> str:
-    """``report`` in nmap's ``-oG`` format (one text, newline-terminated)."""
+    """``report`` in nmap's ``-oG`` format (one text, newline-terminated).
+
+    >>> import portlib
+    >>> text = to_grepable(portlib.scan("localhost", "22"))        # doctest: +SKIP
+    >>> text.splitlines()[2]                                       # doctest: +SKIP
+    'Host: 127.0.0.1 (localhost)\tPorts: 22/open/tcp//ssh///'
+    """
     from portlib import __version__
 
     started = nmap_time(report.started)

@@ -38,7 +38,12 @@ T = TypeVar("T")
 
 
 def from_json(source: str | os.PathLike[str]) -> ScanReport:
-    """A ScanReport from portlib's JSON, given as a path or as the JSON text."""
+    """A ScanReport from portlib's JSON, given as a path or as the JSON text.
+
+    >>> report = from_json("scan.json")                             # doctest: +SKIP
+    >>> from_json(report.to_json()) == report                       # doctest: +SKIP
+    True
+    """
     return report_from_json_bytes(*read_report_source(source))
 
 

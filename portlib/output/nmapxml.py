@@ -78,6 +78,11 @@ def to_nmap_xml(report: ScanReport) -> str:
     Ports in a state shared by more than 25 of a host's ports (other than open)
     are folded into ``<extraports>``, as nmap does, with ``<extrareasons>``
     listing them (``ports="1-21,23-79"``), so nothing is lost for a reader.
+
+    >>> import portlib
+    >>> xml = portlib.scan("localhost", "22,80").to_nmap_xml()     # doctest: +SKIP
+    >>> xml.splitlines()[3][:40]                                   # doctest: +SKIP
+    '<nmaprun scanner="nmap" args="portlib sc'
     """
     from portlib import __version__
 

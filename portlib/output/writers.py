@@ -134,7 +134,11 @@ def render(fmt: str, report: ScanReport, args: argparse.Namespace) -> str:
 def write_outputs(
     report: ScanReport, args: argparse.Namespace, stdout: TextIO | None = None
 ) -> list[str]:
-    """Write every report file the flags ask for; returns the paths written."""
+    """Write every report file the flags ask for; returns the paths written.
+
+    >>> write_outputs(report, parser.parse_args(["-oA", "monday"]))  # doctest: +SKIP
+    ['monday.xml', 'monday.gnmap', 'monday.nmap']
+    """
     written = []
     for fmt, path in output_files(args):
         text = render(fmt, report, args)
