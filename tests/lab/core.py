@@ -144,7 +144,7 @@ class LabHost(_Node):
 
     def _serve(self, args: list[str]) -> Helper:
         argv = python_module_argv(
-            self.ns, "tests.lab.serve", [*args, *parent_watch_args(self.lab.keep)]
+            self.ns, "tests.lab.serve", [*args, *parent_watch_args(self.lab.keep)], stdlib_only=True
         )
         return self.lab._start_helper(argv, f"serve-{self.name}")
 
@@ -353,9 +353,8 @@ class Lab(_Node):
             *(["--seed", str(seed)] if seed is not None else []),
             *parent_watch_args(self.keep),
         ]  # fmt: skip
-        self._start_helper(
-            python_module_argv(self.scanner_ns, "tests.lab.link", args), f"link-{name}"
-        )
+        relay = python_module_argv(self.scanner_ns, "tests.lab.link", args, stdlib_only=True)
+        self._start_helper(relay, f"link-{name}")
         netns.ip_batch(
             self.scanner_ns,
             [

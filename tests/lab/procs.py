@@ -32,8 +32,13 @@ def python_env() -> dict[str, str]:
     return env
 
 
-def python_module_argv(ns: str, module: str, args: Sequence[str]) -> list[str]:
-    return ns_argv(ns, [sys.executable, "-m", module, *args])
+def python_module_argv(
+    ns: str, module: str, args: Sequence[str], *, stdlib_only: bool = False
+) -> list[str]:
+    """``python -m module`` inside ``ns``. ``stdlib_only`` skips site-packages (``-S``):
+    the helpers need only the standard library and start ~50 ms faster without it."""
+    flags = ["-S"] if stdlib_only else []
+    return ns_argv(ns, [sys.executable, *flags, "-m", module, *args])
 
 
 class Helper:
