@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ipaddress import IPv4Address, IPv6Address
+
     from portlib.model import Process, Socket, UnixSocket
 
 SOCKETS_EPILOG = """\
@@ -170,70 +172,97 @@ def format_table(
     """Rows in ss's layout: address right-aligned against ``:port``, columns sized to fit."""
     from portlib.model import Socket
 
-    rows: list[tuple[str, str, str, str, str, str, str, str, str, str]] = []
-    text_of: dict[
-        object, str
-    ] = {}  # address -> its text; a few addresses repeat thousands of times
+    # Column by column, so widths come from max(map(len, ...)); tens of thousands of rows
+    # share a few addresses, so their text is cached by object identity.
+    netids: list[str] = []
+    states: list[str] = []
+    recv_q: list[str] = []
+    send_q: list[str] = []
+    l_addr: list[str] = []
+    l_port: list[str] = []
+    p_addr: list[str] = []
+    p_port: list[str] = []
+    seps: list[str] = []
+    users: list[str] = []
+    text_of: dict[int, str] = {}
+    port_of = _port_texter(service)
     for s in found:
-        if isinstance(s, Socket):
-            proto = s.protocol.value
-            local_addr, local_port = (
-                _address(s.local.address, text_of),
-                _port(s.local.port, proto, service),
-            )
-            peer_addr, peer_port = (
-                _address(s.remote.address, text_of),
-                _port(s.remote.port, proto, service),
-            )
-            queues = (str(s.rx_queue), str(s.tx_queue))
-            local = (local_addr, ":", local_port)
-            rows.append((proto, s.state.value, *queues, *local, peer_addr, ":", peer_port))
+        if type(s) is Socket:
+            proto = s.protocol
+            local, remote = s.local, s.remote
+            netids.append(proto)
+            l_addr.append(text_of.get(id(local.address)) or _address(local.address, text_of))
+            p_addr.append(text_of.get(id(remote.address)) or _address(remote.address, text_of))
+            l_port.append(port_of(local.port, proto))
+            p_port.append(port_of(remote.port, proto))
+            recv_q.append(str(s.rx_queue))
+            send_q.append(str(s.tx_queue))
+            seps.append(":")
         else:
-            netid = UNIX_NETIDS.get(s.type, s.type)
-            rows.append(
-                (netid, s.state.value, "0", "0", s.path or "*", " ", str(s.inode), "*", " ", "*")
-            )
-    widths = [max((len(r[i]) for r in rows), default=0) for i in range(10)]
-    w_netid, w_state = max(widths[0], 5), max(widths[1], 5)
-    w_rq, w_sq = max(widths[2], 6), max(widths[3], 6)
-    w_la, w_lp = max(widths[4], 13), max(widths[6], 4)
-    w_pa, w_pp = max(widths[7], 12), max(widths[9], 4)
-    head = f"{'State':<{w_state}} {'Recv-Q':<{w_rq}} {'Send-Q':<{w_sq}} "
-    head += f"{'Local Address':>{w_la}}:{'Port':<{w_lp}} {'Peer Address':>{w_pa}}:{'Port':<{w_pp}}"
+            assert not isinstance(s, Socket)
+            netids.append(UNIX_NETIDS.get(s.type, s.type))
+            l_addr.append(s.path or "*")
+            l_port.append(str(s.inode))
+            p_addr.append("*")
+            p_port.append("*")
+            recv_q.append("0")
+            send_q.append("0")
+            seps.append(" ")
+        states.append(s.state)
+        users.append(users_column(s.owners) if processes and s.owners else "")
+
+    def width(column: list[str], title: str) -> int:
+        return max(len(title), max(map(len, column), default=0))
+
+    w_netid, w_state = width(netids, "Netid"), width(states, "State")
+    w_rq, w_sq = width(recv_q, "Recv-Q"), width(send_q, "Send-Q")
+    w_la, w_lp = width(l_addr, "Local Address"), width(l_port, "Port")
+    w_pa, w_pp = width(p_addr, "Peer Address"), width(p_port, "Port")
+    head = (
+        f"{'State':<{w_state}} {'Recv-Q':<{w_rq}} {'Send-Q':<{w_sq}} "
+        f"{'Local Address':>{w_la}}:{'Port':<{w_lp}} {'Peer Address':>{w_pa}}:{'Port':<{w_pp}}"
+    )
     if show_netid:
-        head = f"{'Netid':<{w_netid}} " + head
+        head = f"{'Netid':<{w_netid}} {head}"
     if processes:
         head += " Process"
-    lines = [head.rstrip()]
-    for s, r in zip(found, rows, strict=True):
-        line = (
-            f"{r[1]:<{w_state}} {r[2]:<{w_rq}} {r[3]:<{w_sq}} "
-            f"{r[4]:>{w_la}}{r[5]}{r[6]:<{w_lp}} {r[7]:>{w_pa}}{r[8]}{r[9]:<{w_pp}}"
+    lines = [
+        f"{st:<{w_state}} {rq:<{w_rq}} {sq:<{w_sq}} {la:>{w_la}}{sep}{lp:<{w_lp}} "
+        f"{pa:>{w_pa}}{sep}{pp:<{w_pp}} {us}"
+        for st, rq, sq, la, lp, pa, pp, sep, us in zip(
+            states, recv_q, send_q, l_addr, l_port, p_addr, p_port, seps, users, strict=True
         )
-        if show_netid:
-            line = f"{r[0]:<{w_netid}} " + line
-        if processes and s.owners:
-            line += " " + users_column(s.owners)
-        lines.append(line.rstrip())
-    return "\n".join(lines) + "\n"
+    ]
+    if show_netid:
+        lines = [f"{n:<{w_netid}} {line}" for n, line in zip(netids, lines, strict=True)]
+    return "\n".join(line.rstrip() for line in [head, *lines]) + "\n"
 
 
-def _address(address: object, text_of: dict[object, str]) -> str:
-    text = text_of.get(address)
-    if text is None:
-        text = str(address)
-        if ":" in text:  # IPv6 goes in brackets, as ss prints it
-            text = f"[{text}]"
-        text_of[address] = text
+def _address(address: IPv4Address | IPv6Address, text_of: dict[int, str]) -> str:
+    mapped = getattr(address, "ipv4_mapped", None)
+    text = f"::ffff:{mapped}" if mapped is not None else str(address)
+    if ":" in text:  # IPv6 goes in brackets, as ss prints it
+        text = f"[{text}]"
+    text_of[id(address)] = text
     return text
 
 
-def _port(port: int, protocol: str, service: Callable[[int, str], str] | None) -> str:
-    if port == 0:
-        return "*"
-    if service is None:
-        return str(port)
-    return service(port, protocol)
+def _port_texter(service: Callable[[int, str], str] | None) -> Callable[[int, str], str]:
+    """Port -> column text: ``*`` for 0, else the number or (without -n) the service name."""
+    cache: dict[tuple[int, str], str] = {}
+
+    def text(port: int, protocol: str) -> str:
+        if port == 0:
+            return "*"
+        if service is None:
+            return str(port)
+        key = (port, protocol)
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = service(port, protocol)
+        return found
+
+    return text
 
 
 # -- portlib who ------------------------------------------------------------------------------

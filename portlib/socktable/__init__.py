@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 
@@ -174,30 +173,6 @@ def _read_tables(tables: Iterable[Table], unix: bool, procfs: str) -> list[AnySo
     return found
 
 
-class _Walk:
-    """The /proc/<pid>/fd walk, run in a thread: readlink spends its time in the kernel
-    with the GIL released, so it overlaps with decoding the socket table."""
-
-    def __init__(self, job: Callable[[], _owners.Holders]) -> None:
-        self._job = job
-        self._result: _owners.Holders = {}
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="portlib-fd-walk", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._result = self._job()
-        except BaseException as exc:  # handed to the caller's thread in join()
-            self._error = exc
-
-    def join(self) -> _owners.Holders:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._result
-
-
 def _attach(found: list[AnySocket], owners: Mapping[int, tuple[Process, ...]]) -> None:
     """Fill ``owners`` of sockets built in this call, before anyone else can see them.
 
@@ -232,16 +207,15 @@ def query_tables(
     procfs: str = REAL_PROCFS,
 ) -> list[AnySocket]:
     """Read several tables at once (``ss -tu``), keep what ``keep`` accepts, add owners."""
-    walk = _Walk(lambda: _owners.socket_holders(procfs)) if processes else None
-    try:
+    if not processes:
         found = _read_tables(tables, unix, procfs)
-    finally:
-        holders = walk.join() if walk is not None else {}
-    if keep is not None:
-        found = [s for s in found if keep(s)]
-    if holders and found:
-        wanted = {s.inode for s in found}
-        holders = {inode: pairs for inode, pairs in holders.items() if inode in wanted}
+        return found if keep is None else [s for s in found if keep(s)]
+    with _owners.OwnerWalk(procfs) as walk:
+        found = _read_tables(tables, unix, procfs)
+        if keep is not None:
+            found = [s for s in found if keep(s)]
+        holders = walk.join(wanted={s.inode for s in found if s.inode})
+    if holders:
         _attach(found, _owners.ProcessReader(procfs).owners(holders))
     return found
 

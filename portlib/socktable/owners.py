@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import os
 import pwd
+import signal
+import sys
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from portlib.errors import NoSuchProcess, PermissionDenied
 from portlib.model import Process
+from portlib.socktable import fdwalk
 
 # inode -> [(pid, fd), ...]: a forked server shares one socket between processes.
-Holders = dict[int, list[tuple[int, int]]]
-
-_SOCKET_PREFIX = "socket:["
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+Holders = fdwalk.Holders
+_SOCKET_PREFIX = fdwalk.SOCKET_PREFIX
 
 
 def socket_inode(link: str) -> int | None:
@@ -55,37 +56,7 @@ def parse_status_uid(text: str) -> int | None:
 
 def list_pids(procfs: str = "/proc") -> list[int]:
     """Every process id under ``procfs`` (numeric directory names)."""
-    try:
-        names = os.listdir(procfs)
-    except OSError:
-        return []
-    return [int(name) for name in names if name.isdigit()]
-
-
-def _scan_fd_dir(procfs: str, pid: int, holders: Holders, wanted: Collection[int] | None) -> None:
-    """Add this pid's socket fds to ``holders``; raises OSError if the directory cannot be read."""
-    dir_fd = os.open(f"{procfs}/{pid}/fd", _DIR_FLAGS)
-    try:
-        readlink = os.readlink
-        for name in os.listdir(dir_fd):
-            try:
-                link = readlink(name, dir_fd=dir_fd)
-            except OSError:  # the fd was closed since the listing
-                continue
-            if link.startswith(_SOCKET_PREFIX):
-                try:
-                    inode = int(link[8:-1])
-                    fd = int(name)
-                except ValueError:  # not a kernel-made link (a fixture tree, say)
-                    continue
-                if wanted is None or inode in wanted:
-                    entry = holders.get(inode)
-                    if entry is None:
-                        holders[inode] = [(pid, fd)]
-                    else:
-                        entry.append((pid, fd))
-    finally:
-        os.close(dir_fd)
+    return fdwalk.numeric_entries(procfs)
 
 
 def socket_holders(
@@ -101,7 +72,7 @@ def socket_holders(
     holders: Holders = {}
     for pid in list_pids(procfs) if pids is None else pids:
         try:
-            _scan_fd_dir(procfs, pid, holders, wanted)
+            fdwalk.scan_fd_dir(procfs, pid, holders, wanted)
         except (OSError, ValueError):  # vanished, forbidden, or not a process directory
             continue
     return holders
@@ -113,7 +84,7 @@ def fds_of_pid(procfs: str, pid: int) -> Holders:
         raise NoSuchProcess(pid if isinstance(pid, int) else -1, f"{pid!r} is not a process id")
     holders: Holders = {}
     try:
-        _scan_fd_dir(procfs, pid, holders, None)
+        fdwalk.scan_fd_dir(procfs, pid, holders)
     except FileNotFoundError:
         raise NoSuchProcess(pid) from None
     except ProcessLookupError:
@@ -197,3 +168,110 @@ class ProcessReader:
         if details.name == name:
             return True
         return bool(details.cmdline) and os.path.basename(details.cmdline[0]) == name
+
+
+# Below this many sockets the walk takes a few milliseconds, less than starting
+# a helper interpreter; above it the helper's parallel walk saves more than it costs.
+CHILD_WALK_MIN_SOCKETS = 3000
+_RECORD_SIZE = 3 * 8
+
+
+def sockets_in_use(procfs: str = "/proc") -> int:
+    """The kernel's count of open sockets (``/proc/net/sockstat``), 0 when unknown."""
+    try:
+        with open(f"{procfs}/net/sockstat", "rb") as f:
+            first = f.readline().split()
+    except OSError:
+        return 0
+    # b"sockets: used 20018"
+    return int(first[2]) if len(first) >= 3 and first[2].isdigit() else 0
+
+
+class OwnerWalk:
+    """The owners walk for one query, started before the socket table is read.
+
+    With a big table on the real ``/proc`` it runs in a helper interpreter
+    (see :mod:`portlib.socktable.fdwalk`) in parallel with the caller;
+    otherwise, or if the helper cannot start or fails, :meth:`join` walks
+    in-process. Use as a context manager so the helper never outlives the query.
+    """
+
+    def __init__(self, procfs: str = "/proc", *, helper: bool | None = None) -> None:
+        self.procfs = procfs
+        self._pid: int | None = None
+        self._read_fd: int | None = None
+        if helper is None:
+            helper = procfs == "/proc" and sockets_in_use(procfs) >= CHILD_WALK_MIN_SOCKETS
+        if helper:
+            self._spawn()
+
+    @property
+    def in_helper(self) -> bool:
+        return self._pid is not None
+
+    def _spawn(self) -> None:
+        script = fdwalk.__file__
+        if not sys.executable or not script or not os.path.isfile(script):
+            return
+        read_fd, write_fd = os.pipe()
+        actions = [
+            (os.POSIX_SPAWN_DUP2, write_fd, 1),
+            (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+        ]
+        try:
+            # -I -S: no site-packages, no environment knobs; the script needs only the stdlib.
+            argv = [sys.executable, "-I", "-S", script, self.procfs]
+            self._pid = os.posix_spawn(sys.executable, argv, os.environ, file_actions=actions)
+        except OSError:
+            os.close(read_fd)
+            return
+        finally:
+            os.close(write_fd)
+        self._read_fd = read_fd
+
+    def join(self, wanted: Collection[int] | None = None) -> Holders:
+        """Every holder of the ``wanted`` inodes (all sockets when None)."""
+        if self._pid is not None:
+            data = self._collect()
+            if data is not None:
+                holders = fdwalk.decode_records(data)
+                if wanted is not None:
+                    holders = {inode: pairs for inode, pairs in holders.items() if inode in wanted}
+                return holders
+        return socket_holders(self.procfs, wanted=wanted)
+
+    def _collect(self) -> bytes | None:
+        """The helper's whole output, or None if it failed."""
+        assert self._read_fd is not None and self._pid is not None
+        chunks = []
+        try:
+            while chunk := os.read(self._read_fd, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            os.close(self._read_fd)
+            self._read_fd = None
+        _, status = os.waitpid(self._pid, 0)
+        self._pid = None
+        data = b"".join(chunks)
+        if os.waitstatus_to_exitcode(status) != 0 or len(data) % _RECORD_SIZE:
+            return None
+        return data
+
+    def close(self) -> None:
+        """Stop and reap the helper if the query ended early (an exception, Ctrl-C)."""
+        if self._read_fd is not None:
+            os.close(self._read_fd)
+            self._read_fd = None
+        if self._pid is not None:
+            try:
+                os.kill(self._pid, signal.SIGKILL)
+                os.waitpid(self._pid, 0)
+            except OSError:
+                pass
+            self._pid = None
+
+    def __enter__(self) -> OwnerWalk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

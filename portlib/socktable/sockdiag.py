@@ -57,22 +57,24 @@ def encode_request(
     return header + body
 
 
-# Decoded endpoints keyed by their raw bytes (port + address): a busy server has
-# few distinct local endpoints, so most lookups skip building objects.
+# Decoded values keyed by their raw bytes: a busy server repeats a few
+# addresses and local endpoints thousands of times, so most lookups build nothing.
 _CACHE_LIMIT = 1 << 16
 _endpoints: dict[bytes, Endpoint] = {}
+_addresses: dict[bytes, IPv4Address | IPv6Address] = {}
+_FAMILIES = dict(FAMILY_BY_AF)  # plain dicts: faster lookups in the per-socket loop
+_STATES = {p: dict(states) for p, states in STATES_BY_PROTOCOL.items()}
 
 
-def _endpoint(port: bytes, raw: bytes, family: Family) -> Endpoint:
-    key = port + raw
-    endpoint = _endpoints.get(key)
-    if endpoint is None:
-        address: IPv4Address | IPv6Address
+def _new_endpoint(key: bytes, port: bytes, raw: bytes, family: Family) -> Endpoint:
+    if len(_endpoints) >= _CACHE_LIMIT:
+        _endpoints.clear()
+        _addresses.clear()
+    address = _addresses.get(raw)
+    if address is None:
         address = IPv4Address(raw[:4]) if family is Family.INET else IPv6Address(raw)
-        endpoint = Endpoint(address, int.from_bytes(port, "big"))
-        if len(_endpoints) >= _CACHE_LIMIT:
-            _endpoints.clear()
-        _endpoints[key] = endpoint
+        _addresses[raw] = address
+    endpoint = _endpoints[key] = Endpoint(address, int.from_bytes(port, "big"))
     return endpoint
 
 
@@ -87,44 +89,43 @@ def decode_messages(
     (half-open connections) come as ``SYN-RECV`` here; ``/proc`` calls them
     ``NEW-SYN-RECV``.
     """
-    states = STATES_BY_PROTOCOL[protocol]
+    states = _STATES[protocol]
+    families = _FAMILIES
+    endpoints = _endpoints
     listen = SocketState.LISTEN
     unpack = _MESSAGE.unpack_from
+    message_size = _MESSAGE.size
     size = len(data)
     offset = 0
     while offset + _HEADER_LEN <= size:
-        length, kind, _flags, msg_seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+        if offset + message_size <= size:
+            fields = unpack(data, offset)
+            length, kind, msg_seq = fields[0], fields[1], fields[3]
+        else:
+            length, kind, _flags, msg_seq, _pid = _NLMSGHDR.unpack_from(data, offset)
         if length < _HEADER_LEN or offset + length > size:
             raise SockDiagError(0, f"truncated netlink message at byte {offset}")
-        if msg_seq != seq:
-            offset += (length + 3) & ~3
-            continue
-        if kind == NLMSG_DONE:
-            _raise_if_error(data, offset, length, "dump aborted")
-            return True
-        if kind == NLMSG_ERROR:
-            _raise_if_error(data, offset, length, "request refused")
-            return True
-        if kind == SOCK_DIAG_BY_FAMILY and length >= _MESSAGE.size:
-            (_, _, _, _, _, af, code, _, _, sport, dport, src, dst, _, rq, wq, uid, inode) = unpack(
-                data, offset
-            )
-            family = FAMILY_BY_AF.get(af)
-            state = states.get(code)
-            if family is not None and state is not None:
-                out.append(
-                    Socket(
-                        protocol,
-                        family,
-                        _endpoint(sport, src, family),
-                        _endpoint(dport, dst, family),
-                        state,
-                        inode,
-                        uid,
-                        rq,
-                        0 if state is listen else wq,
-                    )
+        if msg_seq == seq:
+            if kind == SOCK_DIAG_BY_FAMILY and length >= message_size:
+                (_, _, _, _, _, af, code, _, _, sport, dport, src, dst, _, rq, wq, uid, inode) = (
+                    fields
                 )
+                family = families.get(af)
+                state = states.get(code)
+                if family is not None and state is not None:
+                    key = sport + src
+                    local = endpoints.get(key) or _new_endpoint(key, sport, src, family)
+                    key = dport + dst
+                    remote = endpoints.get(key) or _new_endpoint(key, dport, dst, family)
+                    if state is listen:
+                        wq = 0
+                    out.append(Socket(protocol, family, local, remote, state, inode, uid, rq, wq))
+            elif kind == NLMSG_DONE:
+                _raise_if_error(data, offset, length, "dump aborted")
+                return True
+            elif kind == NLMSG_ERROR:
+                _raise_if_error(data, offset, length, "request refused")
+                return True
         offset += (length + 3) & ~3
     return False
 

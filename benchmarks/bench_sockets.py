@@ -1,0 +1,303 @@
+"""Socket table speed: portlib against psutil, ``ss -tanp`` and ``lsof -i`` on 20,000 sockets.
+
+Two helper processes hold N established loopback TCP connections (N server
+sockets plus a listener in one, N client sockets in the other; each stays
+under the usual 20,000 open-file limit). Then, in the same run:
+
+- ``portlib.sockets("tcp", processes=True)`` vs ``psutil.net_connections("tcp")``
+  in this process (target: at most 0.5x);
+- ``portlib sockets -tanp`` vs ``ss -tanp`` as whole commands, Python start-up
+  included (target: at most 1.5x);
+- ``portlib who PORT`` vs ``lsof -nP -i :PORT`` on the listening port, whose
+  local side 10,001 sockets share (target: at most 1.0x).
+
+Each row also checks both sides saw the same sockets and owners on the
+benchmark port. Run: ``python -m benchmarks.bench_sockets [--connections N] [--runs R]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.common import Row, median_seconds, peer_missing, write_results
+
+ROOT = Path(__file__).resolve().parent.parent
+PORTLIB_CMD = [sys.executable, "-m", "portlib"]
+
+
+# -- the connection holders (run as `python -m benchmarks.bench_sockets --hold ...`) ----------
+
+
+def _raise_nofile() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _hold_server(count: int) -> None:
+    _raise_nofile()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4096)
+    print(listener.getsockname()[1], flush=True)
+    accepted = [listener.accept()[0] for _ in range(count)]
+    print("READY", len(accepted), flush=True)
+    sys.stdin.read()  # hold everything until the benchmark closes our stdin
+
+
+def _hold_clients(port: int, count: int) -> None:
+    _raise_nofile()
+    clients = []
+    for _ in range(count):
+        c = socket.socket()
+        c.connect(("127.0.0.1", port))
+        clients.append(c)
+    print("READY", len(clients), flush=True)
+    sys.stdin.read()
+
+
+class Connections:
+    """N established loopback connections held by two helper processes."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.server = self._start("server", str(count))
+        self.port = int(self.server.stdout.readline())
+        self.clients = self._start("clients", str(self.port), str(count))
+        for proc in (self.server, self.clients):
+            line = proc.stdout.readline()
+            if not line.startswith("READY"):
+                self.close()
+                raise RuntimeError(f"connection holder failed: {line!r}")
+        self.pids = {self.server.pid, self.clients.pid}
+
+    @staticmethod
+    def _start(*args: str) -> subprocess.Popen[str]:
+        argv = [sys.executable, "-m", "benchmarks.bench_sockets", "--hold", *args]
+        return subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+        )
+
+    def close(self) -> None:
+        for proc in (self.server, self.clients):
+            if proc.poll() is None:
+                proc.stdin.close()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+# -- what each side saw, reduced to comparable sets ------------------------------------------
+
+
+def _portlib_view(port: int) -> set[tuple[str, str, tuple[int, ...]]]:
+    import portlib
+
+    seen = set()
+    for s in portlib.sockets("tcp", processes=True):
+        if port in (s.local.port, s.remote.port):  # type: ignore[union-attr]
+            pids = tuple(sorted({o.pid for o in s.owners}))
+            seen.add((str(s.local), str(s.remote), pids))  # type: ignore[union-attr]
+    return seen
+
+
+def _psutil_view(port: int) -> set[tuple[str, str, tuple[int, ...]]]:
+    import psutil
+
+    by_socket: dict[tuple[str, str], set[int]] = {}
+    for c in psutil.net_connections("tcp"):
+        if c.laddr and port in (c.laddr.port, c.raddr.port if c.raddr else None):
+            remote = f"{c.raddr.ip}:{c.raddr.port}" if c.raddr else f"{'0.0.0.0'}:0"
+            by_socket.setdefault((f"{c.laddr.ip}:{c.laddr.port}", remote), set()).add(c.pid)
+    return {(k[0], k[1], tuple(sorted(p for p in v if p))) for k, v in by_socket.items()}
+
+
+def _table_lines(output: str, port: int) -> set[tuple[str, str, str]]:
+    """(local, peer, process column) of each ss-style line touching ``port``."""
+    seen = set()
+    needle = f":{port}"
+    for line in output.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 5 and (cols[3].endswith(needle) or cols[4].endswith(needle)):
+            users = cols[5] if len(cols) > 5 else ""
+            seen.add((cols[3], cols[4], ",".join(sorted(_pids_in(users)))))
+    return seen
+
+
+def _pids_in(users: str) -> list[str]:
+    return [part.split(",")[0] for part in users.split("pid=")[1:]]
+
+
+def _who_rows(output: str) -> set[tuple[str, str]]:
+    """(pid, fd) of each row of ``portlib who``'s table, fds written as lsof writes them."""
+    rows = (line.split() for line in output.splitlines()[1:])
+    return {(cols[1], _lsof_fd(cols[3])) for cols in rows if len(cols) >= 7}
+
+
+def _lsof_fd(fd: str) -> str:
+    # lsof's FD column holds 4 digits: fd 10005 prints as "*005".
+    return f"*{fd[-3:]}" if len(fd) > 4 else fd
+
+
+def _lsof_rows(output: str, port: int) -> set[tuple[str, str]]:
+    """(pid, fd) of each lsof row whose LOCAL side is ``port`` (lsof -i also matches peers)."""
+    rows = set()
+    for line in output.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) < 9:
+            continue
+        local = cols[8].split("->")[0]
+        if local.endswith(f":{port}"):
+            rows.add((cols[1], cols[3].rstrip("uwr")))
+    return rows
+
+
+# -- the rows ---------------------------------------------------------------------------------
+
+
+def bench_in_process(conns: Connections, runs: int) -> Row:
+    import portlib
+
+    try:
+        import psutil
+    except ImportError:
+        return Row(
+            "sockets('tcp', processes=True)",
+            "psutil",
+            None,
+            None,
+            runs,
+            0.5,
+            skipped="psutil missing",
+        )
+    ours = median_seconds(lambda: portlib.sockets("tcp", processes=True), runs)
+    theirs = median_seconds(lambda: psutil.net_connections("tcp"), runs)
+    total_ours, total_theirs = len(portlib.sockets("tcp")), len(psutil.net_connections("tcp"))
+    view_ours, view_theirs = _portlib_view(conns.port), _psutil_view(conns.port)
+    return Row(
+        "sockets('tcp', processes=True)",
+        f"psutil {psutil.__version__} net_connections('tcp')",
+        ours,
+        theirs,
+        runs,
+        0.5,
+        agreed=view_ours == view_theirs and len(view_ours) == 2 * conns.count + 1,
+        detail={
+            "sockets_portlib": total_ours,
+            "sockets_psutil": total_theirs,
+            "port_sockets_portlib": len(view_ours),
+            "port_sockets_psutil": len(view_theirs),
+        },
+    )
+
+
+def _timed_command(argv: Sequence[str], runs: int) -> tuple[float, str]:
+    last = ""
+
+    def run() -> None:
+        nonlocal last
+        last = subprocess.run(
+            list(argv), capture_output=True, text=True, check=True, cwd=ROOT
+        ).stdout
+
+    return median_seconds(run, runs), last
+
+
+def bench_cli_sockets(conns: Connections, runs: int) -> Row:
+    name = "portlib sockets -tanp"
+    if reason := peer_missing("ss"):
+        return Row(name, "ss -tanp", None, None, runs, 1.5, skipped=reason)
+    ours, out_ours = _timed_command([*PORTLIB_CMD, "sockets", "-tanp"], runs)
+    theirs, out_theirs = _timed_command(["ss", "-tanp"], runs)
+    seen_ours, seen_theirs = (
+        _table_lines(out_ours, conns.port),
+        _table_lines(out_theirs, conns.port),
+    )
+    return Row(
+        name,
+        "ss -tanp",
+        ours,
+        theirs,
+        runs,
+        1.5,
+        agreed=seen_ours == seen_theirs and len(seen_ours) == 2 * conns.count + 1,
+        detail={
+            "lines_portlib": out_ours.count("\n") - 1,
+            "lines_ss": out_theirs.count("\n") - 1,
+            "port_sockets_portlib": len(seen_ours),
+            "port_sockets_ss": len(seen_theirs),
+        },
+    )
+
+
+def bench_cli_who(conns: Connections, runs: int) -> Row:
+    name = f"portlib who {conns.port}"
+    if reason := peer_missing("lsof"):
+        return Row(name, "lsof -nP -i :PORT", None, None, runs, 1.0, skipped=reason)
+    ours, out_ours = _timed_command([*PORTLIB_CMD, "who", str(conns.port)], runs)
+    theirs, out_theirs = _timed_command(["lsof", "-nP", "-i", f":{conns.port}"], runs)
+    rows_ours, rows_theirs = _who_rows(out_ours), _lsof_rows(out_theirs, conns.port)
+    return Row(
+        name,
+        "lsof -nP -i :PORT",
+        ours,
+        theirs,
+        runs,
+        1.0,
+        agreed=rows_ours == rows_theirs and len(rows_ours) >= conns.count + 1,
+        detail={
+            "owner_rows_portlib": len(rows_ours),
+            "local_port_rows_lsof": len(rows_theirs),
+            "lsof_rows_total": out_theirs.count("\n") - 1,
+        },
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_sockets", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--connections", type=int, default=10_000, help="established connections (default 10000)"
+    )
+    parser.add_argument("--runs", type=int, default=7, help="timed runs per side (default 7)")
+    parser.add_argument("--hold", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.hold:
+        if args.hold[0] == "server":
+            _hold_server(int(args.hold[1]))
+        else:
+            _hold_clients(int(args.hold[1]), int(args.hold[2]))
+        return 0
+    started = time.perf_counter()
+    conns = Connections(args.connections)
+    ready = time.perf_counter() - started
+    print(
+        f"{args.connections} connections on 127.0.0.1:{conns.port} in {ready:.1f}s", file=sys.stderr
+    )
+    try:
+        rows = [
+            bench_in_process(conns, args.runs),
+            bench_cli_sockets(conns, max(3, args.runs // 2 + 1)),
+            bench_cli_who(conns, max(3, args.runs // 2 + 1)),
+        ]
+    finally:
+        conns.close()
+    for row in rows:
+        row.detail["connections"] = args.connections
+        row.detail["load_average_1m"] = round(os.getloadavg()[0], 2)
+    write_results("sockets", rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

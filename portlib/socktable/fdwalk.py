@@ -1,0 +1,109 @@
+"""The ``/proc/<pid>/fd`` walk, standard library only, so it can also run as its own process.
+
+Finding a socket's owners costs one ``readlink`` per open descriptor on the
+machine, almost all of it kernel time. With tens of thousands of sockets that
+walk and decoding the socket table each take tens of milliseconds, and a
+thread cannot overlap them (the walker would wait for the GIL after every
+``readlink``). So for big tables :mod:`portlib.socktable.owners` runs this file
+as a script in a second interpreter (``python -I -S fdwalk.py PROCFS``), which
+writes ``(inode, pid, fd)`` triples as native 64-bit integers to stdout, while
+the caller reads the table. It imports nothing from portlib: under ``-I -S``
+the package may not even be on the path.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from array import array
+from collections.abc import Collection
+
+SOCKET_PREFIX = "socket:["
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+RECORD_TYPECODE = "q"  # inode, pid, fd: three signed 64-bit native integers per socket fd
+
+Holders = dict[int, list[tuple[int, int]]]
+
+
+def scan_fd_dir(
+    procfs: str, pid: int, holders: Holders, wanted: Collection[int] | None = None
+) -> None:
+    """Add ``pid``'s socket fds to ``holders``; OSError if its fd directory cannot be read."""
+    dir_fd = os.open(f"{procfs}/{pid}/fd", DIR_FLAGS)
+    try:
+        readlink = os.readlink
+        for name in os.listdir(dir_fd):
+            try:
+                link = readlink(name, dir_fd=dir_fd)
+            except OSError:  # the fd was closed since the listing
+                continue
+            if link.startswith(SOCKET_PREFIX):
+                try:
+                    inode = int(link[8:-1])
+                    fd = int(name)
+                except ValueError:  # not a kernel-made link (a fixture tree, say)
+                    continue
+                if wanted is None or inode in wanted:
+                    entry = holders.get(inode)
+                    if entry is None:
+                        holders[inode] = [(pid, fd)]
+                    else:
+                        entry.append((pid, fd))
+    finally:
+        os.close(dir_fd)
+
+
+def numeric_entries(procfs: str) -> list[int]:
+    """The PIDs under ``procfs`` (its numeric directory names)."""
+    try:
+        names = os.listdir(procfs)
+    except OSError:
+        return []
+    return [int(name) for name in names if name.isdigit()]
+
+
+def walk(procfs: str, *, skip: int | None = None) -> array[int]:
+    """Every socket descriptor of every readable process, as flat (inode, pid, fd) records."""
+    records: array[int] = array(RECORD_TYPECODE)
+    for pid in numeric_entries(procfs):
+        if pid == skip:
+            continue
+        holders: Holders = {}
+        try:
+            scan_fd_dir(procfs, pid, holders)
+        except (OSError, ValueError):  # vanished or forbidden: no owner, no error
+            continue
+        for inode, pairs in holders.items():
+            for _, fd in pairs:
+                records.extend((inode, pid, fd))
+    return records
+
+
+def decode_records(data: bytes) -> Holders:
+    """Turn the child's output back into inode -> [(pid, fd), ...]."""
+    records: array[int] = array(RECORD_TYPECODE)
+    records.frombytes(data)
+    holders: Holders = {}
+    it = iter(records)
+    for inode, pid, fd in zip(it, it, it, strict=True):
+        entry = holders.get(inode)
+        if entry is None:
+            holders[inode] = [(pid, fd)]
+        else:
+            entry.append((pid, fd))
+    return holders
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: fdwalk.py PROCFS", file=sys.stderr)
+        return 2
+    # Skip this helper itself: it holds nothing of its own but may have inherited fds.
+    data = memoryview(walk(argv[1], skip=os.getpid()).tobytes())
+    while data:
+        data = data[os.write(1, data) :]
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
