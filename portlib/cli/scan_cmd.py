@@ -28,6 +28,8 @@ examples:
   portlib scan -sn 192.0.2.0/28               which hosts are up (no port scan)
   portlib scan -Pn --open --json localhost    skip discovery; JSON of open ports
   portlib scan --shard 1/4 --seed 7 -iL targets.txt  the first quarter of a split scan
+  portlib scan -oA scans/today localhost      also write scans/today.xml, .gnmap, .nmap
+  portlib scan --jsonl -p- localhost | jq -c 'select(.state == "open")'   stream verdicts
 """
 
 # -sX letter -> scan method, as nmap spells them.
