@@ -50,6 +50,7 @@ from portlib.model import (
     ScanMethod,
     ScanReport,
 )
+from portlib.scanning.channel import Channel, EndOfStream
 from portlib.scanning.discovery import DISCOVERY_MODES, DiscoveryMode, discover, has_raw_privilege
 from portlib.scanning.engine import Emit, ScanEngine, ScanWork
 from portlib.scanning.report import HostStatus, build_report
@@ -74,7 +75,6 @@ METHOD_PROTOCOL: dict[ScanMethod, Protocol] = {
 RAW_METHODS = frozenset({ScanMethod.SYN, ScanMethod.ACK, ScanMethod.UDP})
 DEFAULT_TOP_PORTS = 1000
 QUEUE_SIZE = 1024  # verdicts buffered ahead of a slow consumer; engines wait beyond it
-_DONE = object()  # end-of-stream marker in the queue
 
 ProgressCallback = Callable[[int, int], object]
 
@@ -287,7 +287,7 @@ class Scanner:
         self._statuses: dict[IPAddress, HostStatus] = {}
         self._results: list[PortResult] = []
         self._dropped_hosts: frozenset[IPAddress] = frozenset()
-        self._queue: asyncio.Queue[object] | None = None
+        self._channel: Channel[PortResult] | None = None
         self._task: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
         self._started: _dt.datetime | None = None
@@ -374,7 +374,7 @@ class Scanner:
                 "method='connect' needs no privileges"
             )
         self._engines = [load_engine(m) for m in self._port_methods]
-        self._queue = asyncio.Queue(QUEUE_SIZE)
+        self._channel = Channel(QUEUE_SIZE)
         self._started = _dt.datetime.now(_dt.UTC)
         self._t0 = time.perf_counter()
         self._task = asyncio.create_task(self._produce(), name="portlib-scan")
@@ -395,24 +395,27 @@ class Scanner:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise
+        if self._channel is not None:
+            self._channel.close()  # iterating after the block ends at once, never hangs
         self._stop_clock()
 
     def __aiter__(self) -> AsyncIterator[PortResult]:
         return self
 
     async def __anext__(self) -> PortResult:
-        if self._queue is None:
+        channel = self._channel
+        if channel is None:
             raise ScanError("use the Scanner inside 'async with Scanner(...) as results'")
-        if self._finished and self._queue.empty():
-            raise StopAsyncIteration
-        item = await self._queue.get()
-        if item is _DONE:
+        if len(channel):
+            return channel.get_nowait()
+        try:
+            return await channel.receive()
+        except EndOfStream:
+            if self._error is not None and not self._finished:
+                self._finished = True
+                raise self._error from self._error.__cause__
             self._finished = True
-            if self._error is not None:
-                raise self._error
-            raise StopAsyncIteration
-        assert isinstance(item, PortResult)
-        return item
+            raise StopAsyncIteration from None
 
     def _stop_clock(self) -> None:
         if self._elapsed is None and self._started is not None:
@@ -440,7 +443,7 @@ class Scanner:
 
     # -- the producer -----------------------------------------------------
     async def _produce(self) -> None:
-        assert self._queue is not None
+        assert self._channel is not None
         try:
             await self._scan()
             self._completed = True
@@ -452,7 +455,7 @@ class Scanner:
         except Exception as exc:  # a bug: hand it to the consumer as itself, never hang it
             self._error = exc
         self._stop_clock()
-        await self._queue.put(_DONE)
+        self._channel.close()
 
     async def _scan(self) -> None:
         addresses = [address for address, _ in self._target_list]
@@ -506,15 +509,15 @@ class Scanner:
         seen: set[tuple[int, IPAddress]] = set()
         dropped = self._dropped_hosts
         results = self._results
-        queue = self._queue
-        assert queue is not None
+        channel = self._channel
+        assert channel is not None
         proto = protocol.value
 
         async def emit(result: PortResult) -> None:
-            key = (result.port, result.host)
-            if key in seen:
+            before = len(seen)
+            seen.add((result.port, result.host))
+            if len(seen) == before:
                 return  # an engine's late duplicate: each (host, port) is decided once
-            seen.add(key)
             self._done += 1
             if self._on_progress is not None:
                 self._on_progress(self._done, self._total)
@@ -536,10 +539,8 @@ class Scanner:
                     name,
                 )
             results.append(result)
-            if queue.full():
-                await queue.put(result)
-            else:
-                queue.put_nowait(result)
+            if not channel.put(result):
+                await channel.wait_for_room()  # backpressure: the consumer is behind
 
         return emit
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 from portlib.model import (
     HostResult,
@@ -33,10 +34,11 @@ class HostStatus:
 
 
 UNDECIDED = HostStatus(HostState.UNKNOWN, Reason.NO_RESPONSE)
+_BY_PORT = attrgetter("port")  # one protocol: the port alone orders them
 
 
-def _port_key(result: PortResult) -> tuple[int, str]:
-    return (result.port, result.protocol.value)
+def _port_key(result: PortResult) -> tuple[int, bool]:
+    return (result.port, result.protocol is not Protocol.TCP)  # 53/tcp before 53/udp
 
 
 def build_report(
@@ -65,7 +67,8 @@ def build_report(
         status = statuses.get(address, UNDECIDED)
         ports: tuple[PortResult, ...] = ()
         if status.state is HostState.UP:
-            ports = tuple(sorted(by_host.get(address, ()), key=_port_key))
+            key = _port_key if len(protocols) > 1 else _BY_PORT
+            ports = tuple(sorted(by_host.get(address, ()), key=key))
         latency = status.latency
         if latency is None and status.state is HostState.UP:
             rtts = [p.rtt for p in ports if p.rtt is not None]
