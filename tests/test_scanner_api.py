@@ -119,6 +119,33 @@ async def test_scan_refuses_a_running_loop() -> None:
 # ------------------------------------------------ stream mechanics, in memory
 
 
+async def test_channel_order_capacity_and_close() -> None:
+    from portlib.scanning.channel import Channel, EndOfStream
+
+    channel: Channel[int] = Channel(2)
+    assert channel.put(1) is True
+    assert channel.put(2) is False  # full: the producer must wait for room
+    waiting = asyncio.create_task(channel.wait_for_room())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    assert await channel.receive() == 1
+    await asyncio.wait_for(waiting, 1)
+    receiving = asyncio.create_task(channel.receive())
+    assert channel.get_nowait() == 2
+    await asyncio.sleep(0)
+    assert not receiving.done()
+    channel.put(3)
+    assert await asyncio.wait_for(receiving, 1) == 3
+    channel.put(4)
+    channel.close()  # buffered items are still delivered, then the end
+    assert await channel.receive() == 4
+    with pytest.raises(EndOfStream):
+        await channel.receive()
+    with pytest.raises(RuntimeError):
+        channel.put(5)
+    await asyncio.wait_for(channel.wait_for_room(), 1)  # closed: never blocks
+
+
 class MemoryEngine:
     """Decides every (host, port) as closed at once; optional duplicates or failure."""
 
