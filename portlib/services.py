@@ -17,16 +17,16 @@ is built only when a name is looked up.
 
 from __future__ import annotations
 
-import difflib
 import functools
+import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from portlib.errors import ParseError, PortSpecError, UnknownService
 from portlib.model import Protocol, Service
 
-DATA_FILE = Path(__file__).with_name("data") / "services.txt"
+# os.path, not pathlib: importing pathlib costs more than reading the file.
+DATA_FILE = os.path.join(os.path.dirname(__file__), "data", "services.txt")
 _FORMAT = "#portlib-services 1 "
 _PROTOCOLS = (Protocol.TCP, Protocol.UDP)
 _BY_NAME = {p.value: p for p in _PROTOCOLS}
@@ -75,7 +75,8 @@ class _Table:
 @functools.cache
 def _text() -> str:
     try:
-        text = DATA_FILE.read_text(encoding="ascii")
+        with open(DATA_FILE, encoding="ascii") as file:
+            text = file.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise ParseError(f"cannot read the service registry: {exc}", source=str(DATA_FILE)) from exc
     if not text.startswith(_FORMAT):
@@ -240,6 +241,8 @@ def _unknown_message(name: str) -> str:
     # Of the close names, suggest the most often open ones: 'htpp' means http, not lhtp.
     index = _name_index()
     pool = [n for n in index if abs(len(n) - len(key)) <= 2]
+    import difflib  # only error messages need it
+
     close = difflib.get_close_matches(key, pool, n=10, cutoff=0.7)
     close.sort(key=lambda n: -(index[n][0].frequency or 0.0))
     close = close[:3]
@@ -266,7 +269,9 @@ def top_ports(n: int, protocol: Protocol | str = "tcp") -> tuple[int, ...]:
         raise PortSpecError(f"top_ports needs an integer count, not {type(n).__name__} {n!r}")
     if not 1 <= n <= MAX_PORT:
         raise PortSpecError(f"top_ports count {n} is out of range 1-{MAX_PORT}")
-    return _ranking(as_protocol(protocol))[:n]
+    proto = as_protocol(protocol)
+    ranked = _table(proto).ranked
+    return ranked[:n] if n <= len(ranked) else _ranking(proto)[:n]
 
 
 __all__ = [

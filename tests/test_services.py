@@ -32,7 +32,7 @@ NMAP_SERVICES = Path("/usr/share/nmap/nmap-services")
 
 def _header_digests() -> dict[str, str]:
     """Source path -> sha256 prefix, as the data file's header records them."""
-    header = services.DATA_FILE.read_text(encoding="ascii").split("\n", 1)[0]
+    header = Path(services.DATA_FILE).read_text(encoding="ascii").split("\n", 1)[0]
     return dict(re.findall(r"(/\S+) \([^)]*?sha256 ([0-9a-f]{16})\)", header))
 
 
