@@ -237,7 +237,9 @@ class Scanner:
     ``discovery``: True (auto: raw pings when privileged, else connect to 80/443),
     False (``-Pn``: every host up), or ``"connect"``/``"raw"`` to force one.
     ``seed`` fixes the probe order; ``shard`` is ``(i, n)`` 0-based or ``"I/N"``
-    1-based. ``on_progress(done, total)`` is called after every verdict.
+    1-based. ``on_progress(done, total)`` is called once with ``(0, 0)`` when
+    discovery starts, then after every verdict. ``args`` (the command line, if
+    any) is copied into the report.
 
     Every bad option raises a ``PortlibError`` from the constructor (targets: from
     ``async with``), before any probe is sent.
@@ -459,6 +461,7 @@ class Scanner:
 
     async def _scan(self) -> None:
         addresses = [address for address, _ in self._target_list]
+        self._report_progress()  # (0, 0): discovery under way, the total is not known yet
         statuses = await discover(addresses, self._timing, mode=self._discovery, seed=self._seed)
         self._statuses.update(statuses)
         up = tuple(a for a in addresses if self._statuses[a].state is HostState.UP)
