@@ -134,7 +134,6 @@ def _closed_port(family: int, host: str) -> int:
 async def test_connect_pings_on_loopback(monkeypatch: pytest.MonkeyPatch, family, host) -> None:
     # Loopback is "local" and never pinged by discover(); the connect pinger itself
     # is exercised here on listener ports standing in for 80 and 443.
-    pytest.importorskip("portlib.scanning.connect")
     with _listener(family, host) as listening:
         open_port = listening.getsockname()[1]
         closed = _closed_port(family, host)
