@@ -182,3 +182,34 @@ def test_ctrl_c_prints_partial_report_and_exits_130(tmp_path) -> None:
     assert "WARNING: the scan was interrupted" in out
     assert "portlib scan report for 127.0.0.1" in out
     assert "Traceback" not in err
+
+
+@pytest.mark.live
+def test_progress_line_only_on_a_terminal() -> None:
+    import pty
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-m", "portlib", "scan", "-Pn", "--rate", "3000", "-p", "1-3000",
+            "127.0.0.1"]  # fmt: skip
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=follower, cwd=REPO, env=env,
+                              timeout=60, text=True)  # fmt: skip
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+    on_tty = b"".join(chunks).decode()
+    assert done.returncode == 0
+    assert "\r" in on_tty and "ports/s" in on_tty and "ETA" in on_tty
+    assert "ports/s" not in done.stdout
+    piped = subprocess.run(argv, capture_output=True, cwd=REPO, env=env, timeout=60, text=True)
+    assert piped.returncode == 0 and piped.stderr == ""

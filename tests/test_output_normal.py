@@ -122,6 +122,7 @@ def test_open_only_and_reason_column() -> None:
     assert "21/tcp" not in text
     assert "Not shown: 1 closed tcp port (conn-refused)" in text
     assert "PORT   STATE SERVICE REASON\n22/tcp open  ssh     syn-ack\n" in text
+    assert "Host is up, received localhost-response (0.00012s latency)." in text
     closed_only = localhost_with([port(21)])
     assert "localhost" not in render_normal(report(closed_only, per_host=1), open_only=True)
 

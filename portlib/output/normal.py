@@ -76,10 +76,11 @@ def _table(rows: list[list[str]]) -> list[str]:
 
 def _host_lines(host: HostResult, *, open_only: bool, reason: bool, ping_only: bool) -> list[str]:
     lines = [f"portlib scan report for {_host_title(host)}"]
+    received = f", received {host.reason.value}" if reason else ""
     if host.latency is not None:
-        lines.append(f"Host is up ({format_seconds(host.latency)}s latency).")
+        lines.append(f"Host is up{received} ({format_seconds(host.latency)}s latency).")
     else:
-        lines.append("Host is up.")
+        lines.append(f"Host is up{received}.")
     if ping_only:
         return lines
     if not host.ports:
