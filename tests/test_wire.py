@@ -337,3 +337,102 @@ def test_bpf_program_encodes_labels_as_forward_skips() -> None:
             assert i + 1 + max(jt, jf) < len(insns)
     with pytest.raises(KeyError):
         bpf.assemble([bpf.Insn(0x15, 1, "nowhere", 0)])
+
+
+# --- privileged discovery: pure parts -------------------------------------------
+
+
+ROUTE_V4 = (
+    "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+    "eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+    "br0\t000200C0\t00000000\t0001\t0\t0\t0\t80FFFFFF\t0\t0\t0\n"
+    "br1\t800200C0\t00000000\t0000\t0\t0\t0\t80FFFFFF\t0\t0\t0\n"
+)
+ROUTE_V6 = (
+    "20010db8000000000000000000000000 40 00000000000000000000000000000000 00 "
+    "00000000000000000000000000000000 00000100 00000001 00000000 00000001 br0\n"
+    "00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+    "20010db8000000000000000000000001 00000400 00000002 00000000 00000003 eth0\n"
+)
+
+
+def test_on_link_lookup_from_kernel_route_tables() -> None:
+    from portlib.scanning.rawdiscovery import on_link_interface, parse_route_v4, parse_route_v6
+
+    v4 = parse_route_v4(ROUTE_V4)
+    assert on_link_interface(ip_address("192.0.2.10"), v4) == "br0"
+    assert on_link_interface(ip_address("192.0.2.200"), v4) is None  # route is down: gateway
+    assert on_link_interface(ip_address("198.51.100.1"), v4) is None  # via the gateway
+    v6 = parse_route_v6(ROUTE_V6)
+    assert on_link_interface(ip_address("2001:db8::10"), v6) == "br0"
+    assert on_link_interface(ip_address("2001:db8:5::1"), v6) is None
+
+
+def test_discovery_replies_are_validated() -> None:
+    from portlib.model import HostState
+    from portlib.scanning import rawdiscovery as rd
+
+    me, target = packed(ME4), packed(TARGET4)
+    ident, seq = rd.icmp_id_seq(COOKIE(target, 0, rd.ECHO))
+    echo = bytes(IP(src=TARGET4, dst=ME4) / ICMP(type=0, id=ident, seq=seq))
+    assert rd.classify_reply(echo, 0x0800, COOKIE, SPORT) == (
+        target,
+        HostState.UP,
+        Reason.ECHO_REPLY,
+    )
+    forged = bytes(IP(src=TARGET4, dst=ME4) / ICMP(type=0, id=ident, seq=seq + 1))
+    assert rd.classify_reply(forged, 0x0800, COOKIE, SPORT) is None
+    ident, seq = rd.icmp_id_seq(COOKIE(target, 0, rd.TIMESTAMP))
+    stamp = bytes(IP(src=TARGET4, dst=ME4) / ICMP(type=14, id=ident, seq=seq))
+    assert rd.classify_reply(stamp, 0x0800, COOKIE, SPORT)[2] is Reason.TIMESTAMP_REPLY
+    c = COOKIE(target, rd.SYN_PORT, SPORT)
+    synack = tcp_reply(TARGET4, ME4, rd.SYN_PORT, "SA", ack=c + 1)
+    assert rd.classify_reply(synack, 0x0800, COOKIE, SPORT)[2] is Reason.SYN_ACK
+    assert (
+        rd.classify_reply(tcp_reply(TARGET4, ME4, 443, "SA", ack=c), 0x800, COOKIE, SPORT) is None
+    )
+    rst = tcp_reply(TARGET4, ME4, rd.ACK_PORT, "R", seq=COOKIE(target, rd.ACK_PORT, SPORT))
+    assert rd.classify_reply(rst, 0x0800, COOKIE, SPORT)[2] is Reason.RESET
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + b"\x02" * 6 + target + b"\x04" * 6 + me
+    assert rd.classify_reply(arp, 0x0806, COOKIE, SPORT) == (
+        target,
+        HostState.UP,
+        Reason.ARP_RESPONSE,
+    )
+    assert rd.classify_reply(arp[:7] + b"\x01" + arp[8:], 0x0806, COOKIE, SPORT) is None
+    # an unreachable quoting our SYN says the host is down, and why
+    quote = probe(Probe.SYN, ME4, TARGET4, 443)[:28]
+    unreach = bytes(IP(src=ME4, dst=ME4) / ICMP(type=3, code=1) / quote)
+    assert rd.classify_reply(unreach, 0x0800, COOKIE, SPORT) == (
+        target,
+        HostState.DOWN,
+        Reason.HOST_UNREACH,
+    )
+
+
+def test_discovery_probe_bytes_are_valid_for_scapy() -> None:
+    from scapy.layers.inet6 import ICMPv6EchoRequest
+
+    from portlib.scanning import rawdiscovery as rd
+
+    me, target = packed(ME4), packed(TARGET4)
+    for wire in (
+        rd.icmp4_probe(me, target, 8, 0x12345678),
+        rd.icmp4_probe(me, target, 13, 0x12345678),
+        rd.tcp_probe(me, target, SPORT, 443, 0x02, 99),
+        rd.tcp_probe(me, target, SPORT, 80, 0x10, 99),
+    ):
+        parsed = IP(wire)
+        claimed = (parsed.chksum, parsed[1].chksum)
+        del parsed.chksum
+        del parsed[1].chksum
+        rebuilt = IP(bytes(parsed))
+        assert claimed == (rebuilt.chksum, rebuilt[1].chksum)
+    echo6 = IPv6(rd.icmp6_echo(packed(ME6), packed(TARGET6), 0xABCD0001))
+    assert echo6[ICMPv6EchoRequest].id == 0xABCD and echo6[ICMPv6EchoRequest].seq == 1
+    claimed = echo6[ICMPv6EchoRequest].cksum
+    del echo6[ICMPv6EchoRequest].cksum
+    assert IPv6(bytes(echo6))[ICMPv6EchoRequest].cksum == claimed
+    message, group = rd.neighbor_solicitation(packed(ME6), packed(TARGET6), b"\x02" * 6)
+    assert str(ip_address(group)) == "ff02::1:ff00:10"
+    assert message[0] == 135 and message[8:24] == packed(TARGET6)

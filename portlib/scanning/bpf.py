@@ -71,12 +71,13 @@ def assemble(program: list[Insn | str]) -> bytes:
     return bytes(out)
 
 
-def reply_filter(l4_protos: tuple[int, ...], dport: int) -> bytes:
-    """Accept incoming ICMP/ICMPv6, and TCP/UDP (``l4_protos``) to ``dport``; drop the rest."""
+def reply_filter(l4_protos: tuple[int, ...], dport: int, *, arp: bool = False) -> bytes:
+    """Accept incoming ICMP(v6), TCP/UDP (``l4_protos``) to ``dport`` (and ARP); drop the rest."""
     prog: list[Insn | str] = [
         Insn(_LD_W_ABS, _SKF_AD_OFF + _SKF_AD_PKTTYPE),
         Insn(_JEQ_K, PACKET_OUTGOING, "drop", 0),
         Insn(_LD_W_ABS, _SKF_AD_OFF + _SKF_AD_PROTOCOL),
+        Insn(_JEQ_K, ETH_P_ARP if arp else ETH_P_IP, "accept", 0),
         Insn(_JEQ_K, ETH_P_IP, "v4", 0),
         Insn(_JEQ_K, ETH_P_IPV6, "v6", "drop"),
         "v4",

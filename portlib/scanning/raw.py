@@ -66,6 +66,7 @@ _SEND_ERRORS: dict[int, Reason] = {
 BATCH = 256  # probes sent between two looks at the receive socket
 RAW_WINDOW_CAP = 8192  # probes in flight at most (no file descriptor per probe)
 ICMP_BURST_HINT = 5  # Linux lets 6 ICMP errors through before rate limiting a peer
+RATE_LIMIT_SILENCES = 3  # silent probes, all sent after the last answered one
 PACED_START = 0.25  # first interval (s) between paced probes to a rate-limited host
 PACED_TRUSTED = 1.1  # an interval this long outlasts Linux's default 1/s ICMP limit
 
@@ -112,6 +113,8 @@ class _Host:
     default: tuple[ProbeTemplate, ...]
     by_port: dict[int, tuple[ProbeTemplate, ...]]
     icmp_errors: int = 0
+    last_answered_send: float = float("-inf")  # send time of the latest answered probe
+    silent_after: int = 0  # silences among probes sent after that one
     pacer: _Pacer | None = None
 
 
@@ -321,7 +324,7 @@ class _RawScan:
                 return True
         self.sent += 1
         self.sends[idx] = min(255, self.sends[idx] + 1)
-        self.sent_at[idx] = now
+        self.sent_at[idx] = self.clock()  # per send: orders probes within a batch
         return True
 
     def _send_paced(self, now: float) -> float:
@@ -374,8 +377,8 @@ class _RawScan:
             self.resend.append(idx)  # the answer may have been dropped by us: not a try
             return
         if self.kind is Probe.UDP:
-            if host.pacer is None and host.icmp_errors >= ICMP_BURST_HINT:
-                host.pacer = _Pacer()  # ICMP errors came, then stopped: rate limited
+            if host.pacer is None and self._rate_limited(host, idx):
+                host.pacer = _Pacer()
             pacer = host.pacer
             if pacer is not None:
                 if paced and pacer.trusted:
@@ -390,6 +393,15 @@ class _RawScan:
             self.resend.append(idx)
         else:
             self._decide(idx, SILENCE_STATE[self.kind], Reason.NO_RESPONSE, None)
+
+    def _rate_limited(self, host: _Host, idx: int) -> bool:
+        """ICMP errors came in a burst, then stopped while probes kept going."""
+        if host.icmp_errors < ICMP_BURST_HINT or self.sends[idx] != 1:
+            return False  # a retransmission comes after everything: no evidence
+        if self.sent_at[idx] <= host.last_answered_send:
+            return False
+        host.silent_after += 1
+        return host.silent_after >= RATE_LIMIT_SILENCES
 
     # --- replies ------------------------------------------------------------------
 
@@ -421,6 +433,7 @@ class _RawScan:
         rtt = now - self.sent_at[idx]
         if event.from_icmp and self.kind is Probe.UDP:
             host.icmp_errors += 1
+            host.last_answered_send = max(host.last_answered_send, self.sent_at[idx])
         if host.pacer is not None:
             host.pacer.on_answer(now)
         else:
