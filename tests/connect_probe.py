@@ -32,13 +32,15 @@ def run_engine(
     retries: int | None = None,
     rate: float | None = None,
     max_sockets: int | None = None,
+    workers: int | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> Verdicts:
     """Scan and return sorted verdicts; raises if any probe was emitted twice."""
     if isinstance(hosts, str):
         hosts = [hosts]
     profile = preset(timing).with_overrides(timeout=timeout, retries=retries, rate=rate)
     work = ScanWork(
-        tuple(ip_address(h) for h in hosts), tuple(ports), Protocol.TCP, profile, seed=seed
+        tuple(ip_address(h) for h in hosts), tuple(ports), Protocol.TCP, profile, seed, shard
     )
     seen: dict[tuple[str, int], PortResult] = {}
 
@@ -48,8 +50,10 @@ def run_engine(
             raise AssertionError(f"emitted twice: {key}")
         seen[key] = result
 
-    asyncio.run(ConnectEngine(max_sockets=max_sockets).run(work, emit))
+    asyncio.run(ConnectEngine(max_sockets=max_sockets, workers=workers).run(work, emit))
     expected = len(hosts) * len(ports)
+    if shard is not None:
+        expected = len(range(shard[0], expected, shard[1]))
     if len(seen) != expected:
         raise AssertionError(f"{len(seen)} verdicts for {expected} probes")
     return sorted((h, p, str(r.state), str(r.reason)) for (h, p), r in seen.items())

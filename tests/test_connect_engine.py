@@ -358,3 +358,62 @@ def listening_ports(host: str = "127.0.0.1") -> set[int]:
             if fields[3] == "0A" and addr in wanted:
                 ports.add(int(port, 16))
     return ports
+
+
+def test_worker_processes_agree_with_one_process_and_shards_partition() -> None:
+    result = _run_isolated(
+        """
+        import json, socket
+        from tests.connect_probe import run_engine
+        from tests.test_connect_engine import _full_backlog, _listeners
+        mine = _listeners("127.0.0.1", 5)
+        silent, fillers = _full_backlog("127.0.0.1", 3)
+        ports = sorted({s.getsockname()[1] for s in mine + silent} | set(range(1, 15001)))
+        one = run_engine("127.0.0.1", ports, workers=1)
+        two = run_engine("127.0.0.1", ports, workers=2)
+        halves = [run_engine("127.0.0.1", ports, workers=2, shard=(i, 2)) for i in (0, 1)]
+        print(json.dumps({"one": one, "two": two, "halves": halves,
+                          "mine": [s.getsockname()[1] for s in mine],
+                          "silent": [s.getsockname()[1] for s in silent]}))
+        """
+    )
+    assert isinstance(result, dict)
+    assert result["one"] == result["two"]
+    first, second = ({tuple(v) for v in half} for half in result["halves"])
+    assert not first & second
+    assert sorted(first | second) == [tuple(v) for v in result["one"]]
+    states = {port: state for _, port, state, _ in result["one"]}
+    assert all(states[p] == "open" for p in result["mine"])
+    assert all(states[p] == "filtered" for p in result["silent"])
+
+
+def test_cancelling_a_worker_scan_reaps_workers_and_closes_everything() -> None:
+    listeners, fillers = _full_backlog("127.0.0.1", 20)
+    try:
+        silent = {_port(s) for s in listeners}
+        ports = tuple(sorted(silent | set(range(1, 20001))))
+        work = ScanWork((ip_address("127.0.0.1"),), ports, Protocol.TCP, preset(3), seed=2)
+        emitted: list[PortResult] = []
+
+        async def emit(result: PortResult) -> None:
+            emitted.append(result)
+
+        async def scenario() -> tuple[int, int]:
+            before = _fd_count()
+            task = asyncio.create_task(ConnectEngine(workers=2).run(work, emit))
+            for _ in range(500):
+                await asyncio.sleep(0.01)
+                if len(emitted) > 100:
+                    break
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return before, _fd_count()
+
+        before, after = asyncio.run(scenario())
+        assert after == before
+        assert 100 < len(emitted) < len(ports)
+        with pytest.raises(ChildProcessError):
+            os.waitpid(-1, os.WNOHANG)  # every worker was reaped
+    finally:
+        _close(listeners, fillers)

@@ -35,6 +35,7 @@ import heapq
 import os
 import resource
 import select
+import signal
 import socket
 import struct
 import time
@@ -42,9 +43,10 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
+from typing import NoReturn
 
 from portlib.errors import ScanError
-from portlib.model import IPAddress, PortResult, Protocol, ScanMethod
+from portlib.model import IPAddress, PortResult, PortState, Protocol, Reason, ScanMethod
 from portlib.order import ProbeOrder
 from portlib.scanning.classify import (
     CLOSED,
@@ -116,6 +118,9 @@ def ephemeral_port_count() -> int:
         return 28232  # the kernel's default range 32768-60999
 
 
+_Decided = tuple[int, PortState, Reason, float | None]
+
+
 @dataclass(slots=True)
 class _Probe:
     """One probe in flight on one socket."""
@@ -156,7 +161,8 @@ class _Core:
     pool: dict[socket.AddressFamily, list[socket.socket]] = field(
         default_factory=lambda: {socket.AF_INET: [], socket.AF_INET6: []}
     )
-    results: list[PortResult] = field(default_factory=list)
+    # decided probes: (index, state, reason, rtt); turned into PortResults by the caller
+    results: list[_Decided] = field(default_factory=list)
     order_done: bool = False
     seq: int = 0
     sent: int = 0
@@ -209,18 +215,7 @@ class _Core:
     # ---- verdicts -----------------------------------------------------------
 
     def _decide(self, index: int, verdict: Verdict, rtt: float | None) -> None:
-        count = len(self.targets)
-        target = self.targets[index % count]
-        self.results.append(
-            PortResult(
-                target.address,
-                self.ports[index // count],
-                Protocol.TCP,
-                verdict.state,
-                verdict.reason,
-                rtt,
-            )
-        )
+        self.results.append((index, verdict.state, verdict.reason, rtt))
         self.remaining -= 1
 
     def _answered(self, probe: _Probe, target: _Target, verdict: Verdict, now: float) -> None:
@@ -374,7 +369,7 @@ class _Core:
         einprogress = errno.EINPROGRESS
         refused = errno.ECONNREFUSED
         inet6 = socket.AF_INET6
-        tcp, closed_state, refused_reason = Protocol.TCP, CLOSED.state, CLOSED.reason
+        closed_state, refused_reason = CLOSED.state, CLOSED.reason
         quick = 0
         for _ in range(_BATCH):
             if len(in_flight) >= limit:
@@ -429,9 +424,7 @@ class _Core:
                 rtt = clock() - started
                 if not quick & 31:  # a sample now and then keeps the estimate current
                     target.timing.rtt.observe(rtt)
-                results_append(
-                    PortResult(target.address, port, tcp, closed_state, refused_reason, rtt)
-                )
+                results_append((index, closed_state, refused_reason, rtt))
                 quick += 1
                 continue
             self.sent += 1
@@ -524,39 +517,91 @@ def _family(address: IPAddress) -> socket.AddressFamily:
     return socket.AF_INET6 if isinstance(address, IPv6Address) else socket.AF_INET
 
 
+# Worker processes: a big scan is split over forked children, each with its own
+# epoll and sockets, because the system calls (the bulk of the cost) then run on
+# every core. Each child streams its verdicts back through a pipe as records.
+_WORKER_MIN_PROBES = 10_000
+_RECORD = struct.Struct("=BQBBd")  # kind, index (or trailer length), state, reason, rtt
+_RESULT, _DONE, _FAILED = 0, 1, 2
+_STATES = list(PortState)
+_REASONS = list(Reason)
+_STATE_CODES = {state: i for i, state in enumerate(_STATES)}
+_REASON_CODES = {reason: i for i, reason in enumerate(_REASONS)}
+_NO_RTT = float("nan")
+_PAUSE_AT = 16_384  # decoded records waiting for emit before the pipes stop being read
+
+
 class ConnectEngine:
     """TCP connect scan engine (``-sT``): needs no privileges.
 
-    ``max_sockets`` overrides the descriptor budget read from ``RLIMIT_NOFILE``
-    (it can only lower it).
+    ``max_sockets`` lowers the socket budget read from ``RLIMIT_NOFILE`` and the
+    ephemeral port range. ``workers``: processes that probe (None: one per CPU
+    for scans of 10,000 probes or more that are not paced by ``rate`` or a scan
+    delay, else 1; 1 keeps everything in this process).
     """
 
     def __init__(
-        self, method: ScanMethod = ScanMethod.CONNECT, *, max_sockets: int | None = None
+        self,
+        method: ScanMethod = ScanMethod.CONNECT,
+        *,
+        max_sockets: int | None = None,
+        workers: int | None = None,
     ) -> None:
         if method is not ScanMethod.CONNECT:
             raise ScanError(f"ConnectEngine does connect scans only, not {method}")
+        if workers is not None and workers < 1:
+            raise ScanError(f"workers must be 1 or more, not {workers!r}")
         self.method = method
         self.max_sockets = max_sockets
+        self.workers = workers
         self.probes_sent = 0
         self.self_connects = 0  # connections to ourselves caught (and called closed)
         self.resource_stalls = 0  # probes put back because a local resource ran out
 
-    def resource_cap(self) -> int:
-        cap = min(descriptor_budget(), ephemeral_port_count() // 2)
+    def resource_cap(self, share: int = 1) -> int:
+        """Sockets one process may hold in flight; ``share`` processes split the ports."""
+        cap = min(descriptor_budget(), ephemeral_port_count() // (2 * share))
         if self.max_sockets is not None:
-            cap = min(cap, self.max_sockets)
+            cap = min(cap, max(1, self.max_sockets // share))
         return max(1, cap)
+
+    def worker_count(self, work: ScanWork) -> int:
+        if self.workers is not None:
+            return self.workers
+        profile = work.timing
+        paced = profile.rate is not None or profile.scan_delay > 0
+        probes = len(work.hosts) * len(work.ports)
+        if work.shard is not None:
+            probes //= work.shard[1]
+        if paced or probes < _WORKER_MIN_PROBES or profile.max_parallelism == 1:
+            return 1
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except OSError:
+            cpus = os.cpu_count() or 1
+        return max(1, min(cpus, 8))
 
     async def run(self, work: ScanWork, emit: Emit) -> None:
         if work.protocol is not Protocol.TCP:
             raise ScanError(f"a connect scan probes TCP ports, not {work.protocol}")
-        core = self._core(work)
-        if core.remaining == 0:
-            core.epoll.close()
+        for host in work.hosts:
+            if not isinstance(host, IPv4Address | IPv6Address):
+                raise ScanError(f"not an IP address: {host!r}")
+        if not work.hosts or not work.ports:
             return
+        workers = self.worker_count(work)
+        if workers > 1:
+            await self._run_workers(work, emit, workers)
+        else:
+            await self._run_here(work, emit)
+
+    # ---- in this process ------------------------------------------------------
+
+    async def _run_here(self, work: ScanWork, emit: Emit) -> None:
+        core = self._core(work, work.shard, self.resource_cap())
         loop = asyncio.get_running_loop()
         waiter: list[asyncio.Future[None]] = []
+        hosts, ports, count, tcp = work.hosts, work.ports, len(work.hosts), Protocol.TCP
 
         def wake() -> None:
             if waiter and not waiter[0].done():
@@ -571,8 +616,12 @@ class ConnectEngine:
                 core.expire(core.clock())
                 if core.results:
                     batch, core.results = core.results, []
-                    for result in batch:
-                        await emit(result)
+                    for index, state, reason, rtt in batch:
+                        await emit(
+                            PortResult(
+                                hosts[index % count], ports[index // count], tcp, state, reason, rtt
+                            )
+                        )
                 if core.remaining <= 0:
                     break
                 delay = core.next_wakeup(core.clock())
@@ -597,17 +646,14 @@ class ConnectEngine:
             core.close()
             core.epoll.close()
 
-    def _core(self, work: ScanWork) -> _Core:
+    def _core(self, work: ScanWork, shard: tuple[int, int] | None, cap: int) -> _Core:
         profile: TimingProfile = work.timing
         targets = [
             _Target(h, str(h), _family(h), HostTiming.for_profile(profile)) for h in work.hosts
         ]
-        for t in targets:
-            if not isinstance(t.address, IPv4Address | IPv6Address):
-                raise ScanError(f"not an IP address: {t.address!r}")
         total = len(targets) * len(work.ports)
-        order = ProbeOrder(total, seed=work.seed, shard=work.shard)
-        window = CongestionWindow.for_profile(profile, self.resource_cap())
+        order = ProbeOrder(total, seed=work.seed, shard=shard)
+        window = CongestionWindow.for_profile(profile, cap)
         rate = RateLimiter.per_second(profile.rate) if profile.rate else None
         epoll = select.epoll()
         return _Core(
@@ -621,6 +667,172 @@ class ConnectEngine:
             rate=rate,
             epoll=epoll,
         )
+
+    # ---- in worker processes -------------------------------------------------
+
+    async def _run_workers(self, work: ScanWork, emit: Emit, workers: int) -> None:
+        first, shards = work.shard if work.shard is not None else (0, 1)
+        # Shard i of n splits exactly into shards i + n*j of n*k (see portlib.order).
+        sub_shards = [(first + shards * j, shards * workers) for j in range(workers)]
+        sub_shards = [s for s in sub_shards if s[0] < len(work.hosts) * len(work.ports)]
+        cap = self.resource_cap(len(sub_shards))
+        loop = asyncio.get_running_loop()
+        hosts, ports, count, tcp = work.hosts, work.ports, len(work.hosts), Protocol.TCP
+        children: dict[int, int] = {}  # read fd -> pid
+        buffers: dict[int, bytearray] = {}
+        finished: set[int] = set()
+        paused: set[int] = set()
+        pending: deque[PortResult] = deque()
+        failure: list[str] = []
+        waiter: list[asyncio.Future[None]] = []
+        size = _RECORD.size
+
+        def wake() -> None:
+            if waiter and not waiter[0].done():
+                waiter[0].set_result(None)
+
+        def readable(fd: int) -> None:
+            try:
+                chunk = os.read(fd, 1 << 18)
+            except BlockingIOError:
+                return
+            buf = buffers[fd]
+            if not chunk:
+                loop.remove_reader(fd)
+                if fd not in finished:
+                    failure.append(f"worker process {children[fd]} ended without finishing")
+                finished.add(fd)
+                wake()
+                return
+            buf += chunk
+            offset = 0
+            end = len(buf)
+            while end - offset >= size:
+                kind, index, state, reason, rtt = _RECORD.unpack_from(buf, offset)
+                if kind == _RESULT:
+                    pending.append(
+                        PortResult(
+                            hosts[index % count],
+                            ports[index // count],
+                            tcp,
+                            _STATES[state],
+                            _REASONS[reason],
+                            None if rtt != rtt else rtt,  # NaN: no answer
+                        )
+                    )
+                    offset += size
+                    continue
+                if end - offset < size + index:
+                    break  # the trailer is not all here yet
+                trailer = bytes(buf[offset + size : offset + size + index]).decode()
+                offset += size + index
+                if kind == _DONE:
+                    sent, self_connects, stalls = (int(x) for x in trailer.split())
+                    self.probes_sent += sent
+                    self.self_connects += self_connects
+                    self.resource_stalls += stalls
+                    finished.add(fd)
+                else:
+                    failure.append(trailer)
+            del buf[:offset]
+            if len(pending) > _PAUSE_AT and fd not in finished:
+                loop.remove_reader(fd)
+                paused.add(fd)
+            wake()
+
+        try:
+            for shard in sub_shards:
+                read_fd, write_fd = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # the child: never returns
+                    os.close(read_fd)
+                    self._child(work, shard, cap, write_fd, list(children))
+                os.close(write_fd)
+                os.set_blocking(read_fd, False)
+                children[read_fd] = pid
+                buffers[read_fd] = bytearray()
+                loop.add_reader(read_fd, readable, read_fd)
+            while True:
+                while pending:
+                    await emit(pending.popleft())
+                if failure:
+                    raise ScanError(f"connect scan worker failed: {failure[0]}")
+                for fd in list(paused):
+                    paused.discard(fd)
+                    loop.add_reader(fd, readable, fd)
+                if len(finished) == len(children) and not pending:
+                    break
+                future = loop.create_future()
+                waiter[:] = [future]
+                try:
+                    await future
+                finally:
+                    waiter.clear()
+        finally:
+            for fd, pid in children.items():
+                loop.remove_reader(fd)
+                os.close(fd)
+                if fd not in finished:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)  # its sockets are gone once it is reaped
+
+    def _child(
+        self, work: ScanWork, shard: tuple[int, int], cap: int, out: int, inherited: list[int]
+    ) -> NoReturn:
+        """Body of a worker process: probe one shard, stream records to ``out``, exit."""
+        status = 0
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # the parent decides about Ctrl-C
+            for fd in inherited:  # other workers' pipes: an EOF must mean they ended
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            core = self._core(work, shard, cap)
+            pack = _RECORD.pack
+            states, reasons = _STATE_CODES, _REASON_CODES
+            while core.remaining > 0:
+                core.send(core.clock())
+                core.poll()
+                core.expire(core.clock())
+                if core.results:
+                    batch, core.results = core.results, []
+                    _write_all(
+                        out,
+                        b"".join(
+                            [
+                                pack(
+                                    _RESULT,
+                                    index,
+                                    states[state],
+                                    reasons[reason],
+                                    _NO_RTT if rtt is None else rtt,
+                                )
+                                for index, state, reason, rtt in batch
+                            ]
+                        ),
+                    )
+                if core.remaining <= 0:
+                    break
+                delay = core.next_wakeup(core.clock())
+                if delay is not None and delay > 0:
+                    select.select([core.epoll.fileno()], [], [], delay)
+            trailer = f"{core.sent} {core.self_connects} {core.stalls}".encode()
+            _write_all(out, _RECORD.pack(_DONE, len(trailer), 0, 0, 0.0) + trailer)
+        except BaseException as exc:  # reported to the parent, which raises it
+            status = 1
+            with contextlib.suppress(BaseException):
+                message = (str(exc) or type(exc).__name__).encode()
+                _write_all(out, _RECORD.pack(_FAILED, len(message), 0, 0, 0.0) + message)
+        finally:
+            os._exit(status)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 __all__ = ["ConnectEngine", "descriptor_budget", "ephemeral_port_count"]
