@@ -28,6 +28,7 @@ it: a socket that never listened leaves nothing behind, so the port binds at onc
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import random
 import socket
@@ -176,6 +177,7 @@ def _where(host: Host) -> _Where:
     return _Where(family, str(address), False, str(address))
 
 
+@functools.cache
 def _ipv6_usable() -> bool:
     if not socket.has_ipv6:
         return False
