@@ -213,3 +213,22 @@ def test_progress_line_only_on_a_terminal() -> None:
     assert "ports/s" not in done.stdout
     piped = subprocess.run(argv, capture_output=True, cwd=REPO, env=env, timeout=60, text=True)
     assert piped.returncode == 0 and piped.stderr == ""
+
+
+@pytest.mark.live
+def test_input_file_exclusions_and_family(tmp_path, capsys) -> None:
+    targets = tmp_path / "targets.txt"
+    targets.write_text("127.0.0.1\n127.0.0.2\n::1\n")
+    excluded = tmp_path / "exclude.txt"
+    excluded.write_text("127.0.0.2\n")
+    argv = ["scan", "--json", "-sn", "-iL", str(targets), "--excludefile", str(excluded)]
+    assert main([*argv, "--exclude", "::1"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [h["address"] for h in doc["hosts"]] == ["127.0.0.1"]
+    # -6 with IPv4 addresses in the file is an error (as in nmap), before any probe.
+    assert main([*argv, "-6"]) == 2
+    assert "family=6" in capsys.readouterr().err
+    targets.write_text("::1\n")
+    assert main([*argv, "-6"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [h["address"] for h in doc["hosts"]] == ["::1"]

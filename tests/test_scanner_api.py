@@ -415,6 +415,23 @@ def test_one_tcp_method_plus_udp_in_one_scan(loopback_ports) -> None:
     assert got == expected
 
 
+@pytest.mark.live
+def test_connect_scan_never_loads_scapy() -> None:
+    code = (
+        "import sys, portlib; portlib.scan('127.0.0.1', '22'); "
+        "print(any(m == 'scapy' or m.startswith('scapy.') for m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )
+    assert done.stdout.strip() == "False", done.stderr
+
+
 def test_public_names() -> None:
     assert portlib.scan is scan and portlib.scan_async is scan_async
     assert portlib.Scanner is Scanner
