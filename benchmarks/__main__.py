@@ -5,7 +5,7 @@ rows with ``benchmarks.common.write_results`` (``results/NAME.json``). It may
 also define ``skip_reason() -> str | None`` to say why it cannot run here (no
 root, no nmap, ...); a module whose import fails is skipped with the error.
 ``--quick`` is passed on to each ``main`` as ``--quick`` (fewer runs, smaller
-work); modules that do not know it are reported as failed, not silently run.
+work); a module whose parser refuses it is run without it, and the summary says so.
 
 Afterwards ``results/`` holds ``summary.json`` (every row, plus what was
 skipped and why), ``summary.md`` (a Markdown table) and ``ratios.png`` (a bar
@@ -37,6 +37,7 @@ from typing import Any
 from benchmarks import common
 
 PREFIX = "bench_"
+USAGE_ERROR = 2  # argparse's exit status for bad arguments
 
 
 @dataclass
@@ -72,13 +73,15 @@ def run_one(name: str, *, package: str = "benchmarks", quick: bool = False) -> O
         reason = skip_reason()
         if reason:
             return Outcome(name, "skipped", str(reason))
-    argv = ["--quick"] if quick else []
     before = _result_files()
     clock = time.perf_counter()
+    note = None
     try:
-        status = module.main(argv)
-    except SystemExit as exc:  # argparse inside main(): a usage error is a failure
-        status = exc.code if isinstance(exc.code, int) else 2
+        status = _call_main(module, ["--quick"] if quick else [])
+        if quick and status == USAGE_ERROR and _result_files() == before:
+            # Its parser has no --quick: run it as it is rather than not at all.
+            note = "takes no --quick, so it ran in full"
+            status = _call_main(module, [])
     except Exception as exc:  # one broken benchmark must not stop the others
         traceback.print_exc()
         return Outcome(name, "failed", f"{type(exc).__name__}: {exc}", time.perf_counter() - clock)
@@ -89,7 +92,14 @@ def run_one(name: str, *, package: str = "benchmarks", quick: bool = False) -> O
     if not rows:
         reason = "it wrote no results (benchmarks.common.write_results)"
         return Outcome(name, "failed", reason, seconds)
-    return Outcome(name, "ok", None, seconds, rows)
+    return Outcome(name, "ok", note, seconds, rows)
+
+
+def _call_main(module: Any, argv: list[str]) -> object:
+    try:
+        return module.main(argv)
+    except SystemExit as exc:  # argparse inside main() exits on a usage error
+        return exc.code if isinstance(exc.code, int) else USAGE_ERROR
 
 
 def _result_files() -> dict[Path, int]:
@@ -176,6 +186,10 @@ def summary_markdown(outcomes: list[Outcome], command: str) -> str:
     if others:
         lines += ["", "Not run:", ""]
         lines += [f"- `{o.name}`: {o.status}: {o.reason}" for o in others]
+    notes = [o for o in outcomes if o.status == "ok" and o.reason]
+    if notes:
+        lines += ["", "Notes:", ""]
+        lines += [f"- `{o.name}`: {o.reason}" for o in notes]
     return "\n".join(lines) + "\n"
 
 

@@ -37,6 +37,15 @@ FAKE_MODULES = {
         def main(argv):
             raise RuntimeError("peer output changed")
     """,
+    "bench_no_quick": """
+        import argparse
+        from benchmarks.common import Row, write_results
+
+        def main(argv):
+            argparse.ArgumentParser().parse_args(argv)  # no --quick here
+            write_results("no_quick", [Row("x", "y", 1.0, 1.0, 3)])
+            return 0
+    """,
     "bench_silent": """
         def main(argv):
             return 0
@@ -74,6 +83,7 @@ def test_discovers_only_bench_modules(fake_package: str) -> None:
         "fast",
         "missing_peer_lib",
         "needs_lab",
+        "no_quick",
         "silent",
     ]
 
@@ -88,6 +98,9 @@ def test_outcomes(fake_package: str) -> None:
     assert "no_such_module_for_portlib_tests" in (outcomes["missing_peer_lib"].reason or "")
     assert outcomes["broken"].status == "failed"
     assert outcomes["broken"].reason == "RuntimeError: peer output changed"
+    assert outcomes["no_quick"].status == "ok"
+    assert outcomes["no_quick"].reason == "takes no --quick, so it ran in full"
+    assert [r["benchmark"] for r in outcomes["no_quick"].rows] == ["x"]
     assert outcomes["silent"].status == "failed"
     assert "wrote no results" in (outcomes["silent"].reason or "")
 
