@@ -43,6 +43,7 @@ from portlib.model import (
     Reason,
     ScanMethod,
     ScanReport,
+    Service,
     Socket,
     SocketState,
     UnixSocket,
@@ -67,6 +68,8 @@ _LAZY: dict[str, str] = {
     "service_name": "portlib.services",
     "service_port": "portlib.services",
     "top_ports": "portlib.services",
+    "service_ports": "portlib.services",
+    "service_for_port": "portlib.services",
     "parse_ports": "portlib.targets",
     "parse_targets": "portlib.targets",
     "PortList": "portlib.targets",
@@ -77,7 +80,13 @@ _LAZY: dict[str, str] = {
 if TYPE_CHECKING:
     from portlib.ports import find_free_port, is_port_free, port_ranges, reserve_port
     from portlib.scanning import Scanner, scan, scan_async
-    from portlib.services import service_name, service_port, top_ports
+    from portlib.services import (
+        service_for_port,
+        service_name,
+        service_port,
+        service_ports,
+        top_ports,
+    )
     from portlib.socktable import kill_port, listening, ports_of, sockets, who_uses
     from portlib.targets import PortList, Target, TargetSet, parse_ports, parse_targets
 
@@ -120,6 +129,7 @@ __all__ = [
     "ScanMethod",
     "ScanReport",
     "Scanner",
+    "Service",
     "Socket",
     "SocketState",
     "Target",
@@ -138,8 +148,10 @@ __all__ = [
     "reserve_port",
     "scan",
     "scan_async",
+    "service_for_port",
     "service_name",
     "service_port",
+    "service_ports",
     "sockets",
     "top_ports",
     "who_uses",
