@@ -27,6 +27,7 @@ from portlib.errors import (
     PrivilegeError,
     ReportFormatError,
     ScanError,
+    SizeOverflowError,
     TargetSpecError,
     UnknownService,
 )
@@ -130,6 +131,7 @@ __all__ = [
     "ScanReport",
     "Scanner",
     "Service",
+    "SizeOverflowError",
     "Socket",
     "SocketState",
     "Target",

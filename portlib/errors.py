@@ -74,6 +74,10 @@ class UnknownService(PortlibError, LookupError):
     """No service of that name (or on that port) is in the registry."""
 
 
+class SizeOverflowError(PortlibError, OverflowError):
+    """A target or probe space is too large for ``len()``; its exact ``size`` still works."""
+
+
 class ScanError(PortlibError):
     """A scan could not start or continue (bad option, nothing to scan, resource exhaustion)."""
 
@@ -93,6 +97,7 @@ __all__ = [
     "PrivilegeError",
     "ReportFormatError",
     "ScanError",
+    "SizeOverflowError",
     "TargetSpecError",
     "UnknownService",
 ]

@@ -29,12 +29,7 @@ import sys
 from collections.abc import Iterator
 from functools import lru_cache
 
-from portlib.errors import PortlibError, ScanError
-
-
-class SizeOverflowError(PortlibError, OverflowError):
-    """A space is too large for ``len()``; its exact ``size`` (or ``count``) still works."""
-
+from portlib.errors import ScanError, SizeOverflowError
 
 _SMALL_PRIMES: tuple[int, ...] = tuple(
     n for n in range(2, 4096) if all(n % d for d in range(2, math.isqrt(n) + 1))

@@ -42,9 +42,8 @@ from ipaddress import (
 )
 from typing import TYPE_CHECKING, Any, Final
 
-from portlib.errors import PortSpecError, TargetSpecError, UnknownService
+from portlib.errors import PortSpecError, SizeOverflowError, TargetSpecError, UnknownService
 from portlib.model import Protocol
-from portlib.order import SizeOverflowError
 
 if TYPE_CHECKING:
     from portlib.model import IPAddress

@@ -20,8 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from portlib.errors import PortlibError, TargetSpecError
-from portlib.order import SizeOverflowError
+from portlib.errors import PortlibError, SizeOverflowError, TargetSpecError
 from portlib.targets import Target, TargetSet, parse_targets, parse_targets_async
 
 FAKE_DNS = {
