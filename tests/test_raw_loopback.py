@@ -7,8 +7,10 @@ it bound and released are closed, a UDP echo server is open.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -248,3 +250,37 @@ def test_scan_end_to_end_through_the_public_api() -> None:
     assert {p.port: p.state for p in host.ports} == (
         {p: PortState.OPEN for p in listening} | {p: PortState.CLOSED for p in closed}
     )
+
+
+def test_receive_filter_passes_only_replies_to_our_port() -> None:
+    import time
+
+    from portlib.scanning import bpf, rawsock
+
+    with tcp_listeners(HOSTS[0], 1) as (listening,):
+        ours, other = closed_ports(HOSTS[0], socket.SOCK_STREAM, 2)
+        rx = rawsock.packet_receiver(bpf.reply_filter((6,), ours))
+        try:
+            for sport in (other, ours):  # a SYN from each port to a closed and an open port
+                for dport in (listening, 9):
+                    with socket.socket() as c:
+                        c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                        c.bind(("127.0.0.1", sport))
+                        c.settimeout(1)
+                        with contextlib.suppress(OSError):
+                            c.connect(("127.0.0.1", dport))
+            time.sleep(0.2)
+            seen = []
+            while True:
+                try:
+                    data, addr = rx.recvfrom(512)
+                except BlockingIOError:
+                    break
+                assert len(data) <= bpf.SNAPLEN
+                ihl = (data[0] & 15) * 4
+                seen.append((addr[2], data[9], *struct.unpack_from("!HH", data, ihl)))
+        finally:
+            rx.close()
+    # only incoming TCP to our port (never outgoing copies, never other ports)
+    assert seen and all(s[0] != 4 and s[1] == 6 and s[3] == ours for s in seen), seen
+    assert {s[2] for s in seen} == {listening, 9}

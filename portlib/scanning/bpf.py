@@ -77,7 +77,7 @@ def reply_filter(l4_protos: tuple[int, ...], dport: int, *, arp: bool = False) -
         Insn(_LD_W_ABS, _SKF_AD_OFF + _SKF_AD_PKTTYPE),
         Insn(_JEQ_K, PACKET_OUTGOING, "drop", 0),
         Insn(_LD_W_ABS, _SKF_AD_OFF + _SKF_AD_PROTOCOL),
-        Insn(_JEQ_K, ETH_P_ARP if arp else ETH_P_IP, "accept", 0),
+        *([Insn(_JEQ_K, ETH_P_ARP, "accept", 0)] if arp else []),
         Insn(_JEQ_K, ETH_P_IP, "v4", 0),
         Insn(_JEQ_K, ETH_P_IPV6, "v6", "drop"),
         "v4",
