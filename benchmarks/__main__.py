@@ -185,12 +185,19 @@ def summary_markdown(outcomes: list[Outcome], command: str) -> str:
     others = [o for o in outcomes if o.status != "ok"]
     if others:
         lines += ["", "Not run:", ""]
-        lines += [f"- `{o.name}`: {o.status}: {o.reason}" for o in others]
+        lines += [f"- `{o.name}`: {o.status}: {_one_line(o.reason)}" for o in others]
     notes = [o for o in outcomes if o.status == "ok" and o.reason]
     if notes:
         lines += ["", "Notes:", ""]
         lines += [f"- `{o.name}`: {o.reason}" for o in notes]
     return "\n".join(lines) + "\n"
+
+
+def _one_line(text: str | None, limit: int = 300) -> str:
+    """A multi-line reason (a child's traceback) as its last line: the error itself."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    line = lines[-1] if lines else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _num(value: object, digits: int) -> str:
@@ -203,11 +210,10 @@ def _flag(value: object) -> str:
 
 def ratio_chart(outcomes: list[Outcome], path: Path) -> str | None:
     """Draw ratios.png; returns why not when it cannot (no matplotlib, no ratios)."""
+    rows = [r for o in outcomes for r in o.rows if isinstance(r.get("ratio"), int | float)]
     bars = [
         (f"{r.get('benchmark')}\nvs {r.get('peer')}", float(r["ratio"]), r.get("target_ratio"))
-        for o in outcomes
-        for r in o.rows
-        if isinstance(r.get("ratio"), int | float)
+        for r in rows
     ]
     if not bars:
         return "no ratios to draw"
@@ -220,10 +226,8 @@ def ratio_chart(outcomes: list[Outcome], path: Path) -> str | None:
         return "matplotlib is not installed (pip install '.[bench]')"
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(bars)), 4.5))
     xs = range(len(bars))
-    colours = [
-        "tab:green" if target is None or ratio <= float(target) else "tab:red"
-        for _, ratio, target in bars
-    ]
+    # red: target missed or the two sides disagreed (a fast wrong answer is no result)
+    colours = ["tab:red" if r.get("met") is False else "tab:green" for r in rows]
     ax.bar(xs, [ratio for _, ratio, _ in bars], color=colours, label="portlib / peer")
     for x, (_, _, target) in zip(xs, bars, strict=True):
         if isinstance(target, int | float):

@@ -35,7 +35,8 @@ FAKE_MODULES = {
     """,
     "bench_broken": """
         def main(argv):
-            raise RuntimeError("peer output changed")
+            trace = "Traceback (most recent call last):\\n  x\\nOSError: boom"
+            raise RuntimeError("child failed: " + trace)
     """,
     "bench_no_quick": """
         import argparse
@@ -97,7 +98,9 @@ def test_outcomes(fake_package: str) -> None:
     assert outcomes["missing_peer_lib"].status == "skipped"
     assert "no_such_module_for_portlib_tests" in (outcomes["missing_peer_lib"].reason or "")
     assert outcomes["broken"].status == "failed"
-    assert outcomes["broken"].reason == "RuntimeError: peer output changed"
+    assert outcomes["broken"].reason == (
+        "RuntimeError: child failed: Traceback (most recent call last):\n  x\nOSError: boom"
+    )
     assert outcomes["no_quick"].status == "ok"
     assert outcomes["no_quick"].reason == "takes no --quick, so it ran in full"
     assert [r["benchmark"] for r in outcomes["no_quick"].rows] == ["x"]
@@ -114,7 +117,7 @@ def test_only_runs_the_named_ones(fake_package: str) -> None:
 
 
 def test_summary_files(fake_package: str, tmp_path: Path) -> None:
-    outcomes = runner.run_all(package=fake_package)
+    outcomes = runner.run_all(package=fake_package, quick=True)
     written = runner.write_summary(outcomes, "python -m benchmarks")
     results = tmp_path / "results"
     chart = ["ratios.png"] if importlib.util.find_spec("matplotlib") else []
@@ -132,7 +135,8 @@ def test_summary_files(fake_package: str, tmp_path: Path) -> None:
     assert "| who_uses | lsof | 0.3000 | 0.1000 | 3.00 | 2.00 | NO | yes |" in md
     assert "| sockets | ss | skipped: ss is not installed |" in md
     assert "- `needs_lab`: skipped: needs root for the namespace lab" in md
-    assert "- `broken`: failed: RuntimeError: peer output changed" in md
+    assert "- `broken`: failed: OSError: boom\n" in md  # a traceback's last line only
+    assert "- `no_quick`: takes no --quick, so it ran in full" in md
 
 
 def test_ratio_chart(fake_package: str, tmp_path: Path) -> None:
