@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from portlib.cli import main
 from portlib.errors import ReportFormatError
@@ -312,3 +314,32 @@ def test_portlib_and_nmap_agree_on_loopback(tmp_path: Path) -> None:
     assert main(["diff", str(nmap_xml), str(ours_json)]) == 0
     assert mine in {p.port for p in ours.open_ports()}
     assert Protocol.TCP in ours.protocols
+
+
+_json_scalars = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_any_json_reads_or_raises_report_format_error(data: st.DataObject) -> None:
+    """Random documents, and the real one with one field swapped for junk."""
+    doc = json.loads(sample_report().to_json())
+    doc["hosts"] = doc["hosts"][:1]
+    doc["hosts"][0]["ports"] = doc["hosts"][0]["ports"][:2]
+    target = data.draw(st.sampled_from([doc, doc["hosts"][0], doc["hosts"][0]["ports"][0], None]))
+    junk = data.draw(_json_values)
+    if target is None:
+        doc = junk
+    else:
+        target[data.draw(st.sampled_from(sorted(target)))] = junk
+    with contextlib.suppress(ReportFormatError):
+        from_json(json.dumps(doc))
