@@ -18,6 +18,7 @@ larger than :data:`MAX_REPORT_BYTES`.
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import os
 import re
 import shlex
@@ -255,19 +256,36 @@ def report_from_xml_bytes(data: bytes, name: str) -> ScanReport:
             "declares XML entities, which nmap reports never do; refusing to expand them",
             source=name,
         )
+    reader = _Reader(name)
+    root: ET.Element | None = None
+    hosts: list[HostResult] = []
+    depth = 0
+    # Leading blank lines (a pasted or triple-quoted report) would make the XML
+    # declaration illegal; they carry nothing, so drop them.
+    stream = io.BytesIO(data.lstrip(b" \t\r\n"))
     try:
-        # Leading blank lines (a pasted or triple-quoted report) would make the XML
-        # declaration illegal; they carry nothing, so drop them.
-        root = ET.fromstring(data.lstrip(b" \t\r\n"))
+        # Incrementally: each <host> becomes a HostResult and leaves the tree at once,
+        # so memory follows the verdicts, not the size of the XML.
+        for event, element in ET.iterparse(stream, events=("start", "end")):
+            if event == "start":
+                depth += 1
+                if root is None:
+                    root = element
+                    if root.tag != "nmaprun":
+                        raise reader.fail(
+                            f"not an nmap XML report: the root element is <{root.tag}>,"
+                            " not <nmaprun>"
+                        )
+            else:
+                depth -= 1
+                if depth == 1 and element.tag == "host" and root is not None:
+                    hosts.append(reader.host(element))
+                    root.remove(element)
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else None
         raise ReportFormatError(f"not well-formed XML: {exc}", source=name, line=line) from None
-    if root.tag != "nmaprun":
-        raise ReportFormatError(
-            f"not an nmap XML report: the root element is <{root.tag}>, not <nmaprun>",
-            source=name,
-        )
-    return _Reader(name).report(root)
+    assert root is not None  # iterparse raises ParseError on a document without elements
+    return reader.report(root, hosts)
 
 
 def read_report_source(source: str | os.PathLike[str]) -> tuple[bytes, str]:
@@ -305,7 +323,7 @@ class _Reader:
     def fail(self, message: str) -> ReportFormatError:
         return ReportFormatError(message, source=self.name)
 
-    def report(self, root: ET.Element) -> ScanReport:
+    def report(self, root: ET.Element, hosts: list[HostResult]) -> ScanReport:
         infos = root.findall("scaninfo")
         protocols: list[Protocol] = []
         types: dict[Protocol, str] = {}
@@ -326,7 +344,7 @@ class _Reader:
             self.integer(root.get("start", "0"), "nmaprun start"), tz=_dt.UTC
         )
         return ScanReport(
-            hosts=tuple(self.host(h) for h in root.findall("host")),
+            hosts=tuple(hosts),
             method=method,
             started=started,
             elapsed=elapsed,
