@@ -33,7 +33,6 @@ from portlib.scanning.wire import (
     checksum_update,
     ipv4_header_checksum,
     pseudo_header_sum,
-    sum16,
 )
 
 ME4, TARGET4, ROUTER4 = "192.0.2.1", "192.0.2.10", "192.0.2.254"
@@ -49,7 +48,7 @@ def packed(address: str) -> bytes:
 def probe(kind: Probe, me: str, target: str, dport: int, payload: bytes = b"") -> bytes:
     tmpl = ProbeTemplate(templates.build_template(kind, ip_address(me), SPORT, payload), kind)
     dst = packed(target)
-    return bytes(tmpl.patch(dst, tmpl.base_sum + sum16(dst), dport, COOKIE(dst, dport, SPORT)))
+    return bytes(tmpl.bind(dst).patch(dport, COOKIE(dst, dport, SPORT)))
 
 
 # --- checksums ------------------------------------------------------------------
@@ -126,6 +125,27 @@ def test_patched_probe_is_valid_for_scapy(me: str, target: str, kind: Probe, dpo
         assert parsed.fl == cookie & 0xFFFFF
     else:
         assert parsed.id == cookie & 0xFFFF
+
+
+@given(st.integers(1, 65535), st.integers(0, 0xFFFFFFFF), st.sampled_from(list(Probe)))
+def test_repatching_one_bound_probe_equals_a_fresh_build(
+    dport: int, cookie: int, kind: Probe
+) -> None:
+    tmpl = ProbeTemplate(templates.build_template(kind, ip_address(ME6), SPORT), kind)
+    bound = tmpl.bind(packed(TARGET6))
+    bound.patch(7, 0xDEADBEEF)  # an earlier probe leaves nothing behind
+    again = bytes(bound.patch(dport, cookie))
+    assert again == bytes(tmpl.bind(packed(TARGET6)).patch(dport, cookie))
+    parsed = IPv6(again)
+    claimed = parsed[1].chksum
+    del parsed[1].chksum
+    assert IPv6(bytes(parsed))[1].chksum == claimed
+
+
+def test_bind_rejects_the_wrong_family() -> None:
+    tmpl = ProbeTemplate(templates.build_template(Probe.SYN, ip_address(ME4), SPORT), Probe.SYN)
+    with pytest.raises(ValueError, match="family"):
+        tmpl.bind(packed(TARGET6))
 
 
 def test_udp_payload_table_has_the_common_services() -> None:

@@ -37,12 +37,12 @@ from portlib.scanning.wire import (
     PROTO_TCP,
     PROTO_UDP,
     SILENCE_STATE,
+    BoundProbe,
     Classifier,
     Cookie,
     Probe,
     ProbeTemplate,
     ReplyEvent,
-    sum16,
 )
 
 _KINDS: dict[ScanMethod, Probe] = {
@@ -109,9 +109,8 @@ class _Host:
     key: bytes  # packed address, as replies carry it
     sockaddr: tuple[str, int]
     sock: socket.socket
-    dst_sum: int
-    default: tuple[ProbeTemplate, ...]
-    by_port: dict[int, tuple[ProbeTemplate, ...]]
+    default: tuple[BoundProbe, ...]
+    by_port: dict[int, tuple[BoundProbe, ...]]
     icmp_errors: int = 0
     last_answered_send: float = float("-inf")  # send time of the latest answered probe
     silent_after: int = 0  # silences among probes sent after that one
@@ -162,6 +161,9 @@ class _RawScan:
             self.sockets.append(self.rx)
             self.cookie = Cookie(secrets.token_bytes(16))
             self.classifier = Classifier(kind, self.sport, self.cookie)
+            self._template_cache: dict[
+                IPAddress, tuple[ProbeTemplate, dict[int, tuple[ProbeTemplate, ...]]]
+            ] = {}
             self.hosts = [self._host(h) for h in dict.fromkeys(work.hosts)]
         except BaseException:
             self.close()
@@ -207,25 +209,37 @@ class _RawScan:
             self._senders[family] = sock
         return sock
 
+    def _templates(
+        self, source: IPAddress
+    ) -> tuple[ProbeTemplate, dict[int, tuple[ProbeTemplate, ...]]]:
+        """scapy builds these once per source address (usually once per family)."""
+        cached = self._template_cache.get(source)
+        if cached is None:
+            build = templates.build_template
+            default = ProbeTemplate(build(self.kind, source, self.sport), self.kind)
+            by_port: dict[int, tuple[ProbeTemplate, ...]] = {}
+            if self.kind is Probe.UDP:
+                for port, payloads in templates.udp_payloads().items():
+                    by_port[port] = tuple(
+                        ProbeTemplate(build(self.kind, source, self.sport, p), self.kind)
+                        for p in payloads
+                    )
+            cached = (default, by_port)
+            self._template_cache[source] = cached
+        return cached
+
     def _host(self, address: IPAddress) -> _Host:
         v4 = isinstance(address, IPv4Address)
         family = socket.AF_INET if v4 else socket.AF_INET6
-        source = rawsock.source_address(address)
         key = address.packed
-        default = (
-            ProbeTemplate(templates.build_template(self.kind, source, self.sport), self.kind),
-        )
-        by_port: dict[int, tuple[ProbeTemplate, ...]] = {}
-        if self.kind is Probe.UDP:
-            for port, payloads in templates.udp_payloads().items():
-                by_port[port] = tuple(
-                    ProbeTemplate(
-                        templates.build_template(self.kind, source, self.sport, p), self.kind
-                    )
-                    for p in payloads
-                )
+        default, by_port = self._templates(rawsock.source_address(address))
         return _Host(
-            address, key, (str(address), 0), self._sender(family), sum16(key), default, by_port
+            address,
+            key,
+            (str(address), 0),
+            self._sender(family),
+            (default.bind(key),),
+            {port: tuple(t.bind(key) for t in ts) for port, ts in by_port.items()},
         )
 
     def close(self) -> None:
@@ -308,8 +322,8 @@ class _RawScan:
         host = self.hosts[idx // nports]
         port = self.ports[idx % nports]
         cookie = self.cookie(host.key, port, self.sport)
-        for tmpl in host.by_port.get(port, host.default):
-            buf = tmpl.patch(host.key, tmpl.base_sum + host.dst_sum, port, cookie)
+        for probe in host.by_port.get(port, host.default):
+            buf = probe.patch(port, cookie)
             try:
                 host.sock.sendto(buf, host.sockaddr)
             except (BlockingIOError, InterruptedError):

@@ -20,6 +20,7 @@ import sys
 from array import array
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 from portlib.model import PortState, Reason
 
@@ -144,18 +145,29 @@ class Cookie:
 
     The key is a per-scan secret, so only someone who saw our probe can forge a
     valid reply. Pure: the same secret and inputs always give the same cookie.
+    The hash state after the secret and the destination is cached per
+    destination (bounded), so a probe or a reply costs one copy and one update.
     """
 
-    __slots__ = ("_base",)
+    __slots__ = ("_base", "_by_dst")
+
+    CACHE_LIMIT = 4096
 
     def __init__(self, secret: bytes):
         if not 1 <= len(secret) <= 64:
             raise ValueError("cookie secret must be 1 to 64 bytes")
         self._base = hashlib.blake2b(key=secret, digest_size=4, person=b"portlib-cookie")
+        self._by_dst: dict[bytes, Any] = {}
 
     def __call__(self, dst: bytes, dport: int, sport: int) -> int:
-        h = self._base.copy()
-        h.update(dst)
+        keyed = self._by_dst.get(dst)
+        if keyed is None:
+            if len(self._by_dst) >= self.CACHE_LIMIT:
+                self._by_dst.clear()
+            keyed = self._base.copy()
+            keyed.update(dst)
+            self._by_dst[dst] = keyed
+        h = keyed.copy()
         h.update(((dport << 16) | sport).to_bytes(4, "big"))
         return int.from_bytes(h.digest(), "big")
 
@@ -210,11 +222,10 @@ def layout_of(packet: bytes) -> Layout:
 
 
 class ProbeTemplate:
-    """One template per (probe kind, family, source): per probe only pack_into calls.
+    """One template per (probe kind, family, source), as scapy built it.
 
-    ``patch`` writes destination, destination port and cookie into ``buf`` (a
-    copy of the template) and sets the transport checksum from the template's
-    precomputed partial sum: zero cost for the unchanged bytes.
+    ``bind(dst)`` gives the per-destination ``BoundProbe`` whose ``patch`` fills
+    in port and cookie with one or two ``pack_into`` calls.
     """
 
     __slots__ = ("base_sum", "buf", "kind", "layout", "sport")
@@ -226,7 +237,7 @@ class ProbeTemplate:
         lay = self.layout
         self.sport = struct.unpack_from("!H", packet, lay.sport)[0]
         # Zero what patch() overwrites, then sum what stays: transport bytes + the
-        # pseudo-header's source, protocol and length (destination added per probe).
+        # pseudo-header's source, protocol and length (destination added per host).
         struct.pack_into("!H", self.buf, lay.dport, 0)
         struct.pack_into("!H", self.buf, lay.l4_checksum, 0)
         if kind is not Probe.UDP:
@@ -235,31 +246,61 @@ class ProbeTemplate:
         self.base_sum = sum16(self.buf[lay.l4_offset :]) + sum16(src)
         self.base_sum += lay.l4_proto + lay.l4_length
 
-    def host_sum(self, dst: bytes) -> int:
-        """The per-destination part of the checksum; compute once per host."""
-        return self.base_sum + sum16(dst)
+    def bind(self, dst: bytes) -> BoundProbe:
+        """A copy of the template addressed to ``dst``, ready for per-probe patching."""
+        return BoundProbe(self, dst)
 
-    def patch(self, dst: bytes, host_sum: int, dport: int, cookie: int) -> bytearray:
+
+_TCP_PORT_SEQ_ACK = struct.Struct("!HII")
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+
+
+class BoundProbe:
+    """A template bound to one destination: ``patch(dport, cookie)`` per probe.
+
+    The checksum is the precomputed partial sum (everything but port and
+    cookie) plus the patched words, folded: no byte of the packet is summed again.
+    """
+
+    __slots__ = ("_csum_at", "_ip4", "_l4", "_sum", "buf", "kind")
+
+    def __init__(self, template: ProbeTemplate, dst: bytes):
+        lay = template.layout
+        if len(dst) != (4 if lay.version == 4 else 16):
+            raise ValueError("destination address does not match the template's family")
+        self.kind = template.kind
+        self.buf = bytearray(template.buf)
+        self.buf[lay.dst : lay.dst + len(dst)] = dst
+        self._sum = fold(template.base_sum + sum16(dst))
+        self._l4 = lay.l4_offset
+        self._csum_at = lay.l4_checksum
+        self._ip4 = lay.version == 4
+
+    def patch(self, dport: int, cookie: int) -> bytearray:
         """Fill ``buf`` for one probe and return it (valid until the next patch)."""
         buf = self.buf
-        lay = self.layout
-        buf[lay.dst : lay.dst + len(dst)] = dst
-        total = host_sum + dport
-        if self.kind is Probe.UDP:
+        kind = self.kind
+        if kind is Probe.UDP:
             # Our mark in the IP header, quoted back by ICMP errors.
-            if lay.version == 4:
-                struct.pack_into("!H", buf, IP4_ID, cookie & 0xFFFF)
+            if self._ip4:
+                _U16.pack_into(buf, IP4_ID, cookie & 0xFFFF)
             else:
-                struct.pack_into("!I", buf, IP6_FLOW, 0x60000000 | (cookie & FLOW_LABEL_MASK))
+                _U32.pack_into(buf, IP6_FLOW, 0x60000000 | (cookie & FLOW_LABEL_MASK))
+            _U16.pack_into(buf, self._l4 + UDP_DPORT, dport)
+            total = self._sum + dport
         else:
-            seq_ack = cookie if self.kind is Probe.ACK else 0
-            struct.pack_into("!II", buf, lay.l4_offset + TCP_SEQ, cookie, seq_ack)
-            total += (cookie >> 16) + (cookie & 0xFFFF) + (seq_ack >> 16) + (seq_ack & 0xFFFF)
-        struct.pack_into("!H", buf, lay.dport, dport)
-        csum = ~fold(total) & 0xFFFF
-        if lay.l4_proto == PROTO_UDP and csum == 0:
+            ack = cookie if kind is Probe.ACK else 0
+            _TCP_PORT_SEQ_ACK.pack_into(buf, self._l4 + TCP_DPORT, dport, cookie, ack)
+            total = self._sum + dport + (cookie >> 16) + (cookie & 0xFFFF)
+            total += (ack >> 16) + (ack & 0xFFFF)
+        total = (total & 0xFFFF) + (total >> 16)
+        total = (total & 0xFFFF) + (total >> 16)
+        total = (total & 0xFFFF) + (total >> 16)
+        csum = ~total & 0xFFFF
+        if csum == 0 and kind is Probe.UDP:
             csum = 0xFFFF  # UDP: zero means "no checksum" (RFC 768)
-        struct.pack_into("!H", buf, lay.l4_checksum, csum)
+        _U16.pack_into(buf, self._csum_at, csum)
         return buf
 
 
