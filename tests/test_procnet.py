@@ -369,3 +369,17 @@ def test_decode_skips_other_sequence_numbers() -> None:
     data = diag_message(2, 1, "127.0.0.1", 1, "127.0.0.1", 2, inode=5, seq=7) + done_message(seq=1)
     assert sockdiag.decode_messages(data, Protocol.TCP, out, seq=1) is True
     assert out == []
+
+
+def test_ipv4_and_ipv6_wildcards_do_not_share_cache_entries() -> None:
+    # 0.0.0.0 and :: both arrive as 16 zero bytes; each must keep its own family.
+    data = (
+        diag_message(2, 10, "0.0.0.0", 0, "0.0.0.0", 0, inode=1)
+        + diag_message(10, 10, "::", 0, "::", 0, inode=2)
+        + done_message()
+    )
+    out: list[Socket] = []
+    sockdiag.decode_messages(data, Protocol.TCP, out)
+    assert out[0].remote.address == IPv4Address("0.0.0.0")
+    assert out[1].remote.address == IPv6Address("::")
+    assert out[1].local.address == IPv6Address("::")

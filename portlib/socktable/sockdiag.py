@@ -60,21 +60,26 @@ def encode_request(
 # Decoded values keyed by their raw bytes: a busy server repeats a few
 # addresses and local endpoints thousands of times, so most lookups build nothing.
 _CACHE_LIMIT = 1 << 16
-_endpoints: dict[bytes, Endpoint] = {}
-_addresses: dict[bytes, IPv4Address | IPv6Address] = {}
+# One cache per family: IPv4's 0.0.0.0 and IPv6's :: arrive as the same 16 zero bytes.
+_endpoints: dict[Family, dict[bytes, Endpoint]] = {Family.INET: {}, Family.INET6: {}}
+_addresses: dict[Family, dict[bytes, IPv4Address | IPv6Address]] = {
+    Family.INET: {},
+    Family.INET6: {},
+}
 _FAMILIES = dict(FAMILY_BY_AF)  # plain dicts: faster lookups in the per-socket loop
 _STATES = {p: dict(states) for p, states in STATES_BY_PROTOCOL.items()}
 
 
 def _new_endpoint(key: bytes, port: bytes, raw: bytes, family: Family) -> Endpoint:
-    if len(_endpoints) >= _CACHE_LIMIT:
-        _endpoints.clear()
-        _addresses.clear()
-    address = _addresses.get(raw)
+    endpoints, addresses = _endpoints[family], _addresses[family]
+    if len(endpoints) >= _CACHE_LIMIT:
+        endpoints.clear()
+        addresses.clear()
+    address = addresses.get(raw)
     if address is None:
         address = IPv4Address(raw[:4]) if family is Family.INET else IPv6Address(raw)
-        _addresses[raw] = address
-    endpoint = _endpoints[key] = Endpoint(address, int.from_bytes(port, "big"))
+        addresses[raw] = address
+    endpoint = endpoints[key] = Endpoint(address, int.from_bytes(port, "big"))
     return endpoint
 
 
@@ -91,7 +96,7 @@ def decode_messages(
     """
     states = _STATES[protocol]
     families = _FAMILIES
-    endpoints = _endpoints
+    caches = _endpoints
     listen = SocketState.LISTEN
     unpack = _MESSAGE.unpack_from
     message_size = _MESSAGE.size
@@ -113,6 +118,7 @@ def decode_messages(
                 family = families.get(af)
                 state = states.get(code)
                 if family is not None and state is not None:
+                    endpoints = caches[family]
                     key = sport + src
                     local = endpoints.get(key) or _new_endpoint(key, sport, src, family)
                     key = dport + dst
