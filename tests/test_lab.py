@@ -15,6 +15,8 @@ import subprocess
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.lab import Lab, LabError, LabTimeout, lab_available, netns
 from tests.lab.core import _multiport_chunks
@@ -92,6 +94,19 @@ def test_ntp_answer_is_a_server_reply_echoing_the_client_time() -> None:
     assert transmit_s == 1_700_000_000 + 2208988800
     request[0] = (4 << 3) | 4  # a server packet is not answered
     assert ntp_answer(bytes(request)) is None
+
+
+@given(st.binary(max_size=600))
+def test_responders_never_raise_on_any_datagram(data: bytes) -> None:
+    for reply in (dns_answer(data, "192.0.2.10", "2001:db8::10"), ntp_answer(data)):
+        assert reply is None or isinstance(reply, bytes)
+
+
+@given(st.binary(min_size=12, max_size=12), st.binary(max_size=80))
+def test_dns_answers_to_any_query_header_keep_its_id(header: bytes, rest: bytes) -> None:
+    query = bytes([header[0], header[1], header[2] & 0x7F, *header[3:]]) + rest  # QR=0
+    reply = dns_answer(query, "192.0.2.10", None)
+    assert reply is not None and reply[:2] == query[:2] and reply[2] & 0x80
 
 
 def test_impairment_holds_within_bounds_and_drops_at_the_given_rate() -> None:
