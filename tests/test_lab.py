@@ -279,6 +279,8 @@ def test_delay_link_adds_its_delay_v4_and_v6_without_serializing(lab: Lab) -> No
     # a link that held them one after another would need 200 x 50 ms = 10 s.
     burst = lab.call(f"{PROBES}.udp_echo_rtts", str(host.v4), 7, 200)
     assert all(r is not None and r < 1.0 for r in burst)
+    root_links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert "d-slow" not in root_links and "tun0" not in root_links
 
 
 @pytest.mark.lab
