@@ -124,7 +124,7 @@ def test_patched_probe_is_valid_for_scapy(me: str, target: str, kind: Probe, dpo
     elif ":" in me:
         assert parsed.fl == cookie & 0xFFFFF
     else:
-        assert parsed.id == cookie & 0xFFFF
+        assert parsed.id == ((cookie & 0xFFFF) or 1)
 
 
 @given(st.integers(1, 65535), st.integers(0, 0xFFFFFFFF), st.sampled_from(list(Probe)))
@@ -140,6 +140,37 @@ def test_repatching_one_bound_probe_equals_a_fresh_build(
     claimed = parsed[1].chksum
     del parsed[1].chksum
     assert IPv6(bytes(parsed))[1].chksum == claimed
+
+
+def test_ipv4_udp_mark_is_never_zero() -> None:
+    # With IP_HDRINCL the kernel replaces an IPv4 ID of 0 by its own: the quote
+    # of an ICMP error would then never match. A cookie ending in 0x0000 marks 1.
+    from portlib.scanning.wire import ipv4_mark
+
+    secret = next(
+        s
+        for s in (i.to_bytes(4, "big") for i in range(1 << 20))
+        if Cookie(s)(packed(TARGET4), 9, SPORT) & 0xFFFF == 0
+    )
+    cookie = Cookie(secret)
+    c = cookie(packed(TARGET4), 9, SPORT)
+    assert ipv4_mark(c) == 1
+    tmpl = ProbeTemplate(templates.build_template(Probe.UDP, ip_address(ME4), SPORT), Probe.UDP)
+    wire = bytes(tmpl.bind(packed(TARGET4)).patch(9, c))
+    assert IP(wire).id == 1
+    error = bytes(IP(src=TARGET4, dst=ME4) / ICMP(type=3, code=3) / wire[:28])
+    event = Classifier(Probe.UDP, SPORT, cookie).classify(error)
+    assert event is not None and event.state is PortState.CLOSED
+
+
+def test_own_looped_probe_is_not_a_reply() -> None:
+    # Scanning our own source port on this host: our probe comes back to us.
+    tmpl = ProbeTemplate(templates.build_template(Probe.UDP, ip_address(ME4), SPORT), Probe.UDP)
+    own = bytes(tmpl.bind(packed(ME4)).patch(SPORT, COOKIE(packed(ME4), SPORT, SPORT)))
+    assert classify(Probe.UDP, own) is None
+    reply = bytes(IP(src=ME4, dst=ME4, id=12345) / UDP(sport=SPORT, dport=SPORT) / b"x")
+    if IP(reply).id != ((COOKIE(packed(ME4), SPORT, SPORT) & 0xFFFF) or 1):
+        assert classify(Probe.UDP, reply) is not None
 
 
 def test_bind_rejects_the_wrong_family() -> None:
@@ -304,7 +335,9 @@ def test_quoted_probe_header_through_scapy_error_layers() -> None:
     event = classify(Probe.SYN, bytes(IP(src=TARGET4, dst=ME4) / ICMP(type=3, code=13) / quote))
     assert event is not None and event.reason is Reason.ADMIN_PROHIBITED
     c = COOKIE(packed(TARGET4), 161, SPORT)
-    quote_udp = IPerror(src=ME4, dst=TARGET4, id=c & 0xFFFF) / UDPerror(sport=SPORT, dport=161)
+    quote_udp = IPerror(src=ME4, dst=TARGET4, id=(c & 0xFFFF) or 1) / UDPerror(
+        sport=SPORT, dport=161
+    )
     udp = classify(Probe.UDP, bytes(IP(src=TARGET4, dst=ME4) / ICMP(type=3, code=3) / quote_udp))
     assert udp is not None and (udp.port, udp.state) == (161, PortState.CLOSED)
 

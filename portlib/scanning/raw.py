@@ -264,6 +264,7 @@ class _RawScan:
         scan_delay = self.work.timing.scan_delay
         next_allowed = 0.0
         while self.undecided:
+            self._on_readable()  # replies already queued are answers, not silence
             now = self.clock()
             self._check_drops(now)
             self._expire(now)
@@ -410,6 +411,8 @@ class _RawScan:
 
     def _rate_limited(self, host: _Host, idx: int) -> bool:
         """ICMP errors came in a burst, then stopped while probes kept going."""
+        if host.address.is_loopback:
+            return False  # Linux never rate-limits ICMP to loopback
         if host.icmp_errors < ICMP_BURST_HINT or self.sends[idx] != 1:
             return False  # a retransmission comes after everything: no evidence
         if self.sent_at[idx] <= host.last_answered_send:

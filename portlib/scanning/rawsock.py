@@ -108,6 +108,8 @@ def hold_port(sock_type: socket.SocketKind, rng: random.Random) -> tuple[int, li
                 held.append(v6)
                 v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 v6.bind(("::", port))
+            if sock_type == socket.SOCK_DGRAM:
+                _refuse_strangers(held)
             return port, held
         except OSError as exc:
             for s in held:
@@ -115,3 +117,17 @@ def hold_port(sock_type: socket.SocketKind, rng: random.Random) -> tuple[int, li
             if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
                 raise ScanError(f"cannot hold a source port: {exc.strerror}") from None
     raise ScanError("cannot hold a source port: ports 40000-59999 look all taken")
+
+
+def _refuse_strangers(held: list[socket.socket]) -> None:
+    """Connect the held UDP sockets to a peer that never sends.
+
+    A bound UDP socket would swallow datagrams to our port; connected, it only
+    takes its peer's, so when a scan probes its own port on this host the
+    kernel answers port-unreachable (closed), as it would without the scan.
+    The port stays held: binds to it still fail.
+    """
+    for sock in held:
+        peer = ("127.255.255.254", 9) if sock.family == socket.AF_INET else ("::1", 9)
+        with contextlib.suppress(OSError):
+            sock.connect(peer)

@@ -251,6 +251,11 @@ class ProbeTemplate:
         return BoundProbe(self, dst)
 
 
+def ipv4_mark(cookie: int) -> int:
+    """The IPv4 ID that marks a UDP probe: never 0, which the kernel would replace."""
+    return (cookie & 0xFFFF) or 1
+
+
 _TCP_PORT_SEQ_ACK = struct.Struct("!HII")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
@@ -284,7 +289,7 @@ class BoundProbe:
         if kind is Probe.UDP:
             # Our mark in the IP header, quoted back by ICMP errors.
             if self._ip4:
-                _U16.pack_into(buf, IP4_ID, cookie & 0xFFFF)
+                _U16.pack_into(buf, IP4_ID, ipv4_mark(cookie))
             else:
                 _U32.pack_into(buf, IP6_FLOW, 0x60000000 | (cookie & FLOW_LABEL_MASK))
             _U16.pack_into(buf, self._l4 + UDP_DPORT, dport)
@@ -433,12 +438,23 @@ class Classifier:
             sport, dport = struct.unpack_from("!HH", pkt, off)
             if dport != self.sport:
                 return None
+            if sport == dport and self._own_probe(pkt, src, sport):
+                return None  # scanning our own port on this host: our probe, looped back
             return ReplyEvent(src, sport, PortState.OPEN, Reason.UDP_RESPONSE, ttl)
         if proto == PROTO_ICMP and pkt[0] >> 4 == 4:
             return self._icmp(pkt, off, src, ttl, ICMP4_ERROR_TYPES, ICMP4_UNREACH_REASONS)
         if proto == PROTO_ICMPV6 and pkt[0] >> 4 == 6:
             return self._icmp(pkt, off, src, ttl, ICMP6_ERROR_TYPES, ICMP6_UNREACH_REASONS)
         return None
+
+    def _own_probe(self, pkt: bytes | bytearray | memoryview, src: bytes, port: int) -> bool:
+        """Whether a UDP packet from our port to our port carries our probe's IP mark."""
+        mark = self.cookie(src, port, port)
+        if len(src) == 4:
+            return bool(struct.unpack_from("!H", pkt, IP4_ID)[0] == ipv4_mark(mark))
+        return bool(
+            struct.unpack_from("!I", pkt, IP6_FLOW)[0] & FLOW_LABEL_MASK == mark & FLOW_LABEL_MASK
+        )
 
     def _icmp(
         self,
@@ -465,7 +481,7 @@ class Classifier:
         if self.kind is Probe.UDP:
             if proto != PROTO_UDP:
                 return None
-            expected = cookie & (0xFFFF if len(dst) == 4 else FLOW_LABEL_MASK)
+            expected = ipv4_mark(cookie) if len(dst) == 4 else cookie & FLOW_LABEL_MASK
             if mark != expected:
                 return None
         elif proto != PROTO_TCP or seq != cookie:
