@@ -221,6 +221,17 @@ def test_no_default_route_and_nothing_in_the_root_namespace(shared: Lab) -> None
 
 
 @pytest.mark.lab
+def test_sysctl_is_per_namespace(shared: Lab) -> None:
+    t2 = shared.hosts["t2"]
+    path = "/proc/sys/net/ipv4/icmp_ratelimit"
+    t2.sysctl("net.ipv4.icmp_ratelimit", 500)  # ms, a whole number of jiffies
+    assert t2.exec(["cat", path]).stdout.strip() == "500"
+    assert shared.exec(["cat", path]).stdout.strip() == "1000"  # the kernel default stays
+    with pytest.raises(LabError, match="sysctl"):
+        t2.sysctl("net.ipv4.no_such_knob", 1)
+
+
+@pytest.mark.lab
 def test_scanner_namespace_has_loopback_up(shared: Lab) -> None:
     assert shared.call(f"{PROBES}.udp_exchange", "127.0.0.1", 9, [b"x"], 0.3) == [None]
     assert "UP" in shared.exec(["ip", "link", "show", "lo"]).stdout

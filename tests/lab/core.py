@@ -48,9 +48,9 @@ def lab_available() -> str | None:
         return "the lab needs Linux network namespaces"
     if os.geteuid() != 0:
         return "the lab needs root (network namespaces, veth, iptables)"
-    for tool in ("ip", "iptables", "ip6tables", "iptables-restore", "ip6tables-restore", "sysctl"):
+    for tool in ("ip", "iptables", "ip6tables", "iptables-restore", "ip6tables-restore"):
         if shutil.which(tool) is None:
-            return f"the lab needs {tool!r} (apt-get install iproute2 iptables procps)"
+            return f"the lab needs {tool!r} (apt-get install iproute2 iptables)"
     if not os.path.exists("/dev/net/tun"):
         return "the lab needs /dev/net/tun for its delay link"
     return None

@@ -188,9 +188,17 @@ def ns_run(
 
 
 def sysctl(ns: str, settings: dict[str, str]) -> None:
-    """Set sysctls inside ``ns`` (network sysctls are per namespace)."""
-    if settings:
-        ns_run(ns, ["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in settings.items())])
+    """Set sysctls inside ``ns`` (network sysctls are per namespace).
+
+    Written to /proc/sys by ``sh`` rather than with the ``sysctl`` tool, which minimal
+    images lack (procps)."""
+    if not settings:
+        return
+    args = []
+    for key, value in settings.items():
+        args += ["/proc/sys/" + key.replace(".", "/"), value]
+    script = 'while [ $# -gt 0 ]; do printf "%s\\n" "$2" > "$1" || exit 1; shift 2; done'
+    ns_run(ns, ["sh", "-c", script, "sysctl", *args])
 
 
 def iptables_restore(ns: str, family: int, rules: Sequence[str]) -> None:
