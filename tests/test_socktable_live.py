@@ -113,54 +113,61 @@ def ss_view(flags: str, ports: set[int]) -> set[tuple[str, str, str, tuple[int, 
     return seen
 
 
+def held(
+    view: set[tuple[str, str, str, tuple[int, ...]]], pid: int
+) -> set[tuple[str, str, str, tuple[int, ...]]]:
+    """Only the holder's sockets: a scanner elsewhere may use the same port numbers meanwhile."""
+    return {entry for entry in view if entry[3] == (pid,)}
+
+
 @needs_ss
 def test_tcp_agrees_with_ss(holder: Holder) -> None:
     ports = holder.all_ports()
-    ours, theirs = portlib_view("tcp", ports), ss_view("-tanp", ports)
+    ours = held(portlib_view("tcp", ports), holder.pid)
+    theirs = held(ss_view("-tanp", ports), holder.pid)
     assert ours == theirs
     states = {state for state, *_ in ours}
     assert states == {"LISTEN", "ESTAB"}
     assert len(ours) == 6  # a listener, a client and an accepted socket, on v4 and v6
-    assert all(pids == (holder.pid,) for *_, pids in ours)
     assert any(local.startswith("[::1]:") for _, local, _, _ in ours)
 
 
 @needs_ss
 def test_udp_agrees_with_ss(holder: Holder) -> None:
     ports = holder.all_ports()
-    ours, theirs = portlib_view("udp", ports), ss_view("-uanp", ports)
+    ours = held(portlib_view("udp", ports), holder.pid)
+    theirs = held(ss_view("-uanp", ports), holder.pid)
     assert ours == theirs
     assert {state for state, *_ in ours} == {"UNCONN", "ESTAB"}
     assert len(ours) == 4
 
 
 def test_netlink_and_procfs_backends_agree(holder: Holder) -> None:
-    ports = holder.all_ports()
+    mine = {s.inode for s in portlib.ports_of(pid=holder.pid)}
     for protocol in (Protocol.TCP, Protocol.UDP):
         for family in (Family.INET, Family.INET6):
             net = {
-                s
-                for s in read_inet_table(protocol, family, backend="netlink")
-                if s.local.port in ports
+                s for s in read_inet_table(protocol, family, backend="netlink") if s.inode in mine
             }
             txt = {
-                s
-                for s in read_inet_table(protocol, family, backend="procfs")
-                if s.local.port in ports
+                s for s in read_inet_table(protocol, family, backend="procfs") if s.inode in mine
             }
             assert net == txt and net, (protocol, family)
 
 
 def test_who_uses_finds_the_holder(holder: Holder) -> None:
     found = portlib.who_uses(holder.ports["tcp4"])
-    assert {s.state for s in found} == {SocketState.LISTEN, SocketState.ESTABLISHED}
-    assert {o.pid for s in found for o in s.owners} == {holder.pid}
-    owner = found[0].owners[0]
+    # Other processes may have a socket on the same port number elsewhere; ours are two.
+    mine = [s for s in found if [o.pid for o in s.owners] == [holder.pid]]
+    assert {s.state for s in mine} == {SocketState.LISTEN, SocketState.ESTABLISHED}
+    assert all(s.local.port == holder.ports["tcp4"] for s in found)
+    owner = mine[0].owners[0]
     assert owner.name.startswith("python") and owner.cmdline[0] == sys.executable
     assert owner.user == "root" if os.geteuid() == 0 else owner.user is not None
-    udp = portlib.who_uses(holder.ports["udp6"], "udp")
-    assert [s.local.port for s in udp] == [holder.ports["udp6"]] and udp[0].family is Family.INET6
-    assert udp[0].owners[0].pid == holder.pid
+    udp = [s for s in portlib.who_uses(holder.ports["udp6"], "udp") if s.owners]
+    assert [(s.family, s.owners[0].pid) for s in udp if s.owners[0].pid == holder.pid] == [
+        (Family.INET6, holder.pid)
+    ]
 
 
 def test_ports_of_pid_and_listening(holder: Holder) -> None:

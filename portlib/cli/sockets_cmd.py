@@ -158,7 +158,7 @@ def _service_namer() -> Callable[[int, str], str]:
 
 def users_column(owners: Iterable[Process]) -> str:
     """ss's process column: ``users:(("nginx",pid=10,fd=6),("nginx",pid=11,fd=6))``."""
-    inner = ",".join(f'("{p.name}",pid={p.pid},fd={p.fd})' for p in owners)
+    inner = ",".join([f'("{p.name}",pid={p.pid},fd={p.fd})' for p in owners])
     return f"users:({inner})" if inner else ""
 
 
@@ -193,8 +193,12 @@ def format_table(
             netids.append(proto)
             l_addr.append(text_of.get(id(local.address)) or _address(local.address, text_of))
             p_addr.append(text_of.get(id(remote.address)) or _address(remote.address, text_of))
-            l_port.append(port_of(local.port, proto))
-            p_port.append(port_of(remote.port, proto))
+            if service is None:  # the common -n case, inlined: tens of thousands of rows
+                l_port.append(str(local.port) if local.port else "*")
+                p_port.append(str(remote.port) if remote.port else "*")
+            else:
+                l_port.append(port_of(local.port, proto))
+                p_port.append(port_of(remote.port, proto))
             recv_q.append(str(s.rx_queue))
             send_q.append(str(s.tx_queue))
             seps.append(":")
@@ -209,7 +213,15 @@ def format_table(
             send_q.append("0")
             seps.append(" ")
         states.append(s.state)
-        users.append(users_column(s.owners) if processes and s.owners else "")
+        if processes and s.owners:
+            owners = s.owners
+            if len(owners) == 1:
+                p = owners[0]
+                users.append(f'users:(("{p.name}",pid={p.pid},fd={p.fd}))')
+            else:
+                users.append(users_column(owners))
+        else:
+            users.append("")
 
     def width(column: list[str], title: str) -> int:
         return max(len(title), max(map(len, column), default=0))

@@ -79,13 +79,15 @@ def walk(procfs: str, *, skip: int | None = None) -> array[int]:
     return records
 
 
-def decode_records(data: bytes) -> Holders:
-    """Turn the child's output back into inode -> [(pid, fd), ...]."""
+def decode_records(data: bytes, wanted: Collection[int] | None = None) -> Holders:
+    """Turn the child's output back into inode -> [(pid, fd), ...], keeping ``wanted`` inodes."""
     records: array[int] = array(RECORD_TYPECODE)
     records.frombytes(data)
     holders: Holders = {}
     it = iter(records)
     for inode, pid, fd in zip(it, it, it, strict=True):
+        if wanted is not None and inode not in wanted:
+            continue
         entry = holders.get(inode)
         if entry is None:
             holders[inode] = [(pid, fd)]

@@ -149,11 +149,17 @@ class ProcessReader:
     ) -> dict[int, tuple[Process, ...]]:
         """Turn (pid, fd) pairs into Process values; processes that vanished are left out."""
         result: dict[int, tuple[Process, ...]] = {}
-        info = self.info
+        known = self._info
         for inode, pairs in holders.items():
+            if len(pairs) == 1:  # the usual case, kept cheap for tables of 10,000s
+                pid, fd = pairs[0]
+                details = known[pid] if pid in known else self.info(pid)
+                if details is not None:
+                    result[inode] = (Process(pid, details.name, details.cmdline, details.user, fd),)
+                continue
             procs = []
             for pid, fd in pairs:
-                details = info(pid)
+                details = self.info(pid)
                 if details is not None:
                     procs.append(Process(pid, details.name, details.cmdline, details.user, fd))
             if procs:
@@ -234,10 +240,7 @@ class OwnerWalk:
         if self._pid is not None:
             data = self._collect()
             if data is not None:
-                holders = fdwalk.decode_records(data)
-                if wanted is not None:
-                    holders = {inode: pairs for inode, pairs in holders.items() if inode in wanted}
-                return holders
+                return fdwalk.decode_records(data, wanted)
         return socket_holders(self.procfs, wanted=wanted)
 
     def _collect(self) -> bytes | None:
