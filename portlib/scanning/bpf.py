@@ -26,6 +26,7 @@ _RET_K = 0x06
 _SKF_AD_OFF = -0x1000
 _SKF_AD_PROTOCOL = 0  # skb->protocol: the ethertype
 _SKF_AD_PKTTYPE = 4  # PACKET_HOST, ..., PACKET_OUTGOING (4)
+_SKF_AD_IFINDEX = 8
 
 PACKET_OUTGOING = 4
 ETH_P_IP = 0x0800
@@ -71,11 +72,27 @@ def assemble(program: list[Insn | str]) -> bytes:
     return bytes(out)
 
 
-def reply_filter(l4_protos: tuple[int, ...], dport: int, *, arp: bool = False) -> bytes:
-    """Accept incoming ICMP(v6), TCP/UDP (``l4_protos``) to ``dport`` (and ARP); drop the rest."""
+def reply_filter(
+    l4_protos: tuple[int, ...],
+    dport: int,
+    *,
+    arp: bool = False,
+    ifindexes: tuple[int, ...] = (),
+) -> bytes:
+    """Accept incoming ICMP(v6), TCP/UDP (``l4_protos``) to ``dport`` (and ARP); drop the rest.
+
+    ``ifindexes``, when given, keeps only packets received on those interfaces:
+    a reply crossing a bridge shows up on the bridge port and on the bridge.
+    """
     prog: list[Insn | str] = [
         Insn(_LD_W_ABS, _SKF_AD_OFF + _SKF_AD_PKTTYPE),
         Insn(_JEQ_K, PACKET_OUTGOING, "drop", 0),
+    ]
+    if ifindexes:
+        prog.append(Insn(_LD_W_ABS, _SKF_AD_OFF + _SKF_AD_IFINDEX))
+        prog += [Insn(_JEQ_K, index, "ours", 0) for index in ifindexes]
+        prog += [Insn(_RET_K, 0), "ours"]
+    prog += [
         Insn(_LD_W_ABS, _SKF_AD_OFF + _SKF_AD_PROTOCOL),
         *([Insn(_JEQ_K, ETH_P_ARP, "accept", 0)] if arp else []),
         Insn(_JEQ_K, ETH_P_IP, "v4", 0),

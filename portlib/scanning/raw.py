@@ -157,7 +157,8 @@ class _RawScan:
             )
             self.sockets += held
             l4 = (PROTO_UDP,) if kind is Probe.UDP else (PROTO_TCP,)
-            self.rx = rawsock.packet_receiver(bpf.reply_filter(l4, self.sport))
+            ifindexes = rawsock.receive_interfaces(work.hosts)
+            self.rx = rawsock.packet_receiver(bpf.reply_filter(l4, self.sport, ifindexes=ifindexes))
             self.sockets.append(self.rx)
             self.cookie = Cookie(secrets.token_bytes(16))
             self.classifier = Classifier(kind, self.sport, self.cookie)

@@ -21,10 +21,11 @@ import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+from ipaddress import IPv4Address, ip_address
 
 from portlib.model import HostState, IPAddress, Reason
 from portlib.scanning import bpf, rawsock
+from portlib.scanning.routes import on_link_interface, parse_route_v4, parse_route_v6
 from portlib.scanning.timing import RttEstimator, TimingProfile
 from portlib.scanning.wire import (
     ICMP4_UNREACH_REASONS,
@@ -51,66 +52,6 @@ _ICMP6_NEIGHBOR_SOLICIT, _ICMP6_NEIGHBOR_ADVERT = 135, 136
 _ARP_REQUEST, _ARP_REPLY = 1, 2
 
 Found = tuple[bytes, HostState, Reason]
-
-# --- routes: which targets are on a directly attached segment -------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    network: object  # IPv4Network | IPv6Network
-    gateway: IPAddress | None
-    interface: str
-
-
-def parse_route_v4(text: str) -> list[Route]:
-    """Routes of ``/proc/net/route`` (hex, little-endian words) that are up."""
-    routes = []
-    for line in text.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) < 8:
-            continue
-        iface, dest, gateway, flags, mask = fields[0], fields[1], fields[2], fields[3], fields[7]
-        if not int(flags, 16) & 0x1:
-            continue
-        net = ip_network(f"{_le_v4(dest)}/{_le_v4(mask)}", strict=False)
-        gw = _le_v4(gateway)
-        routes.append(Route(net, None if int(gw) == 0 else gw, iface))
-    return routes
-
-
-def _le_v4(word: str) -> IPv4Address:
-    return IPv4Address(struct.pack("<I", int(word, 16)))
-
-
-def parse_route_v6(text: str) -> list[Route]:
-    """Routes of ``/proc/net/ipv6_route`` that are up and not reject routes."""
-    routes = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 10:
-            continue
-        flags = int(fields[8], 16)
-        if not flags & 0x1 or flags & 0x200:
-            continue
-        net = ip_network(f"{IPv6Address(bytes.fromhex(fields[0]))}/{int(fields[1], 16)}")
-        hop = IPv6Address(bytes.fromhex(fields[4]))
-        routes.append(Route(net, None if int(hop) == 0 else hop, fields[9]))
-    return routes
-
-
-def on_link_interface(target: IPAddress, routes: Sequence[Route]) -> str | None:
-    """The interface ``target`` is directly attached to (longest match, no gateway), or None."""
-    best: Route | None = None
-    for route in routes:
-        net = route.network
-        if target in net and (  # type: ignore[operator]
-            best is None or net.prefixlen > best.network.prefixlen  # type: ignore[attr-defined]
-        ):
-            best = route
-    if best is None or best.gateway is not None or best.interface == "lo":
-        return None
-    return best.interface
-
 
 # --- probe bytes --------------------------------------------------------------------
 

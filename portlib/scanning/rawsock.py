@@ -13,11 +13,13 @@ import errno
 import random
 import socket
 import struct
+from collections.abc import Iterable
 from ipaddress import IPv4Address, ip_address
 
 from portlib.errors import PrivilegeError, ScanError
 from portlib.model import IPAddress
 from portlib.scanning import bpf
+from portlib.scanning import routes as routes_mod
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -70,6 +72,29 @@ def packet_receiver(program: bytes, *, protocol: int = ETH_P_ALL) -> socket.sock
         sock.close()
         raise
     return sock
+
+
+def receive_interfaces(targets: Iterable[IPAddress], limit: int = 8) -> tuple[int, ...]:
+    """Interface indexes replies from ``targets`` arrive on; () when unsure (accept all).
+
+    Local and loopback targets answer on ``lo``; others on their route's interface.
+    """
+    names: set[str] = set()
+    routes = {4: routes_mod.read_routes(4), 6: routes_mod.read_routes(6)}
+    for target in targets:
+        if target.is_loopback or source_address(target) == target:
+            names.add("lo")
+            continue
+        name = routes_mod.egress_interface(target, routes[target.version])
+        if name is None:
+            return ()
+        names.add(name)
+        if len(names) > limit:
+            return ()
+    try:
+        return tuple(sorted(socket.if_nametoindex(n) for n in names))
+    except OSError:
+        return ()
 
 
 def packet_drops(sock: socket.socket) -> int:
