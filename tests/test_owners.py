@@ -297,3 +297,21 @@ def test_endpoints_and_families_are_typed(proc: FakeProc) -> None:
     assert isinstance(sock, Socket)
     assert (sock.protocol, sock.family) == (Protocol.TCP, Family.INET)
     assert sock.local.address == IPv4Address("127.0.0.1")
+
+
+def test_plan_split_balances_the_walk() -> None:
+    fds = {10: 10_000, 11: 10_000, 12: 50, 13: 5}
+    # The caller is busy for a long time (a big table): the helper takes everything big.
+    caller, helper = owners_mod.plan_split(fds, caller_busy_us=10**9)
+    assert caller == [] and sorted(helper) == [10, 11, 12, 13]
+    # The caller is free almost at once (a kernel-filtered query): the work is shared.
+    caller, helper = owners_mod.plan_split(fds, caller_busy_us=0)
+    assert {10, 11} & set(caller) and {10, 11} & set(helper)
+    assert sorted(caller + helper) == [10, 11, 12, 13]
+    # No counts (kernels before 6.2): the helper walks all.
+    assert owners_mod.plan_split({1: 0, 2: 0}, 0) == ([], [1, 2])
+
+
+def test_fd_counts_reads_directory_sizes(proc: FakeProc) -> None:
+    counts = owners_mod.fd_counts(proc.write())
+    assert set(counts) >= {200, 201, 202} and all(isinstance(n, int) for n in counts.values())

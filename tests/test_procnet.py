@@ -383,3 +383,13 @@ def test_ipv4_and_ipv6_wildcards_do_not_share_cache_entries() -> None:
     assert out[0].remote.address == IPv4Address("0.0.0.0")
     assert out[1].remote.address == IPv6Address("::")
     assert out[1].local.address == IPv6Address("::")
+
+
+def test_request_with_local_port_carries_a_kernel_filter() -> None:
+    request = sockdiag.encode_request(Protocol.TCP, Family.INET, local_port=8080)
+    assert struct.unpack_from("=I", request)[0] == len(request) == 16 + 56 + 4 + 16
+    attr_len, attr_type = struct.unpack_from("=HH", request, 72)
+    assert (attr_len, attr_type) == (20, sockdiag.INET_DIAG_REQ_BYTECODE)
+    ops = [struct.unpack_from("=BBH", request, 76 + 4 * i) for i in range(4)]
+    # sport >= 8080 (else reject), then sport <= 8080 (else reject); the end accepts.
+    assert ops == [(2, 8, 20), (0, 0, 8080), (3, 8, 12), (0, 0, 8080)]

@@ -153,6 +153,13 @@ def test_netlink_and_procfs_backends_agree(holder: Holder) -> None:
                 s for s in read_inet_table(protocol, family, backend="procfs") if s.inode in mine
             }
             assert net == txt and net, (protocol, family)
+            port = next(iter(net)).local.port
+            filtered = read_inet_table(protocol, family, backend="netlink", local_port=port)
+            assert filtered and {s.local.port for s in filtered} == {port}
+            by_text = read_inet_table(protocol, family, backend="procfs")
+            assert {s for s in filtered if s.inode in mine} == {
+                s for s in by_text if s.local.port == port and s.inode in mine
+            }
 
 
 def test_who_uses_finds_the_holder(holder: Holder) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ipaddress import IPv4Address, IPv6Address
 
-    from portlib.model import Process, Socket, UnixSocket
+    from portlib.model import Endpoint, Process, Socket, UnixSocket
 
 SOCKETS_EPILOG = """\
 examples:
@@ -295,27 +295,33 @@ def parse_port_spec(spec: str) -> tuple[int, str]:
 
 def who_rows(found: Sequence[Socket]) -> str:
     """lsof's layout: COMMAND PID USER FD TYPE NODE NAME, one line per (socket, owner)."""
+    from portlib.model import Family
+
+    text_of: dict[int, str] = {}  # id(endpoint) -> text: a busy port repeats its local side
+
+    def endpoint(end: Endpoint) -> str:
+        text = text_of.get(id(end))
+        if text is None:
+            text = text_of[id(end)] = str(end) if end.port else f"{str(end)[:-2]}:*"
+        return text
+
     rows = [("COMMAND", "PID", "USER", "FD", "TYPE", "NODE", "NAME")]
     for s in found:
-        name = (
-            f"{_endpoint(s.local)}->{_endpoint(s.remote)}" if s.remote.port else _endpoint(s.local)
+        local = endpoint(s.local)
+        name = f"{local}->{endpoint(s.remote)}" if s.remote.port else local
+        name = f"{name} ({s.state})"
+        kind = "IPv6" if s.family is Family.INET6 else "IPv4"
+        node = s.protocol.upper()
+        rows.extend(
+            (p.name, str(p.pid), p.user or "?", str(p.fd), kind, node, name) for p in s.owners
         )
-        name += f" ({s.state.value})"
-        kind = "IPv6" if s.family.value == "inet6" else "IPv4"
-        for p in s.owners:
-            rows.append(
-                (p.name, str(p.pid), p.user or "?", str(p.fd), kind, s.protocol.value.upper(), name)
-            )
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    w = [max(map(len, column)) for column in list(zip(*rows, strict=True))[:6]]
     return "".join(
-        " ".join(f"{c:<{w}}" for c, w in zip(r[:6], widths, strict=True)) + " " + r[6] + "\n"
-        for r in rows
+        [
+            f"{a:<{w[0]}} {b:<{w[1]}} {c:<{w[2]}} {d:<{w[3]}} {e:<{w[4]}} {f:<{w[5]}} {g}\n"
+            for a, b, c, d, e, f, g in rows
+        ]
     )
-
-
-def _endpoint(endpoint: object) -> str:
-    text = str(endpoint)
-    return text[:-2] + ":*" if text.endswith(":0") else text
 
 
 def run_who(args: argparse.Namespace) -> int:

@@ -144,18 +144,26 @@ def _read_text(path: str) -> str | None:
 
 
 def read_inet_table(
-    protocol: Protocol, family: Family, procfs: str = REAL_PROCFS, *, backend: str = "auto"
+    protocol: Protocol,
+    family: Family,
+    procfs: str = REAL_PROCFS,
+    *,
+    backend: str = "auto",
+    local_port: int | None = None,
 ) -> list[Socket]:
     """One kernel table; ``backend`` is ``auto`` (netlink for /proc), ``netlink`` or ``procfs``."""
     if backend != "procfs" and procfs == REAL_PROCFS and protocol in sockdiag.IPPROTO_BY_PROTOCOL:
         try:
-            return sockdiag.dump(protocol, family)
+            return sockdiag.dump(protocol, family, local_port=local_port)
         except OSError:
             if backend == "netlink":
                 raise
     path = f"{procfs}/net/{procnet.INET_TABLE_FILES[(protocol, family)]}"
     text = _read_text(path)
-    return [] if text is None else procnet.parse_inet_table(text, protocol, family, source=path)
+    if text is None:
+        return []
+    found = procnet.parse_inet_table(text, protocol, family, source=path)
+    return found if local_port is None else [s for s in found if s.local.port == local_port]
 
 
 def read_unix_table(procfs: str = REAL_PROCFS) -> list[UnixSocket]:
@@ -164,10 +172,12 @@ def read_unix_table(procfs: str = REAL_PROCFS) -> list[UnixSocket]:
     return [] if text is None else procnet.parse_unix_table(text, source=path)
 
 
-def _read_tables(tables: Iterable[Table], unix: bool, procfs: str) -> list[AnySocket]:
+def _read_tables(
+    tables: Iterable[Table], unix: bool, procfs: str, local_port: int | None = None
+) -> list[AnySocket]:
     found: list[AnySocket] = []
     for protocol, family in tables:
-        found.extend(read_inet_table(protocol, family, procfs))
+        found.extend(read_inet_table(protocol, family, procfs, local_port=local_port))
     if unix:
         found.extend(read_unix_table(procfs))
     return found
@@ -205,13 +215,20 @@ def query_tables(
     keep: Callable[[AnySocket], bool] | None = None,
     processes: bool = True,
     procfs: str = REAL_PROCFS,
+    local_port: int | None = None,
 ) -> list[AnySocket]:
-    """Read several tables at once (``ss -tu``), keep what ``keep`` accepts, add owners."""
+    """Read several tables at once (``ss -tu``), keep what ``keep`` accepts, add owners.
+
+    ``local_port`` narrows the inet tables in the kernel already (and drops unix sockets).
+    """
+    if local_port is not None:
+        unix = False
     if not processes:
-        found = _read_tables(tables, unix, procfs)
+        found = _read_tables(tables, unix, procfs, local_port)
         return found if keep is None else [s for s in found if keep(s)]
-    with _owners.OwnerWalk(procfs) as walk:
-        found = _read_tables(tables, unix, procfs)
+    # A kernel-filtered query decodes few sockets, so the helper takes less of the walk.
+    with _owners.OwnerWalk(procfs, table_sockets=0 if local_port is not None else None) as walk:
+        found = _read_tables(tables, unix, procfs, local_port)
         if keep is not None:
             found = [s for s in found if keep(s)]
         holders = walk.join(wanted={s.inode for s in found if s.inode})
@@ -272,13 +289,9 @@ def who_uses(
     """
     want_port = _check_port(port)
     proto = _check_protocol(protocol)
-    found = _query(
-        proto.value,
-        keep=lambda s: isinstance(s, Socket) and s.local.port == want_port,
-        processes=True,
-        procfs=procfs,
-    )
-    return [s for s in found if isinstance(s, Socket)]
+    tables, _ = KINDS[proto.value]
+    found = query_tables(tables, False, local_port=want_port, procfs=procfs)
+    return [s for s in found if isinstance(s, Socket) and s.local.port == want_port]
 
 
 def ports_of(

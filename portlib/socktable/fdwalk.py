@@ -62,10 +62,10 @@ def numeric_entries(procfs: str) -> list[int]:
     return [int(name) for name in names if name.isdigit()]
 
 
-def walk(procfs: str, *, skip: int | None = None) -> array[int]:
-    """Every socket descriptor of every readable process, as flat (inode, pid, fd) records."""
+def walk(procfs: str, pids: list[int] | None = None, *, skip: int | None = None) -> array[int]:
+    """Socket fds of ``pids`` (default: every readable process) as (inode, pid, fd) records."""
     records: array[int] = array(RECORD_TYPECODE)
-    for pid in numeric_entries(procfs):
+    for pid in numeric_entries(procfs) if pids is None else pids:
         if pid == skip:
             continue
         holders: Holders = {}
@@ -97,11 +97,12 @@ def decode_records(data: bytes, wanted: Collection[int] | None = None) -> Holder
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: fdwalk.py PROCFS", file=sys.stderr)
+    if len(argv) < 2 or not all(a.isdigit() for a in argv[2:]):
+        print("usage: fdwalk.py PROCFS [PID ...]", file=sys.stderr)
         return 2
+    pids = [int(a) for a in argv[2:]] or None
     # Skip this helper itself: it holds nothing of its own but may have inherited fds.
-    data = memoryview(walk(argv[1], skip=os.getpid()).tobytes())
+    data = memoryview(walk(argv[1], pids, skip=os.getpid()).tobytes())
     while data:
         data = data[os.write(1, data) :]
     return 0

@@ -180,6 +180,10 @@ class ProcessReader:
 # a helper interpreter; above it the helper's parallel walk saves more than it costs.
 CHILD_WALK_MIN_SOCKETS = 3000
 _RECORD_SIZE = 3 * 8
+# Rough costs (microseconds) for splitting the walk between the helper and the caller.
+HELPER_START_US = 15_000  # starting `python -I -S fdwalk.py`
+READLINK_US = 5  # one descriptor
+DECODE_US = 3  # one socket of the table the caller decodes meanwhile
 
 
 def sockets_in_use(procfs: str = "/proc") -> int:
@@ -193,29 +197,75 @@ def sockets_in_use(procfs: str = "/proc") -> int:
     return int(first[2]) if len(first) >= 3 and first[2].isdigit() else 0
 
 
+def fd_counts(procfs: str = "/proc") -> dict[int, int]:
+    """PID -> open descriptors; Linux 6.2+ reports the count as the fd directory's size."""
+    counts = {}
+    for pid in list_pids(procfs):
+        try:
+            counts[pid] = os.stat(f"{procfs}/{pid}/fd").st_size
+        except OSError:
+            continue
+    return counts
+
+
+def plan_split(fds: Mapping[int, int], caller_busy_us: float) -> tuple[list[int], list[int]]:
+    """Share PIDs between (caller, helper) so both finish about together.
+
+    Biggest processes first, each to the side that would be free sooner; the
+    caller starts after its own table work, the helper after its start-up.
+    Without counts (older kernels report 0) the helper takes everything.
+    """
+    if not any(fds.values()):
+        return [], list(fds)
+    caller: list[int] = []
+    helper: list[int] = []
+    caller_at, helper_at = float(caller_busy_us), float(HELPER_START_US)
+    for pid in sorted(fds, key=fds.__getitem__, reverse=True):
+        cost = fds[pid] * READLINK_US
+        if caller_at < helper_at:
+            caller.append(pid)
+            caller_at += cost
+        else:
+            helper.append(pid)
+            helper_at += cost
+    return caller, helper
+
+
 class OwnerWalk:
     """The owners walk for one query, started before the socket table is read.
 
-    With a big table on the real ``/proc`` it runs in a helper interpreter
-    (see :mod:`portlib.socktable.fdwalk`) in parallel with the caller;
-    otherwise, or if the helper cannot start or fails, :meth:`join` walks
-    in-process. Use as a context manager so the helper never outlives the query.
+    With a big table on the real ``/proc`` the processes are shared between a
+    helper interpreter (see :mod:`portlib.socktable.fdwalk`), which starts
+    walking at once, and the caller, which walks its share in :meth:`join`
+    after reading the table. Otherwise, or if the helper cannot start or
+    fails, :meth:`join` walks everything in-process. Use as a context manager
+    so the helper never outlives the query. ``table_sockets`` is how many
+    sockets the caller will decode meanwhile (default: all in use).
     """
 
-    def __init__(self, procfs: str = "/proc", *, helper: bool | None = None) -> None:
+    def __init__(
+        self, procfs: str = "/proc", *, helper: bool | None = None, table_sockets: int | None = None
+    ) -> None:
         self.procfs = procfs
         self._pid: int | None = None
         self._read_fd: int | None = None
+        self._mine: list[int] | None = None  # the caller's share when a helper runs
+        used = sockets_in_use(procfs) if helper is None or table_sockets is None else 0
         if helper is None:
-            helper = procfs == "/proc" and sockets_in_use(procfs) >= CHILD_WALK_MIN_SOCKETS
+            helper = procfs == "/proc" and used >= CHILD_WALK_MIN_SOCKETS
         if helper:
-            self._spawn()
+            busy = (used if table_sockets is None else table_sockets) * DECODE_US
+            mine, theirs = plan_split(fd_counts(procfs), busy)
+            if theirs:
+                self._spawn(theirs)
+            if self._pid is not None:
+                self._mine = mine
 
     @property
     def in_helper(self) -> bool:
         return self._pid is not None
 
-    def _spawn(self) -> None:
+    def _spawn(self, pids: list[int]) -> None:
         script = fdwalk.__file__
         if not sys.executable or not script or not os.path.isfile(script):
             return
@@ -226,7 +276,7 @@ class OwnerWalk:
         ]
         try:
             # -I -S: no site-packages, no environment knobs; the script needs only the stdlib.
-            argv = [sys.executable, "-I", "-S", script, self.procfs]
+            argv = [sys.executable, "-I", "-S", script, self.procfs, *map(str, pids)]
             self._pid = os.posix_spawn(sys.executable, argv, os.environ, file_actions=actions)
         except OSError:
             os.close(read_fd)
@@ -237,11 +287,17 @@ class OwnerWalk:
 
     def join(self, wanted: Collection[int] | None = None) -> Holders:
         """Every holder of the ``wanted`` inodes (all sockets when None)."""
-        if self._pid is not None:
-            data = self._collect()
-            if data is not None:
-                return fdwalk.decode_records(data, wanted)
-        return socket_holders(self.procfs, wanted=wanted)
+        if self._pid is None:
+            return socket_holders(self.procfs, wanted=wanted)
+        # Walk our share first, while the helper is still busy with its own.
+        mine = socket_holders(self.procfs, pids=self._mine or [], wanted=wanted)
+        data = self._collect()
+        if data is None:  # the helper failed: walk everything here
+            return socket_holders(self.procfs, wanted=wanted)
+        holders = fdwalk.decode_records(data, wanted)
+        for inode, pairs in mine.items():
+            holders.setdefault(inode, []).extend(pairs)
+        return holders
 
     def _collect(self) -> bytes | None:
         """The helper's whole output, or None if it failed."""

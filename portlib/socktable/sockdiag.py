@@ -47,14 +47,45 @@ class SockDiagError(OSError):
 
 
 def encode_request(
-    protocol: Protocol, family: Family, *, seq: int = 1, states: int = ALL_STATES
+    protocol: Protocol,
+    family: Family,
+    *,
+    seq: int = 1,
+    states: int = ALL_STATES,
+    local_port: int | None = None,
 ) -> bytes:
-    """A ``SOCK_DIAG_BY_FAMILY`` dump request for one protocol and family."""
+    """A ``SOCK_DIAG_BY_FAMILY`` dump request for one protocol and family.
+
+    With ``local_port`` the kernel itself keeps only sockets on that local port
+    (a filter program: ``sport >= P`` and ``sport <= P``), as ``ss sport = :P`` asks.
+    """
     body = _REQUEST.pack(AF_BY_FAMILY[family], IPPROTO_BY_PROTOCOL[protocol], 0, 0, states)
+    if local_port is not None:
+        body += _port_filter(local_port)
     header = _NLMSGHDR.pack(
         _HEADER_LEN + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0
     )
     return header + body
+
+
+# inet_diag filter ops: (code, yes, no) then, for port tests, (0, 0, port). A test
+# jumps `yes` bytes forward when true, `no` when false; landing exactly on the end
+# accepts the socket, landing 4 bytes past it rejects it.
+_BC_OP = struct.Struct("=BBH")
+INET_DIAG_REQ_BYTECODE = 1
+INET_DIAG_BC_S_GE = 2
+INET_DIAG_BC_S_LE = 3
+
+
+def _port_filter(port: int) -> bytes:
+    program = (
+        _BC_OP.pack(INET_DIAG_BC_S_GE, 8, 16 + 4)
+        + _BC_OP.pack(0, 0, port)
+        + _BC_OP.pack(INET_DIAG_BC_S_LE, 8, 8 + 4)
+        + _BC_OP.pack(0, 0, port)
+    )
+    attribute = struct.pack("=HH", 4 + len(program), INET_DIAG_REQ_BYTECODE)
+    return attribute + program
 
 
 # Decoded values keyed by their raw bytes: a busy server repeats a few
@@ -145,8 +176,8 @@ def _raise_if_error(
             raise SockDiagError(-error, f"sock_diag {what}: {os.strerror(-error)}")
 
 
-def dump(protocol: Protocol, family: Family) -> list[Socket]:
-    """Every socket of one protocol and family in this network namespace.
+def dump(protocol: Protocol, family: Family, *, local_port: int | None = None) -> list[Socket]:
+    """Every socket of one protocol and family in this network namespace (or on one local port).
 
     Raises :class:`SockDiagError` (an ``OSError``) when netlink cannot answer;
     callers fall back to ``/proc/net``.
@@ -154,7 +185,8 @@ def dump(protocol: Protocol, family: Family) -> list[Socket]:
     out: list[Socket] = []
     seq = 1
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as sock:
-        sock.sendto(encode_request(protocol, family, seq=seq), (0, 0))
+        request = encode_request(protocol, family, seq=seq, local_port=local_port)
+        sock.sendto(request, (0, 0))
         buffer = bytearray(1 << 17)
         view = memoryview(buffer)
         while True:
