@@ -573,13 +573,16 @@ class ConnectEngine:
         probes = len(work.hosts) * len(work.ports)
         if work.shard is not None:
             probes //= work.shard[1]
-        if paced or probes < _WORKER_MIN_PROBES or profile.max_parallelism == 1:
+        if paced or probes < _WORKER_MIN_PROBES:
             return 1
         try:
             cpus = len(os.sched_getaffinity(0))
         except OSError:
             cpus = os.cpu_count() or 1
-        return max(1, min(cpus, 8))
+        workers = max(1, min(cpus, 8))
+        if profile.max_parallelism is not None and profile.max_parallelism < 2 * workers:
+            return 1  # a tight concurrency cap: splitting it buys nothing
+        return workers
 
     async def run(self, work: ScanWork, emit: Emit) -> None:
         if work.protocol is not Protocol.TCP:
@@ -676,6 +679,8 @@ class ConnectEngine:
         sub_shards = [(first + shards * j, shards * workers) for j in range(workers)]
         sub_shards = [s for s in sub_shards if s[0] < len(work.hosts) * len(work.ports)]
         cap = self.resource_cap(len(sub_shards))
+        if work.timing.max_parallelism is not None:  # the user's concurrency is for all
+            cap = min(cap, max(1, -(-work.timing.max_parallelism // len(sub_shards))))
         loop = asyncio.get_running_loop()
         hosts, ports, count, tcp = work.hosts, work.ports, len(work.hosts), Protocol.TCP
         children: dict[int, int] = {}  # read fd -> pid

@@ -252,6 +252,7 @@ class RetryPolicy:
     budget grows until a port that answers would be missed with probability
     below ``miss_probability``. Loss is estimated from answered probes: how many
     tries each needed (Laplace-smoothed, so a small sample stays careful).
+    Silent ports are not loss evidence: a firewall's DROPs cost no extra tries.
     """
 
     max_retries: int
@@ -277,8 +278,18 @@ class RetryPolicy:
 
     @property
     def tries_allowed(self) -> int:
-        """Total sends a silent probe gets before it is called filtered."""
-        needed = math.ceil(math.log(self.miss_probability) / math.log(self.loss))
+        """Total sends a silent probe gets before it is called filtered.
+
+        With no answer at all yet there is no evidence of loss, only of silence
+        (a firewalled host): one retransmission, as nmap starts with.
+        """
+        if self.tries_sent == 0:
+            return max(1, min(self.max_retries + 1, 2))
+        # Plan for the loss rate we cannot rule out (about two standard errors up),
+        # not the point estimate: a small, lucky sample must not cut the budget.
+        p = self.loss
+        upper = min(0.95, p + 2 * math.sqrt(p * (1 - p) / (self.tries_sent + 2)))
+        needed = math.ceil(math.log(self.miss_probability) / math.log(upper))
         tries = max(needed, self.max_successful_try + 2)
         return max(1, min(self.max_retries + 1, tries))
 
