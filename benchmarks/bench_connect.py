@@ -39,6 +39,7 @@ LAB_SERVED = [22, 80, 443, 8080, 50000]
 DROPPED = list(range(10000, 11000))
 SUBNET = "192.0.2.16/28"
 SUBNET_UP = ["192.0.2.17", "192.0.2.18", "192.0.2.20", "192.0.2.29"]
+SUBNET_SERVED = [[22, 3306], [80, 443], [22, 80, 8080], [443, 5432]]
 
 PORTLIB_SNIPPET = """
 import json, sys
@@ -220,7 +221,7 @@ def run_rows(runs: int, only: set[str] | None) -> list[Row]:
             truth = {}
             for i, address in enumerate(SUBNET_UP):
                 member = lab.add_host(f"sub{i}", v4=address)
-                served = [*[22, 80, 443][: 1 + i % 3], 3306 + i]
+                served = SUBNET_SERVED[i]
                 member.serve_tcp(served)
                 truth[address] = sorted(served)
             spec = top_ports_spec(1000)
