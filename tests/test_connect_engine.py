@@ -417,3 +417,25 @@ def test_cancelling_a_worker_scan_reaps_workers_and_closes_everything() -> None:
             os.waitpid(-1, os.WNOHANG)  # every worker was reaped
     finally:
         _close(listeners, fillers)
+
+
+def test_fork_failure_falls_back_to_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_fork, calls = os.fork, []
+
+    def second_fork_fails() -> int:
+        calls.append(1)
+        if len(calls) > 1:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", second_fork_fails)
+    open_ = _listeners("127.0.0.1", 2)
+    try:
+        verdicts = run_engine("127.0.0.1", range(1, 12001), workers=2)
+        assert len(calls) == 2 and len(verdicts) == 12000  # each port exactly once
+        states = {port: state for _, port, state, _ in verdicts}
+        assert all(states[_port(s)] == "open" for s in open_ if _port(s) <= 12000)
+        with pytest.raises(ChildProcessError):
+            os.waitpid(-1, os.WNOHANG)  # the worker that did start was reaped
+    finally:
+        _close(open_)

@@ -21,6 +21,10 @@ does the rest with plain system calls:
 * Deadlines come from the per-host RTT estimate; silence is retried up to the
   loss-aware budget; the in-flight window follows ``CongestionWindow`` and is
   capped by ``RLIMIT_NOFILE`` and the ephemeral port range.
+* Big unpaced scans (10,000 probes or more) fork one worker per CPU, each with
+  its own epoll and sockets on an exact sub-shard of the probe order; verdicts
+  come back through pipes as fixed-size records. The system calls, most of the
+  cost, then run on every core. If a fork fails, the scan runs here instead.
 * A socket that ends up connected to itself (or to another probe socket of
   this scan, a simultaneous open) is no open port: every connection whose
   local address equals the peer address is checked, and such a port is closed.
@@ -32,6 +36,7 @@ import asyncio
 import contextlib
 import errno
 import heapq
+import math
 import os
 import resource
 import select
@@ -747,8 +752,16 @@ class ConnectEngine:
 
         try:
             for shard in sub_shards:
-                read_fd, write_fd = os.pipe()
-                pid = os.fork()
+                try:
+                    read_fd, write_fd = os.pipe()
+                except OSError:
+                    break
+                try:
+                    pid = os.fork()
+                except OSError:
+                    os.close(read_fd)
+                    os.close(write_fd)
+                    break
                 if pid == 0:  # the child: never returns
                     os.close(read_fd)
                     self._child(work, shard, cap, write_fd, list(children))
@@ -757,6 +770,13 @@ class ConnectEngine:
                 children[read_fd] = pid
                 buffers[read_fd] = bytearray()
                 loop.add_reader(read_fd, readable, read_fd)
+            if len(children) < len(sub_shards):
+                # No more processes to be had: nothing was emitted yet, so stop the
+                # workers already started and do the whole work here instead.
+                _stop_workers(loop, children, finished)
+                children.clear()
+                await self._run_here(work, emit)
+                return
             while True:
                 while pending:
                     await emit(pending.popleft())
@@ -774,14 +794,7 @@ class ConnectEngine:
                 finally:
                     waiter.clear()
         finally:
-            for fd, pid in children.items():
-                loop.remove_reader(fd)
-                os.close(fd)
-                if fd not in finished:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0)  # its sockets are gone once it is reaped
+            _stop_workers(loop, children, finished)
 
     def _child(
         self, work: ScanWork, shard: tuple[int, int], cap: int, out: int, inherited: list[int]
@@ -796,6 +809,8 @@ class ConnectEngine:
             core = self._core(work, shard, cap)
             pack = _RECORD.pack
             states, reasons = _STATE_CODES, _REASON_CODES
+            idle = select.poll()  # poll, not select: the epoll fd may be above 1023
+            idle.register(core.epoll.fileno(), select.POLLIN)
             while core.remaining > 0:
                 core.send(core.clock())
                 core.poll()
@@ -821,7 +836,7 @@ class ConnectEngine:
                     break
                 delay = core.next_wakeup(core.clock())
                 if delay is not None and delay > 0:
-                    select.select([core.epoll.fileno()], [], [], delay)
+                    idle.poll(max(1, math.ceil(delay * 1000)))
             trailer = f"{core.sent} {core.self_connects} {core.stalls}".encode()
             _write_all(out, _RECORD.pack(_DONE, len(trailer), 0, 0, 0.0) + trailer)
         except BaseException as exc:  # reported to the parent, which raises it
@@ -831,6 +846,21 @@ class ConnectEngine:
                 _write_all(out, _RECORD.pack(_FAILED, len(message), 0, 0, 0.0) + message)
         finally:
             os._exit(status)
+
+
+def _stop_workers(
+    loop: asyncio.AbstractEventLoop, children: dict[int, int], finished: set[int]
+) -> None:
+    """Close the pipes, kill unfinished workers, reap them all (their sockets die with them)."""
+    for fd, pid in children.items():
+        loop.remove_reader(fd)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        if fd not in finished:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
 
 def _write_all(fd: int, data: bytes) -> None:
