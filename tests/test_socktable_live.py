@@ -198,10 +198,15 @@ def test_helper_walk_matches_in_process_walk(holder: Holder) -> None:
     with owners_mod.OwnerWalk("/proc", helper=True) as walk:
         assert walk.in_helper
         helper = walk.join()
+    # Shared between the helper and this process, as for a kernel-filtered query.
+    with owners_mod.OwnerWalk("/proc", helper=True, table_sockets=0) as walk:
+        shared = walk.join()
     direct = owners_mod.socket_holders("/proc")
     mine = {inode for inode, pairs in direct.items() if any(pid == holder.pid for pid, _ in pairs)}
     assert len(mine) == 10
-    assert {i: sorted(helper[i]) for i in mine} == {i: sorted(direct[i]) for i in mine}
+    expected = {i: sorted(direct[i]) for i in mine}
+    assert {i: sorted(helper[i]) for i in mine} == expected
+    assert {i: sorted(shared[i]) for i in mine} == expected
 
 
 def test_kill_port_stops_a_child() -> None:
@@ -306,6 +311,7 @@ def test_churn_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
                 # Alternate the in-process walk and the helper-process walk.
                 threshold = 0 if rounds % 2 else 10**9
                 monkeypatch.setattr(owners_mod, "CHILD_WALK_MIN_SOCKETS", threshold)
+                monkeypatch.setattr(owners_mod, "HELPER_START_US", 0)  # helper gets a share
                 portlib.sockets("all", processes=True)
                 portlib.who_uses(port)
                 rounds += 1

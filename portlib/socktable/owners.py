@@ -250,16 +250,21 @@ class OwnerWalk:
         self._pid: int | None = None
         self._read_fd: int | None = None
         self._mine: list[int] | None = None  # the caller's share when a helper runs
-        used = sockets_in_use(procfs) if helper is None or table_sockets is None else 0
-        if helper is None:
+        auto = helper is None
+        used = sockets_in_use(procfs) if auto or table_sockets is None else 0
+        if auto:
             helper = procfs == "/proc" and used >= CHILD_WALK_MIN_SOCKETS
-        if helper:
+        if not helper:
+            return
+        if auto or table_sockets is not None:
             busy = (used if table_sockets is None else table_sockets) * DECODE_US
             mine, theirs = plan_split(fd_counts(procfs), busy)
-            if theirs:
-                self._spawn(theirs)
-            if self._pid is not None:
-                self._mine = mine
+        else:  # helper=True and nothing to balance against: the helper walks everything
+            mine, theirs = [], list_pids(procfs)
+        if theirs:
+            self._spawn(theirs)
+        if self._pid is not None:
+            self._mine = mine
 
     @property
     def in_helper(self) -> bool:
