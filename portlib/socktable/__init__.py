@@ -14,9 +14,11 @@ in a thread while the table is read, since it spends its time in the kernel.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import signal
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 
 from portlib.errors import (
@@ -223,6 +225,30 @@ def query_tables(
     """
     if local_port is not None:
         unix = False
+    with _gc_paused():
+        return _query_tables(tables, unix, keep, processes, procfs, local_port)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Tens of thousands of new, acyclic objects would set off collections for nothing."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _query_tables(
+    tables: Iterable[Table],
+    unix: bool,
+    keep: Callable[[AnySocket], bool] | None,
+    processes: bool,
+    procfs: str,
+    local_port: int | None,
+) -> list[AnySocket]:
     if not processes:
         found = _read_tables(tables, unix, procfs, local_port)
         return found if keep is None else [s for s in found if keep(s)]

@@ -183,7 +183,7 @@ _RECORD_SIZE = 3 * 8
 # Rough costs (microseconds) for splitting the walk between the helper and the caller.
 HELPER_START_US = 15_000  # starting `python -I -S fdwalk.py`
 READLINK_US = 5  # one descriptor
-DECODE_US = 3  # one socket of the table the caller decodes meanwhile
+DECODE_US = 5  # one socket of the table the caller decodes and builds meanwhile
 
 
 def sockets_in_use(procfs: str = "/proc") -> int:
