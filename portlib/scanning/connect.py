@@ -696,6 +696,8 @@ class ConnectEngine:
         failure: list[str] = []
         waiter: list[asyncio.Future[None]] = []
         size = _RECORD.size
+        iter_unpack = _RECORD.iter_unpack
+        states, reasons = _STATES, _REASONS
 
         def wake() -> None:
             if waiter and not waiter[0].done():
@@ -716,26 +718,36 @@ class ConnectEngine:
                 return
             buf += chunk
             offset = 0
-            end = len(buf)
-            while end - offset >= size:
-                kind, index, state, reason, rtt = _RECORD.unpack_from(buf, offset)
-                if kind == _RESULT:
-                    pending.append(
+            append = pending.append
+            while True:
+                whole = (len(buf) - offset) // size
+                if not whole:
+                    break
+                trailer_next = False
+                for kind, index, state, reason, rtt in iter_unpack(
+                    bytes(buf[offset : offset + whole * size])
+                ):
+                    if kind != _RESULT:
+                        trailer_next = True
+                        break
+                    append(
                         PortResult(
                             hosts[index % count],
                             ports[index // count],
                             tcp,
-                            _STATES[state],
-                            _REASONS[reason],
+                            states[state],
+                            reasons[reason],
                             None if rtt != rtt else rtt,  # NaN: no answer
                         )
                     )
                     offset += size
-                    continue
-                if end - offset < size + index:
+                if not trailer_next:
+                    break
+                kind, length, _state, _reason, _rtt = _RECORD.unpack_from(buf, offset)
+                if len(buf) - offset < size + length:
                     break  # the trailer is not all here yet
-                trailer = bytes(buf[offset + size : offset + size + index]).decode()
-                offset += size + index
+                trailer = bytes(buf[offset + size : offset + size + length]).decode()
+                offset += size + length
                 if kind == _DONE:
                     sent, self_connects, stalls = (int(x) for x in trailer.split())
                     self.probes_sent += sent
