@@ -17,7 +17,6 @@ import pwd
 import signal
 import sys
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
 
 from portlib.errors import NoSuchProcess, PermissionDenied
 from portlib.model import Process
@@ -100,13 +99,16 @@ def fds_of_pid(procfs: str, pid: int) -> Holders:
     return holders
 
 
-@dataclass(frozen=True, slots=True)
 class ProcessInfo:
-    """What is known of a process apart from one descriptor."""
+    """What is known of a process apart from one descriptor (internal; a plain class
+    because a dataclass costs a millisecond or two of import time on the CLI's path)."""
 
-    name: str
-    cmdline: tuple[str, ...]
-    user: str | None
+    __slots__ = ("cmdline", "name", "user")
+
+    def __init__(self, name: str, cmdline: tuple[str, ...], user: str | None) -> None:
+        self.name = name
+        self.cmdline = cmdline
+        self.user = user
 
 
 class ProcessReader:
