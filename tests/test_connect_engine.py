@@ -439,3 +439,31 @@ def test_fork_failure_falls_back_to_one_process(monkeypatch: pytest.MonkeyPatch)
             os.waitpid(-1, os.WNOHANG)  # the worker that did start was reaped
     finally:
         _close(open_)
+
+
+def test_phantom_check_on_hand_made_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    from portlib.scanning import connect
+
+    work = ScanWork((ip_address("127.0.0.1"),), (1,), Protocol.TCP, preset(3), seed=1)
+    core = ConnectEngine(workers=1)._core(work, None, 10)
+    target = core.targets[0]
+    listener = _listeners("127.0.0.1", 1)[0]
+    me = socket.socket()
+    real = socket.create_connection(listener.getsockname())
+    try:
+        assert _port(listener) in (connect.listening_ports() or set())
+        me.bind(("127.0.0.1", 0))
+        me.connect(me.getsockname())  # a socket connected to itself: what the trap makes
+        assert core._is_phantom(me, target)
+        assert not core._is_phantom(real, target)
+        # Connected, but no listener on that port here: another worker's probe socket.
+        monkeypatch.setattr(connect, "listening_ports", lambda: frozenset())
+        core.listening = frozenset()
+        assert core._is_phantom(real, target)
+        # Without /proc there is no telling: trust the connection.
+        monkeypatch.setattr(connect, "listening_ports", lambda: None)
+        assert not core._is_phantom(real, target)
+    finally:
+        _close([me, real, listener])
+        core.close()
+        core.epoll.close()

@@ -27,7 +27,9 @@ does the rest with plain system calls:
   cost, then run on every core. If a fork fails, the scan runs here instead.
 * A socket that ends up connected to itself (or to another probe socket of
   this scan, a simultaneous open) is no open port: every connection whose
-  local address equals the peer address is checked, and such a port is closed.
+  local address equals the peer address is checked (same endpoint, another
+  probe socket's endpoint, and a listener on that port in /proc/net/tcp{,6}
+  for probe sockets of other workers), and such a port is closed.
 """
 
 from __future__ import annotations
@@ -126,6 +128,28 @@ def ephemeral_port_count() -> int:
 _Decided = tuple[int, PortState, Reason, float | None]
 
 
+_PROC_TCP = ("/proc/net/tcp", "/proc/net/tcp6")
+_TCP_LISTEN = "0A"
+
+
+def listening_ports() -> frozenset[int] | None:
+    """TCP ports with a listening socket in this network namespace; None without /proc."""
+    ports: set[int] = set()
+    read = False
+    for path in _PROC_TCP:
+        try:
+            with open(path) as table:
+                next(table, None)
+                for line in table:
+                    fields = line.split(None, 4)
+                    if len(fields) > 3 and fields[3] == _TCP_LISTEN:
+                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+            read = True
+        except (OSError, ValueError, IndexError):
+            continue
+    return frozenset(ports) if read else None
+
+
 @dataclass(slots=True)
 class _Probe:
     """One probe in flight on one socket."""
@@ -176,6 +200,7 @@ class _Core:
     self_connects: int = 0
     stalls: int = 0
     phantoms: set[tuple[str, int]] = field(default_factory=set)
+    listening: frozenset[int] | None = frozenset()  # LISTEN ports; None: cannot tell
 
     # ---- sockets ------------------------------------------------------------
 
@@ -249,7 +274,12 @@ class _Core:
                 if other.sock.getsockname()[:2] == peer:
                     self.phantoms.add(peer)  # the other end: closed too, when its turn comes
                     return True
-        return False
+        # A probe socket of another worker process is invisible from here; what
+        # tells a real open port is a listener on it in this network namespace.
+        port = int(peer[1])
+        if self.listening is not None and port not in self.listening:
+            self.listening = listening_ports()
+        return self.listening is not None and port not in self.listening
 
     def _outcome(self, probe: _Probe, code: int, now: float) -> None:
         """The probe on ``probe.sock`` ended with ``code``; decide, recycle the socket."""
