@@ -322,3 +322,17 @@ def test_churn_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
             for p in spawned:
                 p.kill()
                 p.wait()
+
+
+def test_helper_walk_survives_an_application_that_ignores_sigchld() -> None:
+    """With SIGCHLD ignored the kernel reaps the helper itself; waitpid then fails."""
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        with socket.socket() as mine:
+            inode, fd = os.fstat(mine.fileno()).st_ino, mine.fileno()
+            with owners_mod.OwnerWalk("/proc", helper=True) as walk:
+                assert walk.in_helper
+                holders = walk.join()
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+    assert holders[inode] == [(os.getpid(), fd)]

@@ -316,10 +316,14 @@ class OwnerWalk:
         finally:
             os.close(self._read_fd)
             self._read_fd = None
-        _, status = os.waitpid(self._pid, 0)
+        try:
+            _, status = os.waitpid(self._pid, 0)
+            succeeded = os.waitstatus_to_exitcode(status) == 0
+        except ChildProcessError:  # the application reaps children itself (SIGCHLD ignored...)
+            succeeded = True  # the pipe reached EOF; the length check below still applies
         self._pid = None
         data = b"".join(chunks)
-        if os.waitstatus_to_exitcode(status) != 0 or len(data) % _RECORD_SIZE:
+        if not succeeded or len(data) % _RECORD_SIZE:
             return None
         return data
 
