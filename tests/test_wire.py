@@ -113,9 +113,14 @@ def test_patched_probe_is_valid_for_scapy(me: str, target: str, kind: Probe, dpo
     assert parsed.dst == target and parsed.src == me
     assert l4.dport == dport and l4.sport == SPORT
     claimed = l4.chksum
+    claimed_ip = parsed.chksum if ":" not in me else None
     del l4.chksum
-    rebuilt = (IP if ":" not in me else IPv6)(bytes(parsed))[1].chksum
-    assert claimed == rebuilt
+    if ":" not in me:
+        del parsed.chksum
+    rebuilt = (IP if ":" not in me else IPv6)(bytes(parsed))
+    assert claimed == rebuilt[1].chksum
+    if ":" not in me:  # the IPv4 header checksum too: packet sockets send it as is
+        assert claimed_ip == rebuilt.chksum
     cookie = COOKIE(packed(target), dport, SPORT)
     if kind is Probe.SYN:
         assert (l4.seq, str(l4.flags)) == (cookie, "S")
@@ -489,3 +494,20 @@ def test_discovery_probe_bytes_are_valid_for_scapy() -> None:
     message, group = rd.neighbor_solicitation(packed(ME6), packed(TARGET6), b"\x02" * 6)
     assert str(ip_address(group)) == "ff02::1:ff00:10"
     assert message[0] == 135 and message[8:24] == packed(TARGET6)
+
+
+def test_neighbor_mac_from_the_arp_table() -> None:
+    from portlib.scanning.txring import ethernet_header, neighbor_mac_v4
+
+    table = (
+        "IP address       HW type     Flags       HW address            Mask     Device\n"
+        "192.0.2.10       0x1         0x2         02:aa:bb:cc:dd:ee     *        br0\n"
+        "192.0.2.11       0x1         0x0         00:00:00:00:00:00     *        br0\n"
+        "192.0.2.12       0x1         0x2         02:11:22:33:44:55     *        eth9\n"
+    )
+    assert neighbor_mac_v4("192.0.2.10", "br0", table) == bytes.fromhex("02aabbccddee")
+    assert neighbor_mac_v4("192.0.2.11", "br0", table) is None  # incomplete
+    assert neighbor_mac_v4("192.0.2.12", "br0", table) is None  # other interface
+    assert neighbor_mac_v4("192.0.2.99", "br0", table) is None
+    header = ethernet_header(b"\x02" * 6, b"\x04" * 6, 6)
+    assert header == b"\x02" * 6 + b"\x04" * 6 + b"\x86\xdd"

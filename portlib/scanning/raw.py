@@ -30,9 +30,10 @@ from ipaddress import IPv4Address
 
 from portlib.errors import ScanError
 from portlib.model import IPAddress, PortResult, PortState, Protocol, Reason, ScanMethod
-from portlib.scanning import bpf, rawsock, templates
+from portlib.scanning import bpf, rawsock, routes, templates
 from portlib.scanning.engine import Emit, ScanWork
 from portlib.scanning.timing import CongestionWindow, RateLimiter, RetryPolicy, RttEstimator
+from portlib.scanning.txring import TxRing, ethernet_header, neighbor_mac_v4
 from portlib.scanning.wire import (
     PROTO_TCP,
     PROTO_UDP,
@@ -115,6 +116,9 @@ class _Host:
     last_answered_send: float = float("-inf")  # send time of the latest answered probe
     silent_after: int = 0  # silences among probes sent after that one
     pacer: _Pacer | None = None
+    ring: TxRing | None = None  # batch sending, once the link header is known
+    link: bytes = b""  # that link header
+    unresolved: tuple[str, bytes] | None = None  # (interface, our MAC) awaiting the neighbor
 
 
 class RawEngine:
@@ -162,6 +166,7 @@ class _RawScan:
             self.sockets.append(self.rx)
             self.cookie = Cookie(secrets.token_bytes(16))
             self.classifier = Classifier(kind, self.sport, self.cookie)
+            self._rings: dict[str, TxRing | None] = {}
             self._template_cache: dict[
                 IPAddress, tuple[ProbeTemplate, dict[int, tuple[ProbeTemplate, ...]]]
             ] = {}
@@ -233,8 +238,9 @@ class _RawScan:
         v4 = isinstance(address, IPv4Address)
         family = socket.AF_INET if v4 else socket.AF_INET6
         key = address.packed
-        default, by_port = self._templates(rawsock.source_address(address))
-        return _Host(
+        source = rawsock.source_address(address)
+        default, by_port = self._templates(source)
+        host = _Host(
             address,
             key,
             (str(address), 0),
@@ -242,6 +248,64 @@ class _RawScan:
             (default.bind(key),),
             {port: tuple(t.bind(key) for t in ts) for port, ts in by_port.items()},
         )
+        if self.use_tx_ring:
+            self._attach_link(host, local=address.is_loopback or source == address)
+        return host
+
+    use_tx_ring = True  # False: one sendto per probe on a raw IP socket
+
+    def _ring(self, interface: str) -> TxRing | None:
+        ring = self._rings.get(interface)
+        if ring is None and interface not in self._rings:
+            try:
+                ring = TxRing(interface)
+            except OSError:
+                ring = None  # no ring here: raw IP sockets still work
+            else:
+                self.sockets.append(ring.sock)
+            self._rings[interface] = ring
+        return ring
+
+    def _attach_link(self, host: _Host, *, local: bool) -> None:
+        """Send to ``host`` through a TX ring when its link header can be known.
+
+        Local targets stay on raw IP sockets: a frame injected on ``lo`` has no
+        route attached, and the kernel drops 127.0.0.0/8 arriving that way as
+        martian. A directly attached IPv4 target needs its neighbor's MAC: until
+        the kernel has resolved it (our first probes go through the raw IP
+        socket, which makes it resolve), it waits.
+        """
+        version = host.address.version
+        if local:
+            return
+        if version != 4:
+            return  # the IPv6 neighbor table is not in /proc: stay on raw sockets
+        interface = routes.on_link_interface(host.address, routes.read_routes(4))
+        mac = rawsock.interface_mac(interface) if interface else None
+        if interface is not None and mac is not None:
+            host.unresolved = (interface, mac)
+            self._resolve_link(host)
+
+    def _resolve_link(self, host: _Host) -> None:
+        if host.unresolved is None:
+            return
+        interface, mac = host.unresolved
+        try:
+            with open("/proc/net/arp", encoding="ascii") as table:
+                neighbor = neighbor_mac_v4(str(host.address), interface, table.read())
+        except OSError:
+            neighbor = None
+        if neighbor is None:
+            return
+        host.unresolved = None
+        ring = self._ring(interface)
+        if ring is not None:
+            host.ring, host.link = ring, ethernet_header(neighbor, mac, 4)
+
+    def _flush(self) -> None:
+        for ring in self._rings.values():
+            if ring is not None:
+                ring.flush()
 
     def close(self) -> None:
         for sock in self.sockets:
@@ -297,6 +361,7 @@ class _RawScan:
                 self.in_flight.append(idx)
                 budget -= 1
             wait = min(wait, self._send_paced(now))
+            self._flush()
             while self.out:
                 await emit(self.out.popleft())
             if not self.undecided:
@@ -324,8 +389,15 @@ class _RawScan:
         host = self.hosts[idx // nports]
         port = self.ports[idx % nports]
         cookie = self.cookie(host.key, port, self.sport)
+        ring = host.ring
         for probe in host.by_port.get(port, host.default):
             buf = probe.patch(port, cookie)
+            if ring is not None:
+                if not ring.put(host.link, buf):
+                    ring.flush()  # full: hand the batch to the kernel, then retry
+                    if not ring.put(host.link, buf):
+                        return False
+                continue
             try:
                 host.sock.sendto(buf, host.sockaddr)
             except (BlockingIOError, InterruptedError):
@@ -448,6 +520,8 @@ class _RawScan:
             return  # late duplicate, or never probed (a spoof that guessed the cookie)
         now = self.clock()
         host = self.hosts[h]
+        if host.unresolved is not None:
+            self._resolve_link(host)  # it answered, so the kernel knows its MAC now
         rtt = now - self.sent_at[idx]
         if event.from_icmp and self.kind is Probe.UDP:
             host.icmp_errors += 1

@@ -156,3 +156,13 @@ def _refuse_strangers(held: list[socket.socket]) -> None:
         peer = ("127.255.255.254", 9) if sock.family == socket.AF_INET else ("::1", 9)
         with contextlib.suppress(OSError):
             sock.connect(peer)
+
+
+def interface_mac(interface: str) -> bytes | None:
+    """The MAC address of ``interface`` (None for interfaces without one)."""
+    try:
+        with open(f"/sys/class/net/{interface}/address", encoding="ascii") as f:
+            mac = bytes.fromhex(f.read().strip().replace(":", ""))
+    except (OSError, ValueError):
+        return None
+    return mac if len(mac) == 6 and any(mac) else None

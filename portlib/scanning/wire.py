@@ -268,7 +268,7 @@ class BoundProbe:
     cookie) plus the patched words, folded: no byte of the packet is summed again.
     """
 
-    __slots__ = ("_csum_at", "_ip4", "_l4", "_sum", "buf", "kind")
+    __slots__ = ("_csum_at", "_ip4", "_ipsum", "_l4", "_sum", "buf", "kind")
 
     def __init__(self, template: ProbeTemplate, dst: bytes):
         lay = template.layout
@@ -281,6 +281,14 @@ class BoundProbe:
         self._l4 = lay.l4_offset
         self._csum_at = lay.l4_checksum
         self._ip4 = lay.version == 4
+        self._ipsum = 0
+        if self._ip4:
+            # A packet socket sends the IPv4 header as is: keep its checksum right
+            # (the ID, our UDP mark, is added per probe).
+            self.buf[IP4_ID : IP4_ID + 2] = b"\0\0"
+            self.buf[IP4_CHECKSUM : IP4_CHECKSUM + 2] = b"\0\0"
+            self._ipsum = sum16(self.buf[: lay.l4_offset])
+            _U16.pack_into(self.buf, IP4_CHECKSUM, ~fold(self._ipsum) & 0xFFFF)
 
     def patch(self, dport: int, cookie: int) -> bytearray:
         """Fill ``buf`` for one probe and return it (valid until the next patch)."""
@@ -289,7 +297,9 @@ class BoundProbe:
         if kind is Probe.UDP:
             # Our mark in the IP header, quoted back by ICMP errors.
             if self._ip4:
-                _U16.pack_into(buf, IP4_ID, ipv4_mark(cookie))
+                mark = ipv4_mark(cookie)
+                _U16.pack_into(buf, IP4_ID, mark)
+                _U16.pack_into(buf, IP4_CHECKSUM, ~fold(self._ipsum + mark) & 0xFFFF)
             else:
                 _U32.pack_into(buf, IP6_FLOW, 0x60000000 | (cookie & FLOW_LABEL_MASK))
             _U16.pack_into(buf, self._l4 + UDP_DPORT, dport)
