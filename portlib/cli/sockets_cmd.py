@@ -169,67 +169,49 @@ def format_table(
     processes: bool,
     service: Callable[[int, str], str] | None = None,
 ) -> str:
-    """Rows in ss's layout: address right-aligned against ``:port``, columns sized to fit."""
+    """Rows in ss's layout: address right-aligned against ``:port``, columns sized to fit.
+
+    Two passes over the sockets: the first sizes the columns (addresses are few and
+    their text is cached by object identity; numbers are sized by their largest
+    value), the second writes each line with one format string.
+    """
     from portlib.model import Socket
 
-    # Column by column, so widths come from max(map(len, ...)); tens of thousands of rows
-    # share a few addresses, so their text is cached by object identity.
-    netids: list[str] = []
-    states: list[str] = []
-    recv_q: list[str] = []
-    send_q: list[str] = []
-    l_addr: list[str] = []
-    l_port: list[str] = []
-    p_addr: list[str] = []
-    p_port: list[str] = []
-    seps: list[str] = []
-    users: list[str] = []
-    text_of: dict[int, str] = {}
     port_of = _port_texter(service)
+    local_text: dict[int, str] = {}  # id(address) -> text, for addresses seen as local
+    peer_text: dict[int, str] = {}
+    w_netid, w_state, w_la, w_pa, w_lp, w_pp = 5, 5, 13, 12, 4, 4
+    most_rq = most_sq = top_lport = top_pport = 0
     for s in found:
         if type(s) is Socket:
-            proto = s.protocol
             local, remote = s.local, s.remote
-            netids.append(proto)
-            l_addr.append(text_of.get(id(local.address)) or _address(local.address, text_of))
-            p_addr.append(text_of.get(id(remote.address)) or _address(remote.address, text_of))
-            if service is None:  # the common -n case, inlined: tens of thousands of rows
-                l_port.append(str(local.port) if local.port else "*")
-                p_port.append(str(remote.port) if remote.port else "*")
+            if id(local.address) not in local_text:
+                local_text[id(local.address)] = _address(local.address)
+            if id(remote.address) not in peer_text:
+                peer_text[id(remote.address)] = _address(remote.address)
+            if s.rx_queue > most_rq:
+                most_rq = s.rx_queue
+            if s.tx_queue > most_sq:
+                most_sq = s.tx_queue
+            if service is None:
+                if local.port > top_lport:
+                    top_lport = local.port
+                if remote.port > top_pport:
+                    top_pport = remote.port
             else:
-                l_port.append(port_of(local.port, proto))
-                p_port.append(port_of(remote.port, proto))
-            recv_q.append(str(s.rx_queue))
-            send_q.append(str(s.tx_queue))
-            seps.append(":")
+                w_lp = max(w_lp, len(port_of(local.port, s.protocol)))
+                w_pp = max(w_pp, len(port_of(remote.port, s.protocol)))
         else:
             assert not isinstance(s, Socket)
-            netids.append(UNIX_NETIDS.get(s.type, s.type))
-            l_addr.append(s.path or "*")
-            l_port.append(str(s.inode))
-            p_addr.append("*")
-            p_port.append("*")
-            recv_q.append("0")
-            send_q.append("0")
-            seps.append(" ")
-        states.append(s.state)
-        if processes and s.owners:
-            owners = s.owners
-            if len(owners) == 1:
-                p = owners[0]
-                users.append(f'users:(("{p.name}",pid={p.pid},fd={p.fd}))')
-            else:
-                users.append(users_column(owners))
-        else:
-            users.append("")
+            w_la = max(w_la, len(s.path or "*"))
+            w_lp = max(w_lp, len(str(s.inode)))
+            w_netid = max(w_netid, len(UNIX_NETIDS.get(s.type, s.type)))
+    w_state = max([w_state, *map(len, {s.state for s in found})])
+    w_la = max([w_la, *map(len, local_text.values())])
+    w_pa = max([w_pa, *map(len, peer_text.values())])
+    w_rq, w_sq = max(6, len(str(most_rq))), max(6, len(str(most_sq)))
+    w_lp, w_pp = max(w_lp, len(str(top_lport))), max(w_pp, len(str(top_pport)))
 
-    def width(column: list[str], title: str) -> int:
-        return max(len(title), max(map(len, column), default=0))
-
-    w_netid, w_state = width(netids, "Netid"), width(states, "State")
-    w_rq, w_sq = width(recv_q, "Recv-Q"), width(send_q, "Send-Q")
-    w_la, w_lp = width(l_addr, "Local Address"), width(l_port, "Port")
-    w_pa, w_pp = width(p_addr, "Peer Address"), width(p_port, "Port")
     head = (
         f"{'State':<{w_state}} {'Recv-Q':<{w_rq}} {'Send-Q':<{w_sq}} "
         f"{'Local Address':>{w_la}}:{'Port':<{w_lp}} {'Peer Address':>{w_pa}}:{'Port':<{w_pp}}"
@@ -238,25 +220,47 @@ def format_table(
         head = f"{'Netid':<{w_netid}} {head}"
     if processes:
         head += " Process"
-    lines = [
-        f"{st:<{w_state}} {rq:<{w_rq}} {sq:<{w_sq}} {la:>{w_la}}{sep}{lp:<{w_lp}} "
-        f"{pa:>{w_pa}}{sep}{pp:<{w_pp}} {us}"
-        for st, rq, sq, la, lp, pa, pp, sep, us in zip(
-            states, recv_q, send_q, l_addr, l_port, p_addr, p_port, seps, users, strict=True
-        )
-    ]
-    if show_netid:
-        lines = [f"{n:<{w_netid}} {line}" for n, line in zip(netids, lines, strict=True)]
-    return "\n".join(line.rstrip() for line in [head, *lines]) + "\n"
+    lines = [head]
+    add = lines.append
+    netid = ""
+    for s in found:
+        users = ""
+        if processes and s.owners:
+            owners = s.owners
+            if len(owners) == 1:
+                p = owners[0]
+                users = f'users:(("{p.name}",pid={p.pid},fd={p.fd}))'
+            else:
+                users = users_column(owners)
+        if type(s) is Socket:
+            local, remote = s.local, s.remote
+            if service is None:
+                lport: object = local.port or "*"
+                pport: object = remote.port or "*"
+            else:
+                lport, pport = port_of(local.port, s.protocol), port_of(remote.port, s.protocol)
+            if show_netid:
+                netid = f"{s.protocol:<{w_netid}} "
+            add(
+                f"{netid}{s.state:<{w_state}} {s.rx_queue:<{w_rq}} {s.tx_queue:<{w_sq}} "
+                f"{local_text[id(local.address)]:>{w_la}}:{lport:<{w_lp}} "
+                f"{peer_text[id(remote.address)]:>{w_pa}}:{pport:<{w_pp}} {users}"
+            )
+        else:
+            assert not isinstance(s, Socket)
+            if show_netid:
+                netid = f"{UNIX_NETIDS.get(s.type, s.type):<{w_netid}} "
+            add(
+                f"{netid}{s.state:<{w_state}} {0:<{w_rq}} {0:<{w_sq}} "
+                f"{s.path or '*':>{w_la}} {s.inode:<{w_lp}} {'*':>{w_pa}} {'*':<{w_pp}} {users}"
+            )
+    return "\n".join([line.rstrip() for line in lines]) + "\n"
 
 
-def _address(address: IPv4Address | IPv6Address, text_of: dict[int, str]) -> str:
+def _address(address: IPv4Address | IPv6Address) -> str:
     mapped = getattr(address, "ipv4_mapped", None)
     text = f"::ffff:{mapped}" if mapped is not None else str(address)
-    if ":" in text:  # IPv6 goes in brackets, as ss prints it
-        text = f"[{text}]"
-    text_of[id(address)] = text
-    return text
+    return f"[{text}]" if ":" in text else text  # IPv6 goes in brackets, as ss prints it
 
 
 def _port_texter(service: Callable[[int, str], str] | None) -> Callable[[int, str], str]:

@@ -160,7 +160,7 @@ class ProcessReader:
                     result[inode] = (Process(pid, details.name, details.cmdline, details.user, fd),)
                 continue
             procs = []
-            for pid, fd in pairs:
+            for pid, fd in sorted(pairs):  # the same order whichever walker found them
                 details = self.info(pid)
                 if details is not None:
                     procs.append(Process(pid, details.name, details.cmdline, details.user, fd))
