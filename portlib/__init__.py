@@ -28,6 +28,7 @@ from portlib.errors import (
     ReportFormatError,
     ScanError,
     SizeOverflowError,
+    SocketQueryError,
     TargetSpecError,
     UnknownService,
 )
@@ -133,6 +134,7 @@ __all__ = [
     "Service",
     "SizeOverflowError",
     "Socket",
+    "SocketQueryError",
     "SocketState",
     "Target",
     "TargetSet",

@@ -78,6 +78,10 @@ class SizeOverflowError(PortlibError, OverflowError):
     """A target or probe space is too large for ``len()``; its exact ``size`` still works."""
 
 
+class SocketQueryError(PortlibError, ValueError):
+    """A socket query got a bad argument (unknown kind, state, protocol, signal, port)."""
+
+
 class ScanError(PortlibError):
     """A scan could not start or continue (bad option, nothing to scan, resource exhaustion)."""
 
@@ -98,6 +102,7 @@ __all__ = [
     "ReportFormatError",
     "ScanError",
     "SizeOverflowError",
+    "SocketQueryError",
     "TargetSpecError",
     "UnknownService",
 ]

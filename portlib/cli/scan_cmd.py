@@ -9,7 +9,6 @@ The handler is three steps, so more output formats can plug in later:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from collections.abc import Callable
@@ -291,6 +290,8 @@ def run_scan(
     progress: ProgressLine | None = None,
 ) -> tuple[ScanReport, bool]:
     """Run the scan the flags describe; returns (report, interrupted by Ctrl-C)."""
+    import asyncio  # here, not at the top: every other subcommand starts faster without it
+
     from portlib.errors import PortlibError
 
     holder: list[Scanner] = []

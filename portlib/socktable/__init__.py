@@ -25,9 +25,9 @@ from portlib.errors import (
     NoSuchProcess,
     ParseError,
     PermissionDenied,
-    PortlibError,
     PortNotInUse,
     PrivilegeError,
+    SocketQueryError,
 )
 from portlib.model import Family, Process, Protocol, Socket, SocketState, UnixSocket
 from portlib.socktable import owners as _owners
@@ -44,10 +44,6 @@ __all__ = [
 
 AnySocket = Socket | UnixSocket
 Table = tuple[Protocol, Family]
-
-
-class SocketQueryError(PortlibError, ValueError):
-    """A socket query got a bad argument (unknown kind, state, protocol, signal, port)."""
 
 
 _TCP4, _TCP6 = (Protocol.TCP, Family.INET), (Protocol.TCP, Family.INET6)
