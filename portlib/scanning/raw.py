@@ -69,7 +69,7 @@ RAW_WINDOW_CAP = 8192  # probes in flight at most (no file descriptor per probe)
 ICMP_BURST_HINT = 5  # Linux lets 6 ICMP errors through before rate limiting a peer
 RATE_LIMIT_SILENCES = 3  # silent probes, all sent after the last answered one
 PACED_START = 0.25  # first interval (s) between paced probes to a rate-limited host
-PACED_TRUSTED = 1.1  # an interval this long outlasts Linux's default 1/s ICMP limit
+PACED_TRUSTED = 1.05  # an interval this long outlasts Linux's default 1/s ICMP limit
 
 
 @dataclass(slots=True)
@@ -100,7 +100,7 @@ class _Pacer:
             return
         recent = self.answers[-4:]
         gap = statistics.median(b - a for a, b in itertools.pairwise(recent))
-        self.interval = min(PACED_TRUSTED, max(self.interval, 1.25 * gap))
+        self.interval = min(PACED_TRUSTED, max(self.interval, 1.1 * gap))
         self.trusted = True
 
 
@@ -471,6 +471,7 @@ class _RawScan:
             if pacer is not None:
                 if paced and pacer.trusted:
                     self._decide(idx, SILENCE_STATE[self.kind], Reason.NO_RESPONSE, None)
+                    pacer.next_send = min(pacer.next_send, self.clock())  # no token spent
                     return
                 if paced:
                     pacer.on_silence()
@@ -527,7 +528,10 @@ class _RawScan:
             host.icmp_errors += 1
             host.last_answered_send = max(host.last_answered_send, self.sent_at[idx])
         if host.pacer is not None:
-            host.pacer.on_answer(now)
+            if event.from_icmp:
+                host.pacer.on_answer(now)
+            else:
+                host.pacer.next_send = now  # a UDP answer spends no ICMP token: go on
         else:
             self.retry.on_answer(tries - 1)
             if tries == 1:

@@ -1,0 +1,367 @@
+"""Raw scans (SYN, UDP) against ``nmap -sS`` / ``nmap -sU``: same work, same run, medians.
+
+Rows (targets from issue 5):
+
+* ``lab -p- SYN, 1000 DROP``: all 65535 ports of a lab host that DROPs 1000 ports (<= 0.3).
+* ``loopback -p- SYN``: all ports of 127.0.0.1 (<= 0.6).
+* ``loopback -p- UDP``: all ports of 127.0.0.1, where Linux does not rate-limit ICMP (<= 0.7).
+* ``lab 100 UDP, ICMP limit``: 100 UDP ports of a lab host with the kernel's default ICMP
+  rate limit (exact, and no slower than nmap: <= 1.0).
+
+Everything runs inside a lab scanner namespace (tests.lab), loopback rows too, so no
+other process's sockets can make the sides disagree. Each side is a fresh process
+started the same way (``ip netns exec``): interpreter and nmap start-up both count.
+Both sides must report the same state for every port (parsed from ``-oG -``, and
+from an untimed full listing: nmap ``-ddd``, portlib ``--json``); a disagreement
+fails the run (exit status 1). Where the ground truth is known and nmap itself
+gets ports wrong (ICMP rate limiting), portlib must match the truth and nmap's
+wrong ports are listed in the result file. The send rate (probes per second of
+the scan itself) comes from an extra in-process run of the engine.
+
+    python -m benchmarks.bench_raw                # all rows, 3 runs each (UDP-limited: 1)
+    python -m benchmarks.bench_raw --only syn-lab --runs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from benchmarks.common import Row, peer_missing, write_results
+
+ROOT = Path(__file__).resolve().parent.parent
+LAB_SERVED = [22, 80, 443, 8080, 50000]
+DROPPED = list(range(10000, 11000))
+LOOPBACK_TCP = [22, 80, 2024, 8080, 45000]
+LOOPBACK_UDP = [53, 7, 5000, 40000]
+LIMITED_UDP_PORTS = "1-100"
+LIMITED_SERVED = {53: "dns", 123: "ntp", 7: "echo"}
+LIMITED_DROPPED = [20, 21, 22, 23, 24]
+
+States = dict[int, str]
+
+LISTENER_SNIPPET = """
+import socket, sys, threading
+tcp, udp = sys.argv[1].split(","), sys.argv[2].split(",")
+held = []
+for port in filter(None, tcp):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", int(port))); s.listen(64); held.append(s)
+def echo(s):
+    while True:
+        data, peer = s.recvfrom(4096)
+        s.sendto(data or b"x", peer)
+for port in filter(None, udp):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", int(port)))
+    threading.Thread(target=echo, args=(s,), daemon=True).start()
+print("READY", flush=True)
+sys.stdin.read()
+"""
+
+RATE_SNIPPET = """
+import asyncio, ipaddress, sys, time
+from portlib.model import Protocol, ScanMethod
+from portlib.scanning.engine import ScanWork
+from portlib.scanning.raw import RawEngine
+from portlib.scanning.timing import preset
+method, host, first, last = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+async def emit(result):
+    pass
+async def main():
+    engine = RawEngine(ScanMethod(method))
+    protocol = Protocol.UDP if method == "udp" else Protocol.TCP
+    work = ScanWork((ipaddress.ip_address(host),), tuple(range(first, last + 1)), protocol,
+                    preset(3), 1)
+    start = time.perf_counter()
+    await engine.run(work, emit)
+    elapsed = time.perf_counter() - start
+    print(engine.probes_sent, round(elapsed, 3), engine.receive_drops)
+asyncio.run(main())
+"""
+
+
+def skip_reason() -> str | None:
+    missing = peer_missing("nmap")
+    if missing:
+        return missing
+    sys.path.insert(0, str(ROOT))
+    from tests.lab import lab_available
+
+    return lab_available()
+
+
+def parse_grepable(text: str, scanned: Sequence[int]) -> States:
+    """Every scanned port's state from ``-oG -`` (listed ports, the rest "Ignored State")."""
+    listed: States = {}
+    ignored: str | None = None
+    for line in text.splitlines():
+        if not line.startswith("Host:") or "Ports:" not in line:
+            continue
+        rest = line.split("Ports:", 1)[1]
+        ports_part, _, tail = rest.partition("\t")
+        for entry in ports_part.split(","):
+            fields = entry.strip().split("/")
+            if len(fields) > 1 and fields[0].isdigit():
+                listed[int(fields[0])] = fields[1]
+        if "Ignored State:" in tail:
+            ignored = tail.split("Ignored State:", 1)[1].split("(")[0].strip()
+    # When two states are both too common to list, -oG names neither: those ports
+    # stay "?" here, and the untimed full-listing run (_full_states) settles them.
+    return {p: listed.get(p, ignored or "?") for p in scanned}
+
+
+def _netns_exec(ns: str, argv: Sequence[str], timeout: float = 900) -> str:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        ["ip", "netns", "exec", ns, *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed in {ns}: {done.stderr.strip()[-2000:]}")
+    return done.stdout
+
+
+def _portlib(ns: str, flag: str, target: str, spec: str, scanned: Sequence[int]) -> States:
+    argv = [sys.executable, "-m", "portlib", "scan", flag, "-Pn", "-p", spec, target, "-oG", "-"]
+    return parse_grepable(_netns_exec(ns, argv), scanned)
+
+
+def _nmap(ns: str, flag: str, target: str, spec: str, scanned: Sequence[int]) -> States:
+    argv = ["nmap", flag, "-n", "-Pn", "-p", spec, target, "-oG", "-"]
+    return parse_grepable(_netns_exec(ns, argv), scanned)
+
+
+def _full_states(ns: str, flag: str, target: str, spec: str, scanned: Sequence[int]) -> States:
+    """nmap's state of every port: with -ddd nmap lists ignored ports too (untimed run)."""
+    out = Path(_netns_exec(ns, ["mktemp", "/tmp/portlib-bench-XXXXXX.gnmap"]).strip())
+    try:
+        _netns_exec(ns, ["nmap", flag, "-n", "-Pn", "-p", spec, target, "-ddd", "-oG", str(out)])
+        return parse_grepable(out.read_text(), scanned)
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def _portlib_full(ns: str, flag: str, target: str, spec: str) -> States:
+    """portlib's state of every port, from its JSON report (untimed run)."""
+    import json
+
+    argv = [sys.executable, "-m", "portlib", "scan", flag, "-Pn", "-p", spec, target, "--json"]
+    report = json.loads(_netns_exec(ns, argv))
+    return {p["port"]: p["state"] for h in report["hosts"] for p in h["ports"]}
+
+
+def _send_rate(ns: str, method: str, target: str, first: int, last: int) -> dict[str, object]:
+    out = _netns_exec(
+        ns, [sys.executable, "-c", RATE_SNIPPET, method, target, str(first), str(last)]
+    )
+    sent, elapsed, drops = out.split()
+    return {
+        "probes_sent": int(sent),
+        "engine_seconds": float(elapsed),
+        "send_rate_pps": round(int(sent) / float(elapsed)),
+        "receive_drops": int(drops),
+    }
+
+
+def _compare(
+    name: str,
+    peer: str,
+    target_ratio: float,
+    runs: int,
+    portlib_side: Callable[[], States],
+    nmap_side: Callable[[], States],
+    full: tuple[Callable[[], States], Callable[[], States]] | None = None,
+    warmup: bool = True,
+    truth: States | None = None,
+) -> Row:
+    # Interleave the two sides run by run, so load from elsewhere hits both alike.
+    p_samples: list[float] = []
+    n_samples: list[float] = []
+    p_answers: list[States] = []
+    n_answers: list[States] = []
+    if warmup:
+        portlib_side()
+        nmap_side()
+    for _ in range(runs):
+        for side, samples, answers in (
+            (portlib_side, p_samples, p_answers),
+            (nmap_side, n_samples, n_answers),
+        ):
+            start = time.perf_counter()
+            answers.append(side())
+            samples.append(time.perf_counter() - start)
+    reference = n_answers[0]
+    agreed = all(a == reference for a in p_answers + n_answers)
+    if full is not None:  # every port's state, not only the ones -oG lists
+        portlib_full, nmap_full = full[0](), full[1]()
+        if portlib_full != nmap_full:
+            agreed = False
+            p_answers.append(portlib_full)
+            n_answers.append(nmap_full)
+            reference = nmap_full
+        else:
+            reference = nmap_full
+    if truth is not None:
+        # Ground truth known: portlib must match it; nmap's misses are reported.
+        agreed = all(a == truth for a in p_answers)
+        nmap_wrong = {p: s for p, s in n_answers[0].items() if s != truth.get(p)}
+        reference = truth
+    detail: dict[str, object] = {
+        "portlib_samples_s": [round(s, 3) for s in p_samples],
+        "nmap_samples_s": [round(s, 3) for s in n_samples],
+        "states": _summary(reference),
+    }
+    if truth is not None:
+        detail["nmap_ports_wrong"] = {p: (s, truth.get(p)) for p, s in nmap_wrong.items()}
+    if not agreed:
+        detail["differences"] = [
+            {p: (a.get(p), reference.get(p)) for p in reference if a.get(p) != reference.get(p)}
+            for a in p_answers + n_answers
+        ]
+    return Row(
+        name,
+        peer,
+        statistics.median(p_samples),
+        statistics.median(n_samples),
+        runs,
+        target_ratio=target_ratio,
+        agreed=agreed,
+        detail=detail,
+    )
+
+
+def _summary(states: States) -> dict[str, object]:
+    counts: dict[str, int] = {}
+    for state in states.values():
+        counts[state] = counts.get(state, 0) + 1
+    rare = {p: s for p, s in states.items() if counts[s] < 50}
+    return {"counts": counts, "ports": rare}
+
+
+def run_rows(runs: int, only: set[str] | None) -> list[Row]:
+    sys.path.insert(0, str(ROOT))
+    from tests.lab import Lab
+
+    everything = list(range(1, 65536))
+    rows: list[Row] = []
+    with Lab() as lab:
+        ns = lab.scanner_ns
+        if not only or {"syn-loopback", "udp-loopback"} & only:
+            holder = subprocess.Popen(
+                [
+                    *("ip", "netns", "exec", ns, sys.executable, "-c", LISTENER_SNIPPET),
+                    ",".join(map(str, LOOPBACK_TCP)),
+                    ",".join(map(str, LOOPBACK_UDP)),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                assert holder.stdout is not None and holder.stdout.readline().startswith("READY")
+                for key, flag, method, ratio in (
+                    ("syn-loopback", "-sS", "syn", 0.6),
+                    ("udp-loopback", "-sU", "udp", 0.7),
+                ):
+                    if only and key not in only:
+                        continue
+                    row = _compare(
+                        f"loopback -p- {flag} (65535 ports)",
+                        f"nmap {flag} -n -Pn",
+                        ratio,
+                        runs,
+                        lambda f=flag: _portlib(ns, f, "127.0.0.1", "1-65535", everything),
+                        lambda f=flag: _nmap(ns, f, "127.0.0.1", "1-65535", everything),
+                        full=(
+                            lambda f=flag: _portlib_full(ns, f, "127.0.0.1", "1-65535"),
+                            lambda f=flag: _full_states(ns, f, "127.0.0.1", "1-65535", everything),
+                        ),
+                    )
+                    row.detail |= _send_rate(ns, method, "127.0.0.1", 1, 65535)
+                    rows.append(row)
+            finally:
+                if holder.stdin is not None:
+                    holder.stdin.close()
+                holder.wait(timeout=10)
+        if not only or "syn-lab" in only:
+            host = lab.add_host("dropper", v4="192.0.2.10")
+            host.serve_tcp(LAB_SERVED)
+            host.drop(DROPPED, proto="tcp")
+            address = str(host.v4)
+            row = _compare(
+                "lab host -p- -sS, 1000 ports DROPped",
+                "nmap -sS -n -Pn",
+                0.3,
+                runs,
+                lambda: _portlib(ns, "-sS", address, "1-65535", everything),
+                lambda: _nmap(ns, "-sS", address, "1-65535", everything),
+                full=(
+                    lambda: _portlib_full(ns, "-sS", address, "1-65535"),
+                    lambda: _full_states(ns, "-sS", address, "1-65535", everything),
+                ),
+            )
+            row.detail |= _send_rate(ns, "syn", address, 1, 65535)
+            rows.append(row)
+        if not only or "udp-limited" in only:
+            host = lab.add_host("limited", v4="192.0.2.11")  # default icmp_ratelimit
+            host.serve_udp(LIMITED_SERVED)
+            host.drop(LIMITED_DROPPED, proto="udp")
+            address = str(host.v4)
+            scanned = list(range(1, 101))
+            truth = dict.fromkeys(scanned, "closed") | dict.fromkeys(
+                LIMITED_DROPPED, "open|filtered"
+            )
+            truth |= {p: "open" for p in LIMITED_SERVED if p in truth}
+            row = _compare(
+                "lab host 100 UDP ports, default ICMP rate limit",
+                "nmap -sU -n -Pn",
+                1.0,
+                1,
+                lambda: _portlib(ns, "-sU", address, LIMITED_UDP_PORTS, scanned),
+                lambda: _nmap(ns, "-sU", address, LIMITED_UDP_PORTS, scanned),
+                warmup=False,
+                truth=truth,
+            )
+            rows.append(row)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_raw")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["syn-lab", "syn-loopback", "udp-loopback", "udp-limited"],
+    )
+    args = parser.parse_args(argv)
+    reason = skip_reason()
+    if reason:
+        write_results("raw_scan", [Row("raw scans", "nmap", None, None, 0, skipped=reason)])
+        return 0
+    rows = run_rows(args.runs, set(args.only) if args.only else None)
+    write_results("raw_scan", rows)
+    for row in rows:
+        rate = row.detail.get("send_rate_pps")
+        if rate is not None:
+            print(f"{row.benchmark}: engine send rate {rate} probes/s")
+    failed = [r.benchmark for r in rows if r.agreed is False]
+    if failed:
+        print(f"DISAGREEMENT on port states: {', '.join(failed)} (see results/raw_scan.json)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
