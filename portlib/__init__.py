@@ -71,6 +71,7 @@ _LAZY: dict[str, str] = {
     "service_port": "portlib.services",
     "top_ports": "portlib.services",
     "service_ports": "portlib.services",
+    "service_names": "portlib.services",
     "service_for_port": "portlib.services",
     "parse_ports": "portlib.targets",
     "parse_targets": "portlib.targets",
@@ -85,6 +86,7 @@ if TYPE_CHECKING:
     from portlib.services import (
         service_for_port,
         service_name,
+        service_names,
         service_port,
         service_ports,
         top_ports,
@@ -154,6 +156,7 @@ __all__ = [
     "scan_async",
     "service_for_port",
     "service_name",
+    "service_names",
     "service_port",
     "service_ports",
     "sockets",

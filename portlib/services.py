@@ -20,7 +20,9 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from portlib.errors import ParseError, PortSpecError, UnknownService
 from portlib.model import Protocol, Service
@@ -126,6 +128,25 @@ def service_for_port(port: int, protocol: Protocol | str = "tcp") -> Service | N
     proto = as_protocol(protocol)
     row = _table(proto).rows.get(port)
     return None if row is None else _service(row, proto)
+
+
+@functools.cache
+def _names(protocol: Protocol) -> Mapping[int, str]:
+    names: dict[int, str] = {}
+    for port, row in _table(protocol).rows.items():
+        fields = row.split(" ", 3)
+        if len(fields) > 2:  # "port frequency name [aliases]"; no name: nmap's "unknown"
+            names[port] = fields[2]
+    return MappingProxyType(names)
+
+
+def service_names(protocol: Protocol | str = "tcp") -> Mapping[int, str]:
+    """Every registered port of ``protocol`` and its name, as a read-only mapping.
+
+    For naming many ports at once (a 65535-port scan): one dict lookup each,
+    where ``service_name`` would build a ``Service`` per call.
+    """
+    return _names(as_protocol(protocol))
 
 
 def service_name(port: int, protocol: Protocol | str = "tcp") -> str | None:

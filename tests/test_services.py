@@ -376,3 +376,13 @@ def test_every_registered_name_round_trips(name: str) -> None:
 def test_the_name_search_agrees_with_the_full_index(name: str) -> None:
     assert services._find_name(name) == services._name_index()[name]
     assert service_ports(name.upper()) == service_ports(name)
+
+
+@pytest.mark.parametrize("protocol", ["tcp", "udp"])
+def test_service_names_agrees_with_service_name_on_every_port(protocol: str) -> None:
+    names = services.service_names(protocol)
+    for port in range(65536):
+        assert names.get(port) == services.service_name(port, protocol), port
+    assert names[80 if protocol == "tcp" else 53] in {"http", "domain"}
+    with pytest.raises(TypeError):
+        names[1] = "mine"  # type: ignore[index]

@@ -506,15 +506,14 @@ class Scanner:
         Per verdict cost matters on a 65535-port scan, so the hot path keeps its
         state in locals (one service-name cache per protocol, no enum hashing).
         """
-        from portlib.services import service_name
+        from portlib.services import service_names
 
-        names: dict[int, str | None] = {}
+        names = service_names(protocol)
         seen: set[tuple[int, IPAddress]] = set()
         dropped = self._dropped_hosts
         results = self._results
         channel = self._channel
         assert channel is not None
-        proto = protocol.value
 
         async def emit(result: PortResult) -> None:
             before = len(seen)
@@ -527,19 +526,14 @@ class Scanner:
             if dropped and result.host in dropped:
                 return
             if result.service is None:
-                port = result.port
-                try:
-                    name = names[port]
-                except KeyError:
-                    name = names[port] = service_name(port, proto)
                 result = PortResult(
                     result.host,
-                    port,
+                    result.port,
                     result.protocol,
                     result.state,
                     result.reason,
                     result.rtt,
-                    name,
+                    names.get(result.port),
                 )
             results.append(result)
             if not channel.put(result):
