@@ -143,3 +143,17 @@ def test_format_seconds_two_significant_digits() -> None:
     assert format_seconds(0.12) == "0.12"
     assert format_seconds(1.5) == "1.5"
     assert format_seconds(0) == "0.00"
+
+
+def test_folding_is_decided_per_state_across_protocols_like_the_xml() -> None:
+    # 20 closed TCP + 10 closed UDP: 30 closed ports, so nmap folds them all,
+    # though neither protocol alone has more than 25.
+    ports = [port(n) for n in range(1, 21)]
+    ports += [port(n, reason=Reason.PORT_UNREACH, protocol=Protocol.UDP) for n in range(1, 11)]
+    ports.append(port(22, PortState.OPEN, Reason.SYN_ACK, "ssh"))
+    text = render_normal(report(localhost_with(ports)))
+    assert (
+        "Not shown: 20 closed tcp ports (conn-refused), 10 closed udp ports (port-unreach)" in text
+    )
+    rows = [line.split() for line in text.splitlines() if "/tcp" in line or "/udp" in line]
+    assert rows == [["22/tcp", "open", "ssh"]]

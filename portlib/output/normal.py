@@ -1,7 +1,7 @@
 """The human report, laid out like nmap's normal output (``-oN``).
 
 A pure function of a ScanReport. Like nmap, ports in a non-open state that
-more than ``IGNORED_THRESHOLD`` ports share are folded into one "Not shown"
+more than ``IGNORE_ABOVE`` (25) ports of a host share are folded into one "Not shown"
 line, down hosts are left out when some host is up, and open ports are never
 folded.
 
@@ -27,8 +27,8 @@ from portlib.model import (
     ScanMethod,
     ScanReport,
 )
+from portlib.output.portsummary import summarise
 
-IGNORED_THRESHOLD = 25  # nmap folds a state once more than this many ports share it
 _SHOWN_WITH_OPEN_ONLY = frozenset({PortState.OPEN, PortState.OPEN_FILTERED})
 
 
@@ -50,13 +50,13 @@ def _host_title(host: HostResult) -> str:
     return str(host.address)
 
 
-def _ignored_groups(ports: tuple[PortResult, ...]) -> list[tuple[PortState, Protocol]]:
-    """(state, protocol) groups folded into "Not shown", biggest first."""
-    counts = Counter((p.state, p.protocol) for p in ports)
-    groups = [
-        key for key, n in counts.items() if key[0] is not PortState.OPEN and n > IGNORED_THRESHOLD
-    ]
-    return sorted(groups, key=lambda key: (-counts[key], key[1].value, key[0].value))
+def _ignored_states(ports: tuple[PortResult, ...]) -> set[PortState]:
+    """States folded into "Not shown": nmap decides per state, across protocols.
+
+    The same rule as the XML and grepable outputs (``portsummary.summarise``),
+    so all three show the same ports.
+    """
+    return {group.state for group in summarise(ports).ignored}
 
 
 def _not_shown(ports: list[PortResult], state: PortState, protocol: Protocol) -> str:
@@ -86,12 +86,12 @@ def _host_lines(host: HostResult, *, open_only: bool, reason: bool, ping_only: b
     if not host.ports:
         lines.append(f"No ports of {_host_title(host)} were decided.")
         return lines
-    ignored = set(_ignored_groups(host.ports))
+    ignored = _ignored_states(host.ports)
     hidden: dict[tuple[PortState, Protocol], list[PortResult]] = {}
     shown: list[PortResult] = []
     for port in host.ports:
         key = (port.state, port.protocol)
-        if key in ignored or (open_only and port.state not in _SHOWN_WITH_OPEN_ONLY):
+        if port.state in ignored or (open_only and port.state not in _SHOWN_WITH_OPEN_ONLY):
             hidden.setdefault(key, []).append(port)
         else:
             shown.append(port)
