@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,12 +71,29 @@ def test_bad_outputs_are_refused_before_scanning(
         writers.check_outputs(args)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
-def test_unwritable_directory_is_refused(tmp_path: Path) -> None:
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    with pytest.raises(PortlibError, match="permission denied"):
-        writers.check_outputs(parse("-oX", str(locked / "x.xml")))
+def test_unwritable_directory_is_refused() -> None:
+    # Root may write anywhere, so as root the check runs in a child that became nobody.
+    with tempfile.TemporaryDirectory() as top:
+        os.chmod(top, 0o755)
+        locked = Path(top) / "locked"
+        locked.mkdir(mode=0o555)
+        if os.geteuid() != 0:
+            with pytest.raises(PortlibError, match="permission denied"):
+                writers.check_outputs(parse("-oX", str(locked / "x.xml")))
+            return
+        pid = os.fork()
+        if pid == 0:  # child: exit 0 only if the check refused the path
+            code = 1
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                writers.check_outputs(parse("-oX", str(locked / "x.xml")))
+            except PortlibError as exc:
+                code = 0 if "permission denied" in str(exc) else 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_good_outputs_pass_the_check(tmp_path: Path) -> None:
