@@ -345,8 +345,12 @@ def run_who(args: argparse.Namespace) -> int:
         sig = socktable.check_signal(args.signal)
         try:
             signalled = socktable.kill_port(port, protocol, sig)
-        except PortNotInUse as exc:
-            print(f"portlib: {exc}", file=sys.stderr)
+        except PortNotInUse:
+            print(
+                f"portlib: no process holds port {port}/{protocol}, so there is nothing to "
+                "stop ('portlib sockets -tulnp' lists the ports in use)",
+                file=sys.stderr,
+            )
             return 1
         if args.json:
             from portlib.output.jsonout import dumps

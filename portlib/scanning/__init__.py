@@ -373,7 +373,7 @@ class Scanner:
             names = ", ".join(sorted(m.value for m in raw))
             raise PrivilegeError(
                 f"method {names} needs CAP_NET_RAW (run as root, or grant the capability); "
-                "method='connect' needs no privileges"
+                "method='connect' (portlib scan -sT) needs no privileges"
             )
         self._engines = [load_engine(m) for m in self._port_methods]
         self._channel = Channel(QUEUE_SIZE)

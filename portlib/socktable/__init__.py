@@ -371,7 +371,10 @@ def kill_port(
             raise PrivilegeError(
                 f"port {port}/{proto} is in use, but this user cannot see by whom (run as root)"
             )
-        raise PortNotInUse(f"no process holds port {port}/{proto}")
+        raise PortNotInUse(
+            f"no process holds port {port}/{proto}, so there is nothing to stop "
+            f"(portlib.listening() lists the ports in use)"
+        )
     for refused, why in ((1, "PID 1 (init)"), (os.getpid(), "this process itself")):
         if refused in by_pid:
             raise PermissionDenied(
