@@ -116,7 +116,15 @@ class ScanMethod(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """An IP address and a port, printed as ``ss`` does: ``127.0.0.1:80``, ``[::1]:80``."""
+    """An IP address and a port, printed as ``ss`` does: ``127.0.0.1:80``, ``[::1]:80``.
+
+    Example:
+
+    >>> from ipaddress import ip_address
+    >>> import portlib
+    >>> str(portlib.Endpoint(ip_address("::1"), 8000))
+    '[::1]:8000'
+    """
 
     address: IPAddress
     port: int
@@ -129,7 +137,15 @@ class Endpoint:
 
 @dataclass(frozen=True, slots=True)
 class Process:
-    """One holder of a socket: a process and the file descriptor it holds it under."""
+    """One holder of a socket: a process and the file descriptor it holds it under.
+
+    Example:
+
+    >>> import portlib
+    >>> owner = portlib.who_uses(8000)[0].owners[0]  # doctest: +SKIP
+    >>> owner.pid, owner.name, owner.user, owner.fd  # doctest: +SKIP
+    (24092, 'python', 'root', 3)
+    """
 
     pid: int
     name: str
@@ -144,6 +160,13 @@ class Socket:
 
     ``owners`` lists every (process, fd) holding it: forked servers share one socket.
     It is empty when processes were not asked for or could not be read.
+
+    Example:
+
+    >>> import portlib
+    >>> sock = portlib.who_uses(8000)[0]  # doctest: +SKIP
+    >>> str(sock.local), sock.state.value, sock.owners[0].name  # doctest: +SKIP
+    ('127.0.0.1:8000', 'LISTEN', 'python')
     """
 
     protocol: Protocol
@@ -163,6 +186,12 @@ class UnixSocket:
     """A unix domain socket from ``/proc/net/unix``; ``path`` is None for unnamed ones.
 
     Abstract socket names start with ``@``, as ``ss`` prints them.
+
+    Example:
+
+    >>> import portlib
+    >>> [(s.path, s.type, s.state.value) for s in portlib.listening("unix")]  # doctest: +SKIP
+    [('/tmp/app.sock', 'stream', 'LISTEN')]
     """
 
     path: str | None
@@ -180,7 +209,15 @@ class UnixSocket:
 
 @dataclass(frozen=True, slots=True)
 class PortRanges:
-    """The kernel's port policy (``/proc/sys/net/ipv4/ip_local_*``)."""
+    """The kernel's port policy (``/proc/sys/net/ipv4/ip_local_*``).
+
+    Example:
+
+    >>> import portlib
+    >>> ranges = portlib.PortRanges(range(32768, 61000), 1024, frozenset({8080}))
+    >>> 40000 in ranges.ephemeral, 80 < ranges.unprivileged_start, 8080 in ranges.reserved
+    (True, True, True)
+    """
 
     ephemeral: range
     unprivileged_start: int
@@ -201,6 +238,12 @@ class Service:
 
     ``frequency`` is the fraction of scanned hosts nmap found this port open on
     (0..1), None when nmap does not list the port.
+
+    Example:
+
+    >>> import portlib
+    >>> portlib.service_for_port(22)
+    Service(name='ssh', port=22, protocol=<Protocol.TCP: 'tcp'>, aliases=(), frequency=0.182286)
     """
 
     name: str
@@ -212,7 +255,16 @@ class Service:
 
 @dataclass(frozen=True, slots=True)
 class PortResult:
-    """The verdict on one probed port."""
+    """The verdict on one probed port.
+
+    Example:
+
+    >>> from ipaddress import ip_address
+    >>> from portlib import PortResult, PortState, Protocol, Reason
+    >>> r = PortResult(ip_address("192.0.2.1"), 22, Protocol.TCP, PortState.OPEN, Reason.SYN_ACK)
+    >>> f"{r.port}/{r.protocol} {r.state} ({r.reason})"
+    '22/tcp open (syn-ack)'
+    """
 
     host: IPAddress
     port: int
@@ -229,6 +281,13 @@ class HostResult:
 
     ``latency`` is the round-trip time of the answer that showed the host up (or,
     for hosts not probed by discovery, the fastest port answer), in seconds.
+
+    Example:
+
+    >>> import portlib
+    >>> host = portlib.scan("localhost", "22,8000").hosts[0]  # doctest: +SKIP
+    >>> host.hostname, host.state, [(p.port, str(p.state)) for p in host.ports]  # doctest: +SKIP
+    ('localhost', <HostState.UP: 'up'>, [(22, 'closed'), (8000, 'open')])
     """
 
     address: IPAddress
@@ -248,6 +307,17 @@ class ScanReport:
 
     ``interrupted`` is True when the scan was cancelled or hit Ctrl-C; the
     report then holds every verdict decided before that.
+
+    Example:
+
+    >>> import portlib
+    >>> report = portlib.scan("localhost", "22,8000")  # doctest: +SKIP
+    >>> [(p.port, str(p.state)) for p in report.open_ports()]  # doctest: +SKIP
+    [(8000, 'open')]
+    >>> xml = report.to_nmap_xml()  # doctest: +SKIP
+    >>> again = portlib.ScanReport.from_nmap_xml(xml)  # doctest: +SKIP
+    >>> again.hosts[0].ports == report.hosts[0].ports  # doctest: +SKIP
+    True
     """
 
     hosts: tuple[HostResult, ...]

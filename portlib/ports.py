@@ -103,6 +103,12 @@ def port_ranges(procfs: str | Path = "/proc") -> PortRanges:
     do: ``ip_unprivileged_port_start`` (Linux 4.11+) to 1024 and
     ``ip_local_reserved_ports`` (2.6.35+) to none. A file that exists but does
     not parse raises ParseError naming it.
+
+    Example:
+
+    >>> import portlib
+    >>> portlib.port_ranges()  # doctest: +SKIP
+    PortRanges(ephemeral=range(32768, 61000), unprivileged_start=1024, reserved=frozenset())
     """
     base = Path(procfs) / _SYSCTL_DIR
     range_file = base / "ip_local_port_range"
@@ -240,6 +246,14 @@ def is_port_free(port: int, protocol: Protocol | str = "tcp", host: Host = None)
     count); UDP binds plainly. Raises PortSpecError for a port outside 1-65535 or a
     protocol other than tcp/udp, TargetSpecError for a host that is not one of this
     machine's addresses, PrivilegeError for a privileged port without the privilege.
+
+    Example:
+
+    >>> import portlib
+    >>> portlib.is_port_free(8000)  # doctest: +SKIP
+    False
+    >>> portlib.is_port_free(8000, host="::1")  # doctest: +SKIP
+    True
     """
     port = check_port(port, lowest=1)
     proto = as_protocol(protocol)
@@ -359,6 +373,14 @@ def reserve_port(
     no other socket can bind the port while it is open; ``listen()`` on it (TCP) or
     pass it to ``asyncio.start_server(sock=...)`` / ``loop.create_datagram_endpoint
     (sock=...)`` to serve on the port without a race.
+
+    Example:
+
+    >>> import portlib
+    >>> sock = portlib.reserve_port()  # doctest: +SKIP
+    >>> sock.getsockname()  # doctest: +SKIP
+    ('127.0.0.1', 38407)
+    >>> sock.listen()  # doctest: +SKIP
     """
     proto = as_protocol(protocol)
     where = _where(host)
@@ -391,6 +413,14 @@ def find_free_port(
     Someone may take it before you bind it; when that matters use
     :func:`reserve_port`, which hands over the bound socket. Arguments as for
     :func:`reserve_port`; NoFreePort when every candidate is busy, reserved or excluded.
+
+    Example:
+
+    >>> import portlib
+    >>> portlib.find_free_port()  # doctest: +SKIP
+    40421
+    >>> portlib.find_free_port(port_range="8000-8099")  # doctest: +SKIP
+    8050
     """
     with reserve_port(protocol, host, port_range=port_range, exclude=exclude) as sock:
         port: int = sock.getsockname()[1]

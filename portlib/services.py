@@ -123,7 +123,16 @@ def _service(row: str, protocol: Protocol) -> Service | None:
 
 
 def service_for_port(port: int, protocol: Protocol | str = "tcp") -> Service | None:
-    """The registered service on ``port``/``protocol`` with its aliases, or None."""
+    """The registered service on ``port``/``protocol`` with its aliases, or None.
+
+    Example:
+
+    >>> import portlib
+    >>> portlib.service_for_port(5432).aliases
+    ('postgres',)
+    >>> portlib.service_for_port(0) is None
+    True
+    """
     port = check_port(port)
     proto = as_protocol(protocol)
     row = _table(proto).rows.get(port)
@@ -145,6 +154,13 @@ def service_names(protocol: Protocol | str = "tcp") -> Mapping[int, str]:
 
     For naming many ports at once (a 65535-port scan): one dict lookup each,
     where ``service_name`` would build a ``Service`` per call.
+
+    Example:
+
+    >>> import portlib
+    >>> names = portlib.service_names("tcp")
+    >>> names[5432], 22 in names
+    ('postgresql', True)
     """
     return _names(as_protocol(protocol))
 
@@ -154,6 +170,12 @@ def service_name(port: int, protocol: Protocol | str = "tcp") -> str | None:
 
     ``port`` is 0..65535 and ``protocol`` is ``"tcp"`` or ``"udp"``; anything
     else raises PortSpecError.
+
+    Example:
+
+    >>> import portlib
+    >>> portlib.service_name(443), portlib.service_name(53, "udp")
+    ('https', 'domain')
     """
     service = service_for_port(port, protocol)
     return None if service is None else service.name
@@ -190,6 +212,12 @@ def service_ports(name: str) -> tuple[Service, ...]:
     Case-insensitive. Within a protocol the entry carrying ``name`` as its own
     name comes before aliases, then the most often open. Unknown names raise
     UnknownService, with close names suggested.
+
+    Example:
+
+    >>> import portlib
+    >>> [(s.port, str(s.protocol)) for s in portlib.service_ports("ssh")]
+    [(22, 'tcp'), (22, 'udp')]
     """
     if not isinstance(name, str):
         raise PortSpecError(f"a service name must be a string, not {type(name).__name__}")
@@ -241,6 +269,12 @@ def service_port(name: str, protocol: Protocol | str = "tcp") -> int:
 
     Raises UnknownService when no ``protocol`` service has that name (saying so
     when the other protocol has it) and PortSpecError for a bad protocol.
+
+    Example:
+
+    >>> import portlib
+    >>> portlib.service_port("ssh"), portlib.service_port("WWW")
+    (22, 80)
     """
     proto = as_protocol(protocol)
     services = service_ports(name)
@@ -285,6 +319,12 @@ def top_ports(n: int, protocol: Protocol | str = "tcp") -> tuple[int, ...]:
     TCP scan list. Past the ports nmap ranks (8,366 TCP, 19,022 UDP), the rest
     follow in ascending order, so ``top_ports(65535)`` holds every port 1-65535
     once. ``n`` outside 1..65535 raises PortSpecError.
+
+    Example:
+
+    >>> import portlib
+    >>> portlib.top_ports(5)
+    (80, 23, 443, 21, 22)
     """
     if isinstance(n, bool) or not isinstance(n, int):
         raise PortSpecError(f"top_ports needs an integer count, not {type(n).__name__} {n!r}")

@@ -69,7 +69,14 @@ _FAMILIES: Final = {None: socket.AF_UNSPEC, 4: socket.AF_INET, 6: socket.AF_INET
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One host to probe; ``hostname`` is set when it came from a name."""
+    """One host to probe; ``hostname`` is set when it came from a name.
+
+    Example:
+
+    >>> import portlib
+    >>> portlib.parse_targets("192.0.2.7")[0]
+    Target(address=IPv4Address('192.0.2.7'), hostname=None)
+    """
 
     address: IPv4Address | IPv6Address
     hostname: str | None = None
@@ -98,6 +105,13 @@ class TargetSet(Sequence[Target]):
     ``size`` is exact for any set (``2**64`` for an IPv6 /64); ``len()`` works
     while the size fits a machine integer. ``ts[i]`` costs O(log ranges), so a
     randomized scan can pick targets by index without building a list.
+
+    Example:
+
+    >>> import portlib
+    >>> targets = portlib.parse_targets("192.0.2.0/30")
+    >>> targets.size, str(targets[1].address)
+    (4, '192.0.2.1')
     """
 
     __slots__ = ("_cum", "_ends", "_names", "_size", "_sorted_ends", "_sorted_starts", "_starts")
@@ -749,6 +763,13 @@ class PortList:
     """Ports to probe per protocol, in the user's order, without duplicates.
 
     ``len()`` counts (protocol, port) pairs; an empty PortList is false.
+
+    Example:
+
+    >>> import portlib
+    >>> ports = portlib.parse_ports("T:22,80,U:53")
+    >>> ports.tcp, ports.udp, len(ports)
+    ((22, 80), (53,), 3)
     """
 
     tcp: tuple[int, ...] = ()

@@ -243,6 +243,21 @@ class Scanner:
 
     Every bad option raises a ``PortlibError`` from the constructor (targets: from
     ``async with``), before any probe is sent.
+
+    Example (leaving the loop early stops the scan)::
+
+        import asyncio
+        import portlib
+
+        async def first_open() -> None:
+            async with portlib.Scanner("127.0.0.1", "1-10000") as results:
+                async for r in results:
+                    if r.state == "open":
+                        print(r.port, r.service)  # 8000 http-alt
+                        break
+            print(results.report().interrupted)  # True
+
+        asyncio.run(first_open())
     """
 
     def __init__(
@@ -551,6 +566,13 @@ async def scan_async(
 
     Cancelling the awaiting task cancels the scan and re-raises ``CancelledError``,
     as asyncio code expects; hold a ``Scanner`` yourself to keep its partial report.
+
+    Example:
+
+    >>> import portlib
+    >>> report = await portlib.scan_async("localhost", [8000])  # doctest: +SKIP
+    >>> report.open_ports()[0].port  # doctest: +SKIP
+    8000
     """
     async with Scanner(targets, ports, **options) as results:
         async for _ in results:
@@ -566,6 +588,13 @@ def scan(
     """Blocking scan (options as for ``Scanner``); Ctrl-C returns the partial report.
 
     Inside a running event loop it refuses (``ScanError``): use ``await scan_async``.
+
+    Example:
+
+    >>> import portlib
+    >>> report = portlib.scan("localhost", "22,8000-8010")  # doctest: +SKIP
+    >>> [(p.port, p.state.value, p.service) for p in report.open_ports()]  # doctest: +SKIP
+    [(8000, 'open', 'http-alt')]
     """
     try:
         asyncio.get_running_loop()

@@ -277,6 +277,12 @@ def sockets(
     sockets have none, so a port filter drops them). With ``processes`` each
     socket's ``owners`` lists every (process, fd) holding it that this user
     may see; without, ``/proc/<pid>`` is not read at all.
+
+    Example:
+
+    >>> import portlib
+    >>> [str(s.local) for s in portlib.sockets("tcp", state="LISTEN")]  # doctest: +SKIP
+    ['127.0.0.1:8000', '0.0.0.0:2024']
     """
     want_state = _check_state(state)
     want_port = None if port is None else _check_port(port)
@@ -296,7 +302,15 @@ def sockets(
 def listening(
     kind: str = "inet", *, processes: bool = True, procfs: str = REAL_PROCFS
 ) -> list[Socket | UnixSocket]:
-    """What ``ss -l`` shows: listening TCP sockets and bound, unconnected UDP/raw ones."""
+    """What ``ss -l`` shows: listening TCP sockets and bound, unconnected UDP/raw ones.
+
+    Example:
+
+    >>> import portlib
+    >>> tcp = portlib.listening("tcp")  # doctest: +SKIP
+    >>> [(str(s.local), s.owners[0].name) for s in tcp if s.owners]  # doctest: +SKIP
+    [('127.0.0.1:8000', 'python')]
+    """
     return _query(
         kind, keep=lambda s: s.state in LISTENING_STATES, processes=processes, procfs=procfs
     )
@@ -308,6 +322,13 @@ def who_uses(
     """Sockets whose local port is ``port`` (IPv4 and IPv6), with their owners: ``lsof -i :PORT``.
 
     Sockets nobody holds (TIME-WAIT, or owners this user may not see) come with no owners.
+
+    Example:
+
+    >>> import portlib
+    >>> found = portlib.who_uses(8000)  # doctest: +SKIP
+    >>> [(s.state.value, [p.pid for p in s.owners]) for s in found]  # doctest: +SKIP
+    [('LISTEN', [24092])]
     """
     want_port = _check_port(port)
     proto = _check_protocol(protocol)
@@ -325,6 +346,14 @@ def ports_of(
     the program. Owners list only the matching processes. For ``pid``, a
     missing process raises NoSuchProcess and an unreadable one
     PermissionDenied; for ``name``, no match gives an empty list.
+
+    Example:
+
+    >>> import portlib
+    >>> [str(s.local) for s in portlib.ports_of(pid=24092)]  # doctest: +SKIP
+    ['127.0.0.1:8000']
+    >>> [str(s.local) for s in portlib.ports_of(name="sshd")]  # doctest: +SKIP
+    ['0.0.0.0:22', '[::]:22']
     """
     if (pid is None) == (name is None):
         raise SocketQueryError("ports_of() needs exactly one of pid= or name=")
@@ -358,6 +387,15 @@ def kill_port(
     PrivilegeError when sockets have it but this user cannot see their owners.
     One Process per PID is returned, in the order they were signalled;
     processes that exited meanwhile are left out.
+
+    Example:
+
+    >>> import portlib
+    >>> [(p.pid, p.name) for p in portlib.kill_port(8123)]  # doctest: +SKIP
+    [(28896, 'python')]
+    >>> portlib.kill_port(8123, sig="KILL")  # doctest: +SKIP
+    Traceback (most recent call last):
+    portlib.errors.PortNotInUse: no process holds port 8123/tcp, ...
     """
     signum = check_signal(sig)
     proto = _check_protocol(protocol)
