@@ -36,7 +36,17 @@ def build_parser() -> OneLineParser:
     parser = OneLineParser(
         prog="portlib",
         description="Scan ports, list sockets and their processes, find free ports.",
-        epilog="Run 'portlib COMMAND --help' for a command's options and examples.",
+        epilog=(
+            "examples:\n"
+            "  portlib scan localhost              open ports among the top 1000 TCP ports\n"
+            "  portlib sockets -tlnp               listening TCP sockets and their processes\n"
+            "  portlib who 8000 --kill             stop whatever holds local port 8000\n"
+            "  portlib free                        a free TCP port\n"
+            "  portlib service ssh                 the ports registered for ssh\n"
+            "  portlib diff old.xml new.xml        what changed between two scans\n"
+            "\n"
+            "Run 'portlib COMMAND --help' for a command's options and examples."
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=_version())
