@@ -261,8 +261,6 @@ class _RawScan:
                 ring = TxRing(interface)
             except OSError:
                 ring = None  # no ring here: raw IP sockets still work
-            else:
-                self.sockets.append(ring.sock)
             self._rings[interface] = ring
         return ring
 
@@ -308,6 +306,9 @@ class _RawScan:
                 ring.flush()
 
     def close(self) -> None:
+        for ring in getattr(self, "_rings", {}).values():
+            if ring is not None:
+                ring.close()
         for sock in self.sockets:
             sock.close()
         self.sockets.clear()

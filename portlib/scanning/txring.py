@@ -12,6 +12,7 @@ import contextlib
 import mmap
 import socket
 import struct
+import threading
 
 SOL_PACKET = 263
 PACKET_VERSION = 10
@@ -54,6 +55,22 @@ class TxRing:
         self.head = 0
         self.pending = 0
         self.max_data = frame_size - DATA_OFFSET
+        # The kernel's share of sending (the whole path to the target when it is a
+        # local namespace) runs in a thread's send() without the GIL, in parallel
+        # with the Python that patches frames and reads replies.
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._flusher, name="portlib-txring", daemon=True)
+        self._thread.start()
+
+    def _flusher(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            with contextlib.suppress(OSError):
+                self.sock.send(b"")
 
     def put(self, link_header: bytes, packet: bytes | bytearray) -> bool:
         """Queue one frame; False when the ring is full (``flush`` and try again)."""
@@ -75,13 +92,15 @@ class TxRing:
         return True
 
     def flush(self) -> None:
-        """Hand every queued frame to the kernel (one system call)."""
+        """Hand every queued frame to the kernel: one send() in the flusher thread."""
         if self.pending:
             self.pending = 0
-            with contextlib.suppress(BlockingIOError, InterruptedError):
-                self.sock.send(b"")
+            self._wake.set()
 
     def close(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout=5)
         with contextlib.suppress(Exception):
             self.ring.close()
         self.sock.close()
