@@ -336,3 +336,17 @@ def test_helper_walk_survives_an_application_that_ignores_sigchld() -> None:
     finally:
         signal.signal(signal.SIGCHLD, previous)
     assert holders[inode] == [(os.getpid(), fd)]
+
+
+def test_bound_but_idle_tcp_socket_is_not_listed_like_ss() -> None:
+    # Linux 6.9+ dumps bound-inactive TCP sockets when asked for every state bit;
+    # ss -a, ss -l and /proc/net/tcp leave them out, and so must we.
+    with socket.socket() as idle, socket.socket() as server:
+        idle.bind(("127.0.0.1", 0))
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        idle_port, server_port = idle.getsockname()[1], server.getsockname()[1]
+        listed = {s.local.port for s in portlib.sockets("tcp", processes=False)}
+        listening = {s.local.port for s in portlib.listening("tcp", processes=False)}
+    assert server_port in listed and server_port in listening
+    assert idle_port not in listed and idle_port not in listening

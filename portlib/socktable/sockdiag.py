@@ -25,7 +25,11 @@ NLM_F_REQUEST = 0x1
 NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
-ALL_STATES = 0xFFFFFFFF
+TCP_BOUND_INACTIVE = 13
+# Every state but BOUND_INACTIVE: since Linux 6.9 asking for that bit also dumps
+# TCP sockets that are bound but neither listening nor connecting (reported as
+# CLOSE). /proc/net/tcp and `ss -a` leave those out, and so do we.
+ALL_STATES = 0xFFFFFFFF & ~(1 << TCP_BOUND_INACTIVE)
 
 AF_BY_FAMILY: Mapping[Family, int] = MappingProxyType({Family.INET: 2, Family.INET6: 10})
 FAMILY_BY_AF: Mapping[int, Family] = MappingProxyType({2: Family.INET, 10: Family.INET6})
