@@ -205,7 +205,10 @@ def _compare(
     agreed = all(a == reference for a in p_answers + n_answers)
     if full is not None:  # every port's state, not only the ones -oG lists
         portlib_full, nmap_full = full[0](), full[1]()
-        if portlib_full != nmap_full:
+        if truth is not None:
+            p_answers.append(portlib_full)
+            n_answers.append(nmap_full)
+        elif portlib_full != nmap_full:
             agreed = False
             p_answers.append(portlib_full)
             n_answers.append(nmap_full)
@@ -213,9 +216,11 @@ def _compare(
         else:
             reference = nmap_full
     if truth is not None:
-        # Ground truth known: portlib must match it; nmap's misses are reported.
-        agreed = all(a == truth for a in p_answers)
-        nmap_wrong = {p: s for p, s in n_answers[0].items() if s != truth.get(p)}
+        # Ground truth known: portlib must match it; nmap's misses are reported
+        # (from its full listing when there is one: -oG may not name every state).
+        agreed = all(a == truth for a in p_answers if "?" not in a.values())
+        nmap_full = n_answers[-1]
+        nmap_wrong = {p: s for p, s in nmap_full.items() if s != truth.get(p)}
         reference = truth
     detail: dict[str, object] = {
         "portlib_samples_s": [round(s, 3) for s in p_samples],
@@ -332,6 +337,10 @@ def run_rows(runs: int, only: set[str] | None) -> list[Row]:
                 lambda: _nmap(ns, "-sU", address, LIMITED_UDP_PORTS, scanned),
                 warmup=False,
                 truth=truth,
+                full=(
+                    lambda: _portlib_full(ns, "-sU", address, LIMITED_UDP_PORTS),
+                    lambda: _full_states(ns, "-sU", address, LIMITED_UDP_PORTS, scanned),
+                ),
             )
             rows.append(row)
     return rows
