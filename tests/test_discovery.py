@@ -148,3 +148,16 @@ async def test_connect_pings_on_loopback(monkeypatch: pytest.MonkeyPatch, family
         assert statuses[address] == HostStatus(
             HostState.UP, Reason.CONN_REFUSED, statuses[address].latency
         )
+
+
+def test_raw_discovery_round_ends_earlier_once_live_hosts_answer() -> None:
+    # Silent (down) hosts must not hold a round for the initial 1 s guess once
+    # live hosts have shown a sub-millisecond RTT.
+    from portlib.scanning.rawdiscovery import round_deadline
+    from portlib.scanning.timing import PRESETS, RttEstimator
+
+    estimator = RttEstimator.for_profile(PRESETS[3])
+    assert round_deadline(0.0, estimator) == PRESETS[3].initial_rtt_timeout
+    for _ in range(3):
+        estimator.observe(0.0003)
+    assert round_deadline(0.0, estimator) == PRESETS[3].min_rtt_timeout

@@ -278,6 +278,7 @@ async def _discover(
     down_reasons: dict[bytes, Reason] = {}
     rtt = RttEstimator.for_profile(timing)
     sent_at: dict[bytes, float] = {}
+    retried: set[bytes] = set()
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
 
@@ -295,7 +296,7 @@ async def _discover(
             host, state, reason = found
             if state is HostState.UP:
                 verdicts[host] = (state, reason)
-                if host in sent_at:
+                if host in sent_at and host not in retried:  # Karn: no RTT from a resend
                     rtt.observe(time.monotonic() - sent_at[host])
                 wake.set()
             else:
@@ -308,6 +309,8 @@ async def _discover(
             if not pending:
                 break
             for count, target in enumerate(pending):
+                if target.key in sent_at:
+                    retried.add(target.key)
                 sent_at.setdefault(target.key, time.monotonic())
                 sock = senders[socket.AF_INET if len(target.key) == 4 else socket.AF_INET6]
                 for packet in target.probes:
@@ -316,9 +319,12 @@ async def _discover(
                 link.solicit(target)
                 if count % 64 == 63:
                     await asyncio.sleep(0)
-            deadline = time.monotonic() + rtt.timeout
+            round_start = time.monotonic()
             while len(verdicts) < len(targets):
-                left = deadline - time.monotonic()
+                # Re-read the timeout after every answer: the first replies turn the
+                # initial 1 s guess into srtt + 4 rttvar, so silent (down) hosts are
+                # given up on as soon as the live ones show what "late" means.
+                left = round_deadline(round_start, rtt) - time.monotonic()
                 if left <= 0:
                     break
                 wake.clear()
@@ -333,6 +339,23 @@ async def _discover(
         else:
             result[target.address] = (HostState.DOWN, down_reasons.get(key, Reason.NO_RESPONSE))
     return result
+
+
+def round_deadline(round_start: float, rtt: RttEstimator) -> float:
+    """When a discovery round gives up on the hosts still silent.
+
+    Pure; ``rtt`` already holds this scan's samples, so the deadline moves
+    earlier as answers arrive (nmap's ping phase adapts the same way).
+
+    >>> from portlib.scanning.timing import PRESETS
+    >>> estimator = RttEstimator.for_profile(PRESETS[4])
+    >>> round_deadline(10.0, estimator)
+    10.5
+    >>> estimator.observe(0.0002)
+    >>> round_deadline(10.0, estimator)
+    10.1
+    """
+    return round_start + rtt.timeout
 
 
 class _LinkProber:
