@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks.common import Row, peer_missing, write_results
+from benchmarks.common import Row, interleaved_runs, lab_skip_reason, netns_exec, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK_PORTS = [22, 80, 2024, 8080, 45000]  # some inside the ephemeral range
@@ -61,14 +60,7 @@ sys.stdin.read()
 """
 
 
-def skip_reason() -> str | None:
-    missing = peer_missing("nmap")
-    if missing:
-        return missing
-    sys.path.insert(0, str(ROOT))
-    from tests.lab import lab_available
-
-    return lab_available()
+skip_reason = lab_skip_reason
 
 
 def parse_grepable(text: str) -> dict[str, list[int]]:
@@ -97,21 +89,7 @@ def _compare(
     nmap_side: Callable[[], dict[str, list[int]]],
     truth: dict[str, list[int]],
 ) -> Row:
-    # Interleave the two sides run by run, so load from elsewhere hits both alike.
-    p_samples: list[float] = []
-    n_samples: list[float] = []
-    p_answers: list[dict[str, list[int]]] = []
-    n_answers: list[dict[str, list[int]]] = []
-    portlib_side()
-    nmap_side()
-    for _ in range(runs):
-        for side, samples, answers in (
-            (portlib_side, p_samples, p_answers),
-            (nmap_side, n_samples, n_answers),
-        ):
-            start = time.perf_counter()
-            answers.append(side())
-            samples.append(time.perf_counter() - start)
+    p_samples, n_samples, p_answers, n_answers = interleaved_runs(portlib_side, nmap_side, runs)
     agreed = all(a == truth for a in p_answers) and all(a == truth for a in n_answers)
     detail: dict[str, object] = {
         "portlib_samples_s": [round(s, 3) for s in p_samples],
@@ -133,24 +111,8 @@ def _compare(
     )
 
 
-def _netns_exec(ns: str, argv: Sequence[str], timeout: float = 600) -> str:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run(
-        ["ip", "netns", "exec", ns, *argv],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=ROOT,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{argv[0]} failed in {ns}: {done.stderr.strip()[-2000:]}")
-    return done.stdout
-
-
 def _portlib(ns: str, targets: str, ports: str, discovery: bool) -> dict[str, list[int]]:
-    out = _netns_exec(
+    out = netns_exec(
         ns, [sys.executable, "-c", PORTLIB_SNIPPET, targets, ports, "1" if discovery else "0"]
     )
     result: dict[str, list[int]] = json.loads(out.strip().splitlines()[-1])
@@ -161,7 +123,7 @@ def _nmap(ns: str, targets: str, ports: str, discovery: bool) -> dict[str, list[
     argv = ["nmap", "-sT", "-n", "-p", ports, "-oG", "-", *targets.split()]
     if not discovery:
         argv.insert(3, "-Pn")
-    return parse_grepable(_netns_exec(ns, argv))
+    return parse_grepable(netns_exec(ns, argv))
 
 
 def top_ports_spec(count: int) -> str:

@@ -25,15 +25,13 @@ the scan itself) comes from an extra in-process run of the engine.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks.common import Row, peer_missing, write_results
+from benchmarks.common import Row, interleaved_runs, lab_skip_reason, netns_exec, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB_SERVED = [22, 80, 443, 8080, 50000]
@@ -86,14 +84,7 @@ asyncio.run(main())
 """
 
 
-def skip_reason() -> str | None:
-    missing = peer_missing("nmap")
-    if missing:
-        return missing
-    sys.path.insert(0, str(ROOT))
-    from tests.lab import lab_available
-
-    return lab_available()
+skip_reason = lab_skip_reason
 
 
 def parse_grepable(text: str, scanned: Sequence[int]) -> States:
@@ -116,37 +107,21 @@ def parse_grepable(text: str, scanned: Sequence[int]) -> States:
     return {p: listed.get(p, ignored or "?") for p in scanned}
 
 
-def _netns_exec(ns: str, argv: Sequence[str], timeout: float = 900) -> str:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run(
-        ["ip", "netns", "exec", ns, *argv],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=ROOT,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{argv[0]} failed in {ns}: {done.stderr.strip()[-2000:]}")
-    return done.stdout
-
-
 def _portlib(ns: str, flag: str, target: str, spec: str, scanned: Sequence[int]) -> States:
     argv = [sys.executable, "-m", "portlib", "scan", flag, "-Pn", "-p", spec, target, "-oG", "-"]
-    return parse_grepable(_netns_exec(ns, argv), scanned)
+    return parse_grepable(netns_exec(ns, argv), scanned)
 
 
 def _nmap(ns: str, flag: str, target: str, spec: str, scanned: Sequence[int]) -> States:
     argv = ["nmap", flag, "-n", "-Pn", "-p", spec, target, "-oG", "-"]
-    return parse_grepable(_netns_exec(ns, argv), scanned)
+    return parse_grepable(netns_exec(ns, argv), scanned)
 
 
 def _full_states(ns: str, flag: str, target: str, spec: str, scanned: Sequence[int]) -> States:
     """nmap's state of every port: with -ddd nmap lists ignored ports too (untimed run)."""
-    out = Path(_netns_exec(ns, ["mktemp", "/tmp/portlib-bench-XXXXXX.gnmap"]).strip())
+    out = Path(netns_exec(ns, ["mktemp", "/tmp/portlib-bench-XXXXXX.gnmap"]).strip())
     try:
-        _netns_exec(ns, ["nmap", flag, "-n", "-Pn", "-p", spec, target, "-ddd", "-oG", str(out)])
+        netns_exec(ns, ["nmap", flag, "-n", "-Pn", "-p", spec, target, "-ddd", "-oG", str(out)])
         return parse_grepable(out.read_text(), scanned)
     finally:
         out.unlink(missing_ok=True)
@@ -157,12 +132,12 @@ def _portlib_full(ns: str, flag: str, target: str, spec: str) -> States:
     import json
 
     argv = [sys.executable, "-m", "portlib", "scan", flag, "-Pn", "-p", spec, target, "--json"]
-    report = json.loads(_netns_exec(ns, argv))
+    report = json.loads(netns_exec(ns, argv))
     return {p["port"]: p["state"] for h in report["hosts"] for p in h["ports"]}
 
 
 def _send_rate(ns: str, method: str, target: str, first: int, last: int) -> dict[str, object]:
-    out = _netns_exec(
+    out = netns_exec(
         ns, [sys.executable, "-c", RATE_SNIPPET, method, target, str(first), str(last)]
     )
     sent, elapsed, drops = out.split()
@@ -185,22 +160,9 @@ def _compare(
     warmup: bool = True,
     truth: States | None = None,
 ) -> Row:
-    # Interleave the two sides run by run, so load from elsewhere hits both alike.
-    p_samples: list[float] = []
-    n_samples: list[float] = []
-    p_answers: list[States] = []
-    n_answers: list[States] = []
-    if warmup:
-        portlib_side()
-        nmap_side()
-    for _ in range(runs):
-        for side, samples, answers in (
-            (portlib_side, p_samples, p_answers),
-            (nmap_side, n_samples, n_answers),
-        ):
-            start = time.perf_counter()
-            answers.append(side())
-            samples.append(time.perf_counter() - start)
+    p_samples, n_samples, p_answers, n_answers = interleaved_runs(
+        portlib_side, nmap_side, runs, warmup=warmup
+    )
     reference = n_answers[0]
     agreed = all(a == reference for a in p_answers + n_answers)
     if full is not None:  # every port's state, not only the ones -oG lists

@@ -9,14 +9,18 @@ work in the same run; the ratio is portlib's median over the peer's median.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -59,6 +63,38 @@ def median_seconds(action: Callable[[], object], runs: int, warmup: int = 1) -> 
     return statistics.median(samples)
 
 
+Answer = TypeVar("Answer")
+
+
+def interleaved_runs(
+    portlib_side: Callable[[], Answer],
+    peer_side: Callable[[], Answer],
+    runs: int,
+    *,
+    warmup: bool = True,
+) -> tuple[list[float], list[float], list[Answer], list[Answer]]:
+    """Time both sides run by run, alternating, so load from elsewhere hits both alike.
+
+    Returns (portlib seconds, peer seconds, portlib answers, peer answers).
+    """
+    p_samples: list[float] = []
+    n_samples: list[float] = []
+    p_answers: list[Answer] = []
+    n_answers: list[Answer] = []
+    if warmup:
+        portlib_side()
+        peer_side()
+    for _ in range(runs):
+        for side, samples, answers in (
+            (portlib_side, p_samples, p_answers),
+            (peer_side, n_samples, n_answers),
+        ):
+            start = time.perf_counter()
+            answers.append(side())
+            samples.append(time.perf_counter() - start)
+    return p_samples, n_samples, p_answers, n_answers
+
+
 def run_command(argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run a peer (or portlib's CLI) and capture its output as text."""
     return subprocess.run(list(argv), capture_output=True, text=True, check=check)
@@ -69,6 +105,34 @@ def peer_missing(binary: str) -> str | None:
     if shutil.which(binary) is None:
         return f"{binary} is not installed (apt-get install {binary})"
     return None
+
+
+def lab_skip_reason() -> str | None:
+    """Why a lab benchmark against nmap cannot run here, or None when it can."""
+    missing = peer_missing("nmap")
+    if missing:
+        return missing
+    sys.path.insert(0, str(ROOT))
+    from tests.lab import lab_available
+
+    return lab_available()
+
+
+def netns_exec(ns: str, argv: Sequence[str], timeout: float = 900) -> str:
+    """Run ``argv`` in network namespace ``ns`` with this checkout importable; its stdout."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        ["ip", "netns", "exec", ns, *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed in {ns}: {done.stderr.strip()[-2000:]}")
+    return done.stdout
 
 
 def write_results(name: str, rows: list[Row]) -> Path:
