@@ -541,15 +541,17 @@ class Scanner:
             if dropped and result.host in dropped:
                 return
             if result.service is None:
-                result = PortResult(
-                    result.host,
-                    result.port,
-                    result.protocol,
-                    result.state,
-                    result.reason,
-                    result.rtt,
-                    names.get(result.port),
-                )
+                name = names.get(result.port)
+                if name is not None:  # most of a -p- scan has no name: keep the object
+                    result = PortResult(
+                        result.host,
+                        result.port,
+                        result.protocol,
+                        result.state,
+                        result.reason,
+                        result.rtt,
+                        name,
+                    )
             results.append(result)
             if not channel.put(result):
                 await channel.wait_for_room()  # backpressure: the consumer is behind

@@ -22,28 +22,36 @@ import random
 import secrets
 import socket
 import statistics
+import struct
 import time
 from array import array
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 from portlib.errors import ScanError
 from portlib.model import IPAddress, PortResult, PortState, Protocol, Reason, ScanMethod
+from portlib.order import ProbeOrder
 from portlib.scanning import bpf, rawsock, routes, templates
 from portlib.scanning.engine import Emit, ScanWork
 from portlib.scanning.timing import CongestionWindow, RateLimiter, RetryPolicy, RttEstimator
 from portlib.scanning.txring import TxRing, ethernet_header, neighbor_mac_v4
 from portlib.scanning.wire import (
+    PROTO_ICMP,
     PROTO_TCP,
     PROTO_UDP,
     SILENCE_STATE,
+    TCP_ACK_FLAG,
+    TCP_RST,
+    TCP_SYN,
     BoundProbe,
     Classifier,
     Cookie,
     Probe,
     ProbeTemplate,
     ReplyEvent,
+    ipv4_mark,
 )
 
 _KINDS: dict[ScanMethod, Probe] = {
@@ -70,6 +78,10 @@ ICMP_BURST_HINT = 5  # Linux lets 6 ICMP errors through before rate limiting a p
 RATE_LIMIT_SILENCES = 3  # silent probes, all sent after the last answered one
 PACED_START = 0.25  # first interval (s) between paced probes to a rate-limited host
 PACED_TRUSTED = 1.05  # an interval this long outlasts Linux's default 1/s ICMP limit
+
+_TCP_REPLY = struct.Struct("!HHII")  # source port, destination port, seq, ack
+_PORTS = struct.Struct("!HH")
+_U16 = struct.Struct("!H")
 
 
 @dataclass(slots=True)
@@ -178,14 +190,13 @@ class _RawScan:
         self.ports = list(dict.fromkeys(work.ports))
         self.port_index = {p: i for i, p in enumerate(self.ports)}
         count = len(self.hosts) * len(self.ports)
-        self.order = list(range(count))
-        rng.shuffle(self.order)
-        if work.shard is not None:
-            index, total = work.shard
-            self.order = self.order[index::total]
-        self.undecided = len(self.order)
+        # Seeded pseudo-random walk, nothing materialized; shards partition exactly.
+        self.order = ProbeOrder(count, seed=work.seed, shard=work.shard)
+        self.undecided = self.order.count
         self.decided = bytearray(count)
         self.sends = bytearray(count)  # tries so far (capped at 255)
+        # Each probe's cookie, kept from its send: a reply is checked without rehashing.
+        self.cookies = array("I", bytes(4 * count))
         self.silences = bytearray(count)  # counted silent tries
         self.sent_at = array("d", bytes(8 * count))
         self.in_flight: deque[int] = deque()
@@ -336,6 +347,11 @@ class _RawScan:
             self._expire(now)
             wait = 0.01
             budget = min(BATCH, self.window.available(len(self.in_flight)))
+            if fresh_left and not self.resend and self.rate is None and not scan_delay:
+                budget, fresh_left, pushed_back = self._send_fresh(budget, fresh)
+                if pushed_back:
+                    wait = 0.001
+                    budget = -1  # skip the general loop: the kernel wants a pause
             while budget > 0:
                 if self.resend:
                     idx = self.resend.popleft()
@@ -412,9 +428,58 @@ class _RawScan:
                 self._decide(idx, PortState.FILTERED, reason, None)
                 return True
         self.sent += 1
+        self.cookies[idx] = cookie
         self.sends[idx] = min(255, self.sends[idx] + 1)
         self.sent_at[idx] = self.clock()  # per send: orders probes within a batch
         return True
+
+    def _send_fresh(self, budget: int, fresh: Iterator[int]) -> tuple[int, bool, bool]:
+        """First tries of fresh probes, the hot path of a scan: (budget left, more, pushed back).
+
+        One datagram per probe on a raw IP socket is written out here with locals
+        only; anything else (service payloads, TX rings, send errors) goes through
+        ``_send``, which handles every case.
+        """
+        nports = len(self.ports)
+        hosts = self.hosts
+        ports = self.ports
+        cookie_of = self.cookie
+        sport = self.sport
+        cookies = self.cookies
+        sends = self.sends
+        sent_at = self.sent_at
+        clock = self.clock
+        in_flight = self.in_flight.append
+        sent = 0
+        try:
+            while budget > 0:
+                idx = next(fresh, -1)
+                if idx < 0:
+                    return budget, False, False
+                host = hosts[idx // nports]
+                port = ports[idx % nports]
+                if host.ring is None and port not in host.by_port:
+                    cookie = cookie_of(host.key, port, sport)
+                    try:
+                        host.sock.sendto(host.default[0].patch(port, cookie), host.sockaddr)
+                    except OSError:
+                        pass  # _send below tries again and sorts the error out
+                    else:
+                        cookies[idx] = cookie
+                        sends[idx] = 1
+                        sent_at[idx] = clock()
+                        in_flight(idx)
+                        sent += 1
+                        budget -= 1
+                        continue
+                if not self._send(idx, clock()):
+                    self.resend.appendleft(idx)
+                    return budget, True, True
+                in_flight(idx)
+                budget -= 1
+            return budget, True, False
+        finally:
+            self.sent += sent
 
     def _send_paced(self, now: float) -> float:
         """One probe per interval to each rate-limited host; returns seconds to the next."""
@@ -498,8 +563,24 @@ class _RawScan:
     # --- replies ------------------------------------------------------------------
 
     def _on_readable(self) -> None:
+        """Drain the receive socket.
+
+        The common replies (IPv4 without options: a TCP answer, a UDP answer, an
+        ICMP port unreachable quoting a UDP probe) are checked here by fixed
+        offsets against the cookie kept from the send; the same rules as
+        ``wire.Classifier``, which handles everything else.
+        """
         recv = self.rx.recv
         classify = self.classifier.classify
+        host_index = self.host_index
+        port_index = self.port_index
+        nports = len(self.ports)
+        decided = self.decided
+        sends = self.sends
+        cookies = self.cookies
+        sport = self.sport
+        tcp = self.kind is not Probe.UDP
+        syn = self.kind is Probe.SYN
         while True:
             try:
                 data = recv(bpf.SNAPLEN)
@@ -507,6 +588,80 @@ class _RawScan:
                 return
             except OSError:
                 return
+            size = len(data)
+            if size < 28 or data[0] != 0x45 or data[6] & 0x1F or data[7]:
+                event = classify(data)  # options, IPv6, fragments, runts: the general path
+                if event is not None:
+                    self._on_event(event)
+                continue
+            proto = data[9]
+            if proto == PROTO_TCP and tcp and size >= 40:
+                src_port, dst_port, seq, ack = _TCP_REPLY.unpack_from(data, 20)
+                if dst_port != sport:
+                    continue
+                h = host_index.get(data[12:16])
+                p = port_index.get(src_port)
+                if h is None or p is None:
+                    continue
+                idx = h * nports + p
+                if decided[idx] or not sends[idx]:
+                    continue  # late duplicate, or never probed
+                cookie = cookies[idx]
+                flags = data[33]
+                if syn:
+                    if ack != (cookie + 1) & 0xFFFFFFFF or not flags & TCP_ACK_FLAG:
+                        continue
+                    if flags & TCP_RST:
+                        self._answer(idx, h, PortState.CLOSED, Reason.RESET, False)
+                    elif flags & TCP_SYN:
+                        self._answer(idx, h, PortState.OPEN, Reason.SYN_ACK, False)
+                elif flags & TCP_RST and seq == cookie:
+                    self._answer(idx, h, PortState.UNFILTERED, Reason.RESET, False)
+                continue
+            if proto == PROTO_UDP and not tcp:
+                src_port, dst_port = _PORTS.unpack_from(data, 20)
+                if dst_port != sport:
+                    continue
+                if src_port == dst_port:
+                    event = classify(data)  # maybe our own probe to our own port, looped
+                    if event is not None:
+                        self._on_event(event)
+                    continue
+                h = host_index.get(data[12:16])
+                p = port_index.get(src_port)
+                if h is None or p is None:
+                    continue
+                idx = h * nports + p
+                if decided[idx] or not sends[idx]:
+                    continue
+                self._answer(idx, h, PortState.OPEN, Reason.UDP_RESPONSE, False)
+                continue
+            if (
+                proto == PROTO_ICMP
+                and not tcp
+                and size >= 56
+                and data[20] == 3  # destination unreachable
+                and data[21] == 3  # port unreachable
+                and data[28] == 0x45
+                and data[37] == PROTO_UDP
+            ):
+                q_sport, q_dport = _PORTS.unpack_from(data, 48)
+                if q_sport != sport:
+                    continue
+                dst = data[44:48]
+                h = host_index.get(dst)
+                p = port_index.get(q_dport)
+                if h is None or p is None:
+                    continue
+                idx = h * nports + p
+                if decided[idx] or not sends[idx]:
+                    continue
+                if _U16.unpack_from(data, 32)[0] != ipv4_mark(cookies[idx]):
+                    continue
+                # A router's port unreachable says nothing about the port itself.
+                state = PortState.CLOSED if data[12:16] == dst else PortState.FILTERED
+                self._answer(idx, h, state, Reason.PORT_UNREACH, True)
+                continue
             event = classify(data)
             if event is not None:
                 self._on_event(event)
@@ -517,19 +672,23 @@ class _RawScan:
         if h is None or p is None:
             return
         idx = h * len(self.ports) + p
-        tries = self.sends[idx]
-        if self.decided[idx] or tries == 0:
+        if self.decided[idx] or self.sends[idx] == 0:
             return  # late duplicate, or never probed (a spoof that guessed the cookie)
+        self._answer(idx, h, event.state, event.reason, event.from_icmp)
+
+    def _answer(self, idx: int, h: int, state: PortState, reason: Reason, from_icmp: bool) -> None:
+        """A proven reply to the probe ``idx`` (of host number ``h``) decides it."""
+        tries = self.sends[idx]
         now = self.clock()
         host = self.hosts[h]
         if host.unresolved is not None:
             self._resolve_link(host)  # it answered, so the kernel knows its MAC now
         rtt = now - self.sent_at[idx]
-        if event.from_icmp and self.kind is Probe.UDP:
+        if from_icmp and self.kind is Probe.UDP:
             host.icmp_errors += 1
             host.last_answered_send = max(host.last_answered_send, self.sent_at[idx])
         if host.pacer is not None:
-            if event.from_icmp:
+            if from_icmp:
                 host.pacer.on_answer(now)
             else:
                 host.pacer.next_send = now  # a UDP answer spends no ICMP token: go on
@@ -540,7 +699,7 @@ class _RawScan:
                 self.window.on_answer()
             else:
                 self.window.on_drop(now, len(self.in_flight), self.rtt.timeout)
-        self._decide(idx, event.state, event.reason, rtt)
+        self._decide(idx, state, reason, rtt)
 
     def _decide(self, idx: int, state: PortState, reason: Reason, rtt: float | None) -> None:
         if self.decided[idx]:
