@@ -436,9 +436,9 @@ class _RawScan:
     def _send_fresh(self, budget: int, fresh: Iterator[int]) -> tuple[int, bool, bool]:
         """First tries of fresh probes, the hot path of a scan: (budget left, more, pushed back).
 
-        One datagram per probe on a raw IP socket is written out here with locals
-        only; anything else (service payloads, TX rings, send errors) goes through
-        ``_send``, which handles every case.
+        One datagram per probe (raw IP socket or TX ring) is written out here with
+        locals only; anything else (service payloads, a full ring, send errors)
+        goes through ``_send``, which handles every case.
         """
         nports = len(self.ports)
         hosts = self.hosts
@@ -458,13 +458,18 @@ class _RawScan:
                     return budget, False, False
                 host = hosts[idx // nports]
                 port = ports[idx % nports]
-                if host.ring is None and port not in host.by_port:
+                if port not in host.by_port:
                     cookie = cookie_of(host.key, port, sport)
-                    try:
-                        host.sock.sendto(host.default[0].patch(port, cookie), host.sockaddr)
-                    except OSError:
-                        pass  # _send below tries again and sorts the error out
+                    ring = host.ring
+                    if ring is not None:
+                        done = ring.put(host.link, host.default[0].patch(port, cookie))
                     else:
+                        try:
+                            host.sock.sendto(host.default[0].patch(port, cookie), host.sockaddr)
+                            done = True
+                        except OSError:
+                            done = False  # _send below tries again and sorts the error out
+                    if done:
                         cookies[idx] = cookie
                         sends[idx] = 1
                         sent_at[idx] = clock()
