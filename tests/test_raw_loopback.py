@@ -288,3 +288,44 @@ def test_receive_filter_passes_only_replies_to_our_port() -> None:
     # only incoming TCP to our port (never outgoing copies, never other ports)
     assert seen and all(s[0] != 4 and s[1] == 6 and s[3] == ours for s in seen), seen
     assert {s[2] for s in seen} == {listening, 9}
+
+
+def test_send_worker_reports_refused_sends_back() -> None:
+    """A send the kernel refuses in the worker comes back as (probe index, errno)."""
+    import errno
+    import time
+    from array import array
+
+    from portlib.scanning.sendworker import SendWorker
+    from portlib.scanning.templates import build_template
+    from portlib.scanning.wire import Probe, ProbeTemplate
+
+    host = HOSTS[0]
+    probe = ProbeTemplate(build_template(Probe.SYN, host, 40000), Probe.SYN).bind(host.packed)
+    dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dead.close()  # every sendto on it fails with EBADF, and nothing is sent anywhere
+    fds_before = set(os.listdir("/proc/self/fd"))
+    worker = SendWorker([(probe, dead, (str(host), 0))], [7, 9, 11])
+    try:
+        worker.send(array("I", [2, 1234, 0, 5678]))  # (index, cookie) records
+        refused: list[tuple[int, int]] = []
+        deadline = time.monotonic() + 10
+        while len(refused) < 2 and time.monotonic() < deadline:
+            refused += worker.errors()
+            time.sleep(0.01)
+    finally:
+        worker.close()
+    assert refused == [(2, errno.EBADF), (0, errno.EBADF)]
+    assert set(os.listdir("/proc/self/fd")) <= fds_before  # pipes closed, child reaped
+    with pytest.raises(ChildProcessError):
+        os.waitpid(worker.pid, os.WNOHANG)
+
+
+def test_full_range_syn_on_loopback_without_send_worker_is_exact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The in-process send path gives the same verdicts as the worker path above."""
+    from portlib.scanning import raw
+
+    monkeypatch.setattr(raw._RawScan, "use_send_worker", False)
+    asyncio.run(test_full_range_syn_on_loopback_is_exact())

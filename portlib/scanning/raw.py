@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import itertools
+import os
 import random
 import secrets
 import socket
@@ -35,6 +36,7 @@ from portlib.model import IPAddress, PortResult, PortState, Protocol, Reason, Sc
 from portlib.order import ProbeOrder
 from portlib.scanning import bpf, rawsock, routes, templates
 from portlib.scanning.engine import Emit, ScanWork
+from portlib.scanning.sendworker import SendWorker
 from portlib.scanning.timing import CongestionWindow, RateLimiter, RetryPolicy, RttEstimator
 from portlib.scanning.txring import TxRing, ethernet_header, neighbor_mac_v4
 from portlib.scanning.wire import (
@@ -78,6 +80,7 @@ ICMP_BURST_HINT = 5  # Linux lets 6 ICMP errors through before rate limiting a p
 RATE_LIMIT_SILENCES = 3  # silent probes, all sent after the last answered one
 PACED_START = 0.25  # first interval (s) between paced probes to a rate-limited host
 PACED_TRUSTED = 1.05  # an interval this long outlasts Linux's default 1/s ICMP limit
+WORKER_MIN_PROBES = 4096  # below this, forking a send worker costs more than it saves
 
 _TCP_REPLY = struct.Struct("!HHII")  # source port, destination port, seq, ack
 _PORTS = struct.Struct("!HH")
@@ -264,6 +267,29 @@ class _RawScan:
         return host
 
     use_tx_ring = True  # False: one sendto per probe on a raw IP socket
+    use_send_worker = True  # False: every sendto in this process
+    worker: SendWorker | None = None
+
+    def _start_worker(self) -> None:
+        """Fork the send worker when a second core and enough probes make it pay."""
+        if not self.use_send_worker or (os.cpu_count() or 1) < 2:
+            return
+        if self.order.count < WORKER_MIN_PROBES:
+            return
+        targets = [(h.default[0], h.sock, h.sockaddr) for h in self.hosts]
+        self.worker = SendWorker(targets, self.ports)
+
+    def _worker_errors(self) -> None:
+        """Sends the worker's kernel refused: decide them as ``_send`` would have."""
+        assert self.worker is not None
+        for idx, code in self.worker.errors():
+            if self.decided[idx]:
+                continue
+            reason = _SEND_ERRORS.get(code)
+            if reason is None:
+                host = self.hosts[idx // len(self.ports)]
+                raise ScanError(f"cannot send to {host.address}: {os.strerror(code)}")
+            self._decide(idx, PortState.FILTERED, reason, None)
 
     def _ring(self, interface: str) -> TxRing | None:
         ring = self._rings.get(interface)
@@ -317,6 +343,9 @@ class _RawScan:
                 ring.flush()
 
     def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
         for ring in getattr(self, "_rings", {}).values():
             if ring is not None:
                 ring.close()
@@ -329,6 +358,7 @@ class _RawScan:
     async def run(self, emit: Emit) -> None:
         loop = asyncio.get_running_loop()
         fd = self.rx.fileno()
+        self._start_worker()
         loop.add_reader(fd, self._on_readable)
         try:
             await self._loop(emit)
@@ -342,6 +372,8 @@ class _RawScan:
         next_allowed = 0.0
         while self.undecided:
             self._on_readable()  # replies already queued are answers, not silence
+            if self.worker is not None:
+                self._worker_errors()
             now = self.clock()
             self._check_drops(now)
             self._expire(now)
@@ -450,6 +482,8 @@ class _RawScan:
         sent_at = self.sent_at
         clock = self.clock
         in_flight = self.in_flight.append
+        worker = self.worker
+        batch = array("I")
         sent = 0
         try:
             while budget > 0:
@@ -461,7 +495,11 @@ class _RawScan:
                 if port not in host.by_port:
                     cookie = cookie_of(host.key, port, sport)
                     ring = host.ring
-                    if ring is not None:
+                    if worker is not None and ring is None:
+                        batch.append(idx)
+                        batch.append(cookie)
+                        done = True
+                    elif ring is not None:
                         done = ring.put(host.link, host.default[0].patch(port, cookie))
                     else:
                         try:
@@ -485,6 +523,9 @@ class _RawScan:
             return budget, True, False
         finally:
             self.sent += sent
+            if batch:
+                assert worker is not None
+                worker.send(batch)
 
     def _send_paced(self, now: float) -> float:
         """One probe per interval to each rate-limited host; returns seconds to the next."""
