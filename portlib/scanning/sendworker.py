@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import socket
 import time
@@ -27,6 +28,9 @@ from portlib.scanning.wire import BoundProbe
 # Errors that mean "not now": the child waits and sends again.
 _TRANSIENT = {errno.EAGAIN, errno.ENOBUFS, errno.EINTR}
 _RECORD = array("I").itemsize * 2
+# A small pipe bounds how far the child lags behind the send times the parent
+# records (2048 probes, a few ms): timeouts then measure the network, not the queue.
+PIPE_BYTES = 16384
 
 
 class SendWorker:
@@ -40,6 +44,8 @@ class SendWorker:
         """``targets[h]``: host number h's probe, raw socket, address; index = h*len(ports)+p."""
         jobs_r, jobs_w = os.pipe()
         errs_r, errs_w = os.pipe()
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(jobs_w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         pid = os.fork()
         if pid == 0:  # the child: send until the parent closes the pipe
             status = 0
