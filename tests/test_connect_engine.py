@@ -467,3 +467,83 @@ def test_phantom_check_on_hand_made_connections(monkeypatch: pytest.MonkeyPatch)
         _close([me, real, listener])
         core.close()
         core.epoll.close()
+
+
+def test_silence_before_any_evidence_is_not_yet_filtered() -> None:
+    """Ports silent while the path was not up (a lost neighbour discovery) are retried.
+
+    With no answer yet the budget is nmap's two tries; that budget came from no
+    evidence, so probes at it wait. Answers that arrive later raise the budget and
+    the waiting probes go out again instead of being called filtered. Fake clock:
+    deadlines pass exactly when the test says.
+    """
+    host = "127.0.0.1"
+    listeners, fillers = _full_backlog(host, 10)  # silent until their queue is drained
+    closed = _bound_only(host, 10)
+    ports = tuple(_port(s) for s in listeners + closed)
+    work = ScanWork((ip_address(host),), ports, Protocol.TCP, preset(4), seed=1)
+    core = ConnectEngine(workers=1)._core(work, None, 10)
+    now = [0.0]
+    core.clock = lambda: now[0]
+    core.order = iter(range(len(ports)))  # the silent ones first, filling the window
+    accepted: list[socket.socket] = []
+    try:
+        core.send(0.0)
+        assert len(core.in_flight) == 10 and not core.results
+        now[0] = 0.6
+        core.expire(now[0])  # first tries silent: retried
+        core.send(now[0])
+        now[0] = 5.0
+        core.expire(now[0])  # second tries silent: the no-evidence budget is used up
+        assert not core.results, "called filtered on a budget made from no evidence"
+        core.send(now[0])  # the closed ports answer: the path works, the budget grows
+        assert sorted(r[0] for r in core.results) == list(range(10, 20))
+        for listener in listeners:  # now the silent ports can answer too
+            accepted.append(listener.accept()[0])
+        for _ in range(100):
+            core.expire(now[0])
+            core.send(now[0])
+            core.poll()
+            if core.remaining <= 0:
+                break
+            time.sleep(0.01)
+        verdicts = {ports[i]: (str(s), str(r)) for i, s, r, _rtt in core.results}
+        assert all(verdicts[_port(s)] == ("open", "syn-ack") for s in listeners)
+        assert all(verdicts[_port(s)] == ("closed", "conn-refused") for s in closed)
+    finally:
+        _close(listeners, fillers, closed, accepted)
+        core.close()
+        core.epoll.close()
+
+
+def test_silent_probes_wait_then_are_filtered_when_nothing_else_can_answer() -> None:
+    """A scan that heard nothing is a firewalled host, once confirmed for a while.
+
+    Each port gets nmap's two tries; then a few of them (3) are tried again until
+    the silence has lasted past the horizon (4 s); then every port is filtered.
+    """
+    host = "127.0.0.1"
+    listeners, fillers = _full_backlog(host, 6)
+    ports = tuple(_port(s) for s in listeners)
+    work = ScanWork((ip_address(host),), ports, Protocol.TCP, preset(4), seed=1)
+    core = ConnectEngine(workers=1)._core(work, None, 10)
+    now = [0.0]
+    core.clock = lambda: now[0]
+    try:
+        sends = []
+        for step in range(1, 20):
+            before = core.sent
+            core.send(now[0])
+            sends.append(core.sent - before)
+            assert not core.results or core.remaining == 0  # all at once, at the end
+            now[0] = step * 1.5
+            core.expire(now[0])
+            if core.remaining <= 0:
+                break
+        assert sorted(r[1:3] for r in core.results) == [("filtered", "no-response")] * 6
+        # Two full rounds (first tries, retries), then 3 confirmers a round until 4 s.
+        assert sends == [6, 6, 3]  # the confirmers went out at 3 s, silent until 4.25 s
+    finally:
+        _close(listeners, fillers)
+        core.close()
+        core.epoll.close()

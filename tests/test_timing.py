@@ -200,3 +200,23 @@ def test_host_timing_paces_and_counts() -> None:
     h.sent(2.0)
     h.expired()
     assert h.in_flight == 0
+
+
+def test_retries_before_any_sample_back_the_timeout_off() -> None:
+    rtt = RttEstimator.for_profile(preset(4))  # initial 0.5 s, maximum 1.25 s
+    assert [rtt.retry_timeout(n) for n in range(4)] == [0.5, 1.0, 1.25, 1.25]
+    rtt3 = RttEstimator.for_profile(preset(3))  # initial 1 s, maximum 10 s
+    assert [rtt3.retry_timeout(n) for n in range(5)] == [1.0, 2.0, 4.0, 8.0, 10.0]
+    assert rtt3.retry_timeout(200) == 10.0
+    rtt.observe(0.001)  # measured RTTs rule from now on
+    assert [rtt.retry_timeout(n) for n in range(3)] == [0.1, 0.1, 0.1]
+
+
+def test_budget_from_no_evidence_may_still_grow() -> None:
+    policy = RetryPolicy(max_retries=6)
+    assert policy.tries_allowed == 2 and policy.may_grow  # nothing answered yet
+    policy.on_first_try_answers(10)
+    for _ in range(3):
+        policy.on_answer(2)  # answers needed retries: loss
+    assert policy.tries_allowed == 7 and not policy.may_grow
+    assert not RetryPolicy(max_retries=0).may_grow

@@ -84,6 +84,12 @@ _LINGER_ZERO = struct.pack("ii", 1, 0)
 _BATCH = 512  # probes per step before results are handed over and the loop may run
 _FD_HEADROOM = 32  # descriptors left for the rest of the process (and the scanner)
 _STARVED_GIVE_UP = 5.0  # seconds without any socket and nothing in flight: give up
+# A scan that heard nothing at all is confirmed silent for this long before its
+# ports are called filtered: longer than Linux takes to give up resolving a
+# neighbour (3 solicitations a second apart), so a lost ND/ARP exchange is not
+# taken for a firewall. Only a few benched probes go out meanwhile.
+_SILENT_SCAN_HORIZON = 4.0
+_CONFIRMERS = 3
 # Registered once per socket, edge-triggered: each state change of the socket
 # (answer, error) queues one event; no epoll_ctl per probe.
 _EPOLL_MASK = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP | select.EPOLLET
@@ -187,6 +193,11 @@ class _Core:
     in_flight: dict[int, _Probe] = field(default_factory=dict)  # fd -> probe
     deadlines: list[tuple[float, int, int]] = field(default_factory=list)  # (t, seq, fd)
     again: deque[tuple[int, int]] = field(default_factory=deque)  # (index, tries) to resend
+    # Silent probes at a retry budget that may still grow: (index, tries), and the
+    # fewest tries among them (the budget must pass it before any is resent).
+    bench: list[tuple[int, int]] = field(default_factory=list)
+    bench_floor: int = 1 << 30
+    first_send: float | None = None
     pool: dict[socket.AddressFamily, list[socket.socket]] = field(
         default_factory=lambda: {socket.AF_INET: [], socket.AF_INET6: []}
     )
@@ -351,8 +362,49 @@ class _Core:
         tries = probe.tries + 1
         if self.retry.should_retry(tries):
             self.again.append((probe.index, tries))
+        elif self.retry.may_grow:
+            # The budget came from the evidence so far; answers still to come may
+            # show loss and raise it. Filtered is decided in _review_bench.
+            self.bench.append((probe.index, tries))
+            self.bench_floor = min(self.bench_floor, tries)
         else:
             self._decide(probe.index, SILENT, None)
+
+    def _review_bench(self) -> None:
+        """Resend benched probes the budget now allows; at the end, call the rest filtered."""
+        final = not self.in_flight and not self.again and self.order_done
+        allowed = self.retry.tries_allowed
+        if not final and allowed <= self.bench_floor:
+            return
+        if final and self._confirm_silence():
+            return
+        waiting, self.bench, self.bench_floor = self.bench, [], 1 << 30
+        for index, tries in waiting:
+            if tries < allowed:
+                self.again.append((index, tries))
+            elif final:
+                self._decide(index, SILENT, None)
+            else:
+                self.bench.append((index, tries))
+                self.bench_floor = min(self.bench_floor, tries)
+
+    def _confirm_silence(self) -> bool:
+        """Nothing answered yet and not for long: send a few benched probes once more.
+
+        True if some went out (they come back to the bench if silent again).
+        """
+        if self.retry.tries_sent or self.first_send is None:
+            return False
+        if self.clock() - self.first_send >= _SILENT_SCAN_HORIZON:
+            return False
+        cap = self.retry.max_retries + 1
+        chosen = sorted(item for item in self.bench if item[1] < cap)[:_CONFIRMERS]
+        if not chosen:
+            return False
+        for item in chosen:
+            self.bench.remove(item)
+            self.again.append(item)
+        return True
 
     def _starved(self, index: int, tries: int) -> None:
         """A local resource ran out: try that probe again later, with fewer in flight."""
@@ -377,6 +429,8 @@ class _Core:
         """Start probes while the window, the rate cap and the work allow (one batch)."""
         if now < self.not_before:
             return
+        if self.first_send is None:
+            self.first_send = now
         quick = 0  # closed ports answered inside the connect call (the hot path)
         try:
             quick = self._send_batch(now)
@@ -465,7 +519,7 @@ class _Core:
             self.sent += 1
             probe = _Probe(index, tries, started, 0.0, sock, addr)
             if code in PENDING_ERRNOS:
-                deadline = started + target.timing.rtt.timeout
+                deadline = started + target.timing.rtt.retry_timeout(tries)
                 probe.deadline = deadline
                 fd = sock.fileno()
                 in_flight[fd] = probe
@@ -530,6 +584,8 @@ class _Core:
                 self._silence(probe, target, now)
             else:
                 self._outcome(probe, code, now)
+        if self.bench:
+            self._review_bench()
 
     def next_wakeup(self, now: float) -> float | None:
         """Seconds until something is due without an epoll event; None: send now."""

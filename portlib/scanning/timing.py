@@ -134,6 +134,19 @@ class RttEstimator:
             self.srtt = 0.875 * self.srtt + 0.125 * rtt
         self.samples += 1
 
+    def retry_timeout(self, tries: int) -> float:
+        """Timeout for a probe sent for the ``tries``-th time before (0: first send).
+
+        Before the first sample, silence may be the path still being set up (a
+        lost neighbour discovery or ARP exchange, retried once a second), not
+        the port: each retransmission waits twice as long as the one before
+        (RFC 6298, 5.5), so the tries span that time. Once RTTs are measured,
+        they rule.
+        """
+        if not tries or self.srtt is not None:
+            return self.timeout
+        return min(self.max_timeout, self.initial_timeout * (1 << min(tries, 16)))
+
     @property
     def timeout(self) -> float:
         if self.srtt is None:
@@ -296,6 +309,16 @@ class RetryPolicy:
     def should_retry(self, tries_done: int) -> bool:
         """After ``tries_done`` silent sends: send again?"""
         return tries_done < self.tries_allowed
+
+    @property
+    def may_grow(self) -> bool:
+        """Could later answers raise the budget? Then a probe at it is not yet filtered.
+
+        Like nmap's probe bench: a probe that used up a budget computed from
+        little evidence waits; it is sent again if answers show loss, and called
+        filtered only when no answer can come any more (the scan is otherwise done).
+        """
+        return self.tries_allowed < self.max_retries + 1
 
 
 @dataclass(slots=True)
