@@ -21,6 +21,10 @@ does the rest with plain system calls:
 * Deadlines come from the per-host RTT estimate; silence is retried up to the
   loss-aware budget; the in-flight window follows ``CongestionWindow`` and is
   capped by ``RLIMIT_NOFILE`` and the ephemeral port range.
+* Silence is called filtered only when no answer can change that: a probe at a
+  budget that later answers may raise waits on a bench (as nmap's), and a scan
+  that heard nothing at all is confirmed silent past the kernel's neighbour
+  resolution before its host counts as firewalled.
 * Big unpaced scans (10,000 probes or more) fork one worker per CPU, each with
   its own epoll and sockets on an exact sub-shard of the probe order; verdicts
   come back through pipes as fixed-size records. The system calls, most of the
