@@ -379,16 +379,19 @@ class _RawScan:
             self._expire(now)
             wait = 0.01
             budget = min(BATCH, self.window.available(len(self.in_flight)))
-            if fresh_left and not self.resend and self.rate is None and not scan_delay:
-                budget, fresh_left, pushed_back = self._send_fresh(budget, fresh)
-                if pushed_back:
-                    wait = 0.001
-                    budget = -1  # skip the general loop: the kernel wants a pause
+            unpaced = self.rate is None and not scan_delay
             while budget > 0:
                 if self.resend:
                     idx = self.resend.popleft()
                     if self.decided[idx]:
                         continue
+                elif fresh_left and unpaced:
+                    # Retransmissions are out: the rest of the budget takes the hot path.
+                    budget, fresh_left, pushed_back = self._send_fresh(budget, fresh)
+                    if pushed_back:
+                        wait = 0.001  # the kernel wants a pause
+                        break
+                    continue
                 elif fresh_left:
                     idx = next(fresh, -1)
                     if idx < 0:
@@ -495,7 +498,7 @@ class _RawScan:
                 if port not in host.by_port:
                     cookie = cookie_of(host.key, port, sport)
                     ring = host.ring
-                    if worker is not None and ring is None:
+                    if worker is not None:  # even before a ring: no GIL on its way
                         batch.append(idx)
                         batch.append(cookie)
                         done = True
