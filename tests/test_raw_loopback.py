@@ -329,3 +329,26 @@ def test_full_range_syn_on_loopback_without_send_worker_is_exact(
 
     monkeypatch.setattr(raw._RawScan, "use_send_worker", False)
     asyncio.run(test_full_range_syn_on_loopback_is_exact())
+
+
+def test_two_send_workers_each_stop_when_closed() -> None:
+    """-sS -sU runs two raw scans at once: the second worker must not keep the first alive."""
+    import threading
+
+    from portlib.scanning.sendworker import SendWorker
+    from portlib.scanning.templates import build_template
+    from portlib.scanning.wire import Probe, ProbeTemplate
+
+    host = HOSTS[0]
+    probe = ProbeTemplate(build_template(Probe.SYN, host, 40000), Probe.SYN).bind(host.packed)
+    dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dead.close()
+    first = SendWorker([(probe, dead, (str(host), 0))], [7])
+    second = SendWorker([(probe, dead, (str(host), 0))], [7])
+    try:
+        closing = threading.Thread(target=first.close, daemon=True)
+        closing.start()
+        closing.join(timeout=10)
+        assert not closing.is_alive(), "the first worker outlived its closed pipe"
+    finally:
+        second.close()

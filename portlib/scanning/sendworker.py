@@ -31,6 +31,10 @@ _RECORD = array("I").itemsize * 2
 # A small pipe bounds how far the child lags behind the send times the parent
 # records (2048 probes, a few ms): timeouts then measure the network, not the queue.
 PIPE_BYTES = 16384
+# Parent ends of every live worker's job pipe. A later fork inherits them and
+# must close them, or an earlier worker would never see end-of-file and never
+# exit (two raw scans run at once with -sS -sU).
+_JOB_WRITERS: set[int] = set()
 
 
 class SendWorker:
@@ -50,8 +54,8 @@ class SendWorker:
         if pid == 0:  # the child: send until the parent closes the pipe
             status = 0
             try:
-                os.close(jobs_w)
-                os.close(errs_r)
+                for fd in (jobs_w, errs_r, *_JOB_WRITERS):
+                    os.close(fd)
                 _child(jobs_r, errs_w, targets, ports)
             except BaseException:
                 status = 1
@@ -59,6 +63,7 @@ class SendWorker:
                 os._exit(status)
         os.close(jobs_r)
         os.close(errs_w)
+        _JOB_WRITERS.add(jobs_w)
         os.set_blocking(errs_r, False)
         self.pid = pid
         self.jobs = jobs_w
@@ -94,6 +99,7 @@ class SendWorker:
         """Stop the child once it has sent everything queued, and reap it."""
         if self.jobs < 0:
             return
+        _JOB_WRITERS.discard(self.jobs)
         os.close(self.jobs)
         self.jobs = -1
         with contextlib.suppress(ChildProcessError):
