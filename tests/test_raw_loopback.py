@@ -352,3 +352,32 @@ def test_two_send_workers_each_stop_when_closed() -> None:
         assert not closing.is_alive(), "the first worker outlived its closed pipe"
     finally:
         second.close()
+
+
+def test_send_worker_stops_even_when_another_fork_holds_its_pipe() -> None:
+    """The connect engine forks too: its children inherit the job pipe; close must not wait."""
+    import signal
+    import threading
+    import time
+
+    from portlib.scanning.sendworker import SendWorker
+    from portlib.scanning.templates import build_template
+    from portlib.scanning.wire import Probe, ProbeTemplate
+
+    host = HOSTS[0]
+    probe = ProbeTemplate(build_template(Probe.SYN, host, 40000), Probe.SYN).bind(host.packed)
+    dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dead.close()
+    worker = SendWorker([(probe, dead, (str(host), 0))], [7])
+    holder = os.fork()
+    if holder == 0:  # an unrelated fork that keeps every inherited descriptor open
+        time.sleep(30)
+        os._exit(0)
+    try:
+        closing = threading.Thread(target=worker.close, daemon=True)
+        closing.start()
+        closing.join(timeout=10)
+        assert not closing.is_alive(), "close waited for an unrelated process"
+    finally:
+        os.kill(holder, signal.SIGKILL)
+        os.waitpid(holder, 0)

@@ -36,7 +36,7 @@ from portlib.model import IPAddress, PortResult, PortState, Protocol, Reason, Sc
 from portlib.order import ProbeOrder
 from portlib.scanning import bpf, rawsock, routes, templates
 from portlib.scanning.engine import Emit, ScanWork
-from portlib.scanning.sendworker import SendWorker
+from portlib.scanning.sendworker import MAX_INDEX, SendWorker
 from portlib.scanning.timing import CongestionWindow, RateLimiter, RetryPolicy, RttEstimator
 from portlib.scanning.txring import TxRing, ethernet_header, neighbor_mac_v4
 from portlib.scanning.wire import (
@@ -274,7 +274,7 @@ class _RawScan:
         """Fork the send worker when a second core and enough probes make it pay."""
         if not self.use_send_worker or (os.cpu_count() or 1) < 2:
             return
-        if self.order.count < WORKER_MIN_PROBES:
+        if self.order.count < WORKER_MIN_PROBES or len(self.decided) > MAX_INDEX:
             return
         targets = [(h.default[0], h.sock, h.sockaddr) for h in self.hosts]
         self.worker = SendWorker(targets, self.ports)

@@ -35,6 +35,10 @@ PIPE_BYTES = 16384
 # must close them, or an earlier worker would never see end-of-file and never
 # exit (two raw scans run at once with -sS -sU).
 _JOB_WRITERS: set[int] = set()
+# The record that tells the child to stop: other forked processes (the connect
+# engine's workers) may hold the pipe open, so end-of-file alone is not enough.
+STOP = 0xFFFFFFFF
+MAX_INDEX = STOP - 1  # probe indices travel as 32-bit unsigned integers
 
 
 class SendWorker:
@@ -100,6 +104,8 @@ class SendWorker:
         if self.jobs < 0:
             return
         _JOB_WRITERS.discard(self.jobs)
+        with contextlib.suppress(OSError):
+            self.send(array("I", (STOP, 0)))
         os.close(self.jobs)
         self.jobs = -1
         with contextlib.suppress(ChildProcessError):
@@ -126,6 +132,8 @@ def _child(
         records.frombytes(data[:whole])
         it = iter(records)
         for idx, cookie in zip(it, it, strict=True):
+            if idx == STOP:
+                return
             probe, sock, address = targets[idx // nports]
             packet = probe.patch(ports[idx % nports], cookie)
             while True:
