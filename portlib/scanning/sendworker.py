@@ -31,10 +31,6 @@ _RECORD = array("I").itemsize * 2
 # A small pipe bounds how far the child lags behind the send times the parent
 # records (2048 probes, a few ms): timeouts then measure the network, not the queue.
 PIPE_BYTES = 16384
-# Parent ends of every live worker's job pipe. A later fork inherits them and
-# must close them, or an earlier worker would never see end-of-file and never
-# exit (two raw scans run at once with -sS -sU).
-_JOB_WRITERS: set[int] = set()
 # The record that tells the child to stop: other forked processes (the connect
 # engine's workers) may hold the pipe open, so end-of-file alone is not enough.
 STOP = 0xFFFFFFFF
@@ -58,8 +54,7 @@ class SendWorker:
         if pid == 0:  # the child: send until the parent closes the pipe
             status = 0
             try:
-                for fd in (jobs_w, errs_r, *_JOB_WRITERS):
-                    os.close(fd)
+                _close_all_but(jobs_r, errs_w, *(sock.fileno() for _, sock, _ in targets))
                 _child(jobs_r, errs_w, targets, ports)
             except BaseException:
                 status = 1
@@ -67,7 +62,6 @@ class SendWorker:
                 os._exit(status)
         os.close(jobs_r)
         os.close(errs_w)
-        _JOB_WRITERS.add(jobs_w)
         os.set_blocking(errs_r, False)
         self.pid = pid
         self.jobs = jobs_w
@@ -103,7 +97,6 @@ class SendWorker:
         """Stop the child once it has sent everything queued, and reap it."""
         if self.jobs < 0:
             return
-        _JOB_WRITERS.discard(self.jobs)
         with contextlib.suppress(OSError):
             self.send(array("I", (STOP, 0)))
         os.close(self.jobs)
@@ -111,6 +104,19 @@ class SendWorker:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
         os.close(self.errs)
+
+
+def _close_all_but(*keep: int) -> None:
+    """Close every inherited descriptor but ``keep`` (and stdio) in the child.
+
+    Other pipes must not stay open here: an earlier send worker, or the connect
+    engine's workers, would wait on this process for an end-of-file.
+    """
+    low = 3
+    for fd in sorted(fd for fd in set(keep) if fd >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
 def _child(
