@@ -277,7 +277,10 @@ class _RawScan:
         if self.order.count < WORKER_MIN_PROBES or len(self.decided) > MAX_INDEX:
             return
         targets = [(h.default[0], h.sock, h.sockaddr) for h in self.hosts]
-        self.worker = SendWorker(targets, self.ports)
+        try:
+            self.worker = SendWorker(targets, self.ports)
+        except OSError:
+            self.worker = None  # no process to be had: every send stays here
 
     def _worker_errors(self) -> None:
         """Sends the worker's kernel refused: decide them as ``_send`` would have."""

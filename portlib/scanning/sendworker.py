@@ -50,8 +50,13 @@ class SendWorker:
         errs_r, errs_w = os.pipe()
         with contextlib.suppress(OSError):
             fcntl.fcntl(jobs_w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        pid = os.fork()
-        if pid == 0:  # the child: send until the parent closes the pipe
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (jobs_r, jobs_w, errs_r, errs_w):
+                os.close(fd)
+            raise
+        if pid == 0:  # the child: send until the stop record (or end-of-file)
             status = 0
             try:
                 _close_all_but(jobs_r, errs_w, *(sock.fileno() for _, sock, _ in targets))
