@@ -7,6 +7,8 @@ import contextlib
 import sys
 from typing import TYPE_CHECKING, Any
 
+from portlib.cli.argtypes import whole_number
+
 if TYPE_CHECKING:
     import socket
 
@@ -37,13 +39,6 @@ the fraction of scanned hosts the port was found open on.
 """
 
 
-def _whole_number(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-
-
 def register(subparsers: Any) -> None:
     free = subparsers.add_parser(
         "free",
@@ -53,10 +48,10 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     free.add_argument(
-        "--check", metavar="PORT", type=_whole_number, help="test this port (exit 0 free, 1 in use)"
+        "--check", metavar="PORT", type=whole_number, help="test this port (exit 0 free, 1 in use)"
     )
     free.add_argument(
-        "--count", metavar="N", type=_whole_number, default=1, help="how many ports (default 1)"
+        "--count", metavar="N", type=whole_number, default=1, help="how many ports (default 1)"
     )
     free.add_argument(
         "--range", metavar="A-B", dest="port_range", help="search this range (inclusive)"

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
+from portlib.cli.argtypes import positive_number, whole_number_at_least
+
 if TYPE_CHECKING:
     from portlib.model import PortResult, ScanReport
     from portlib.scanning import Scanner
@@ -64,34 +66,8 @@ def _scan_letter(text: str) -> str:
     return SCAN_LETTERS[text]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
-    return value
+_positive_int = whole_number_at_least(1)
+_non_negative_int = whole_number_at_least(0)
 
 
 def register(subparsers: Any) -> None:
@@ -146,10 +122,10 @@ def register(subparsers: Any) -> None:
         help="timing template: -T0 paranoid .. -T3 normal .. -T5 insane",
     )
     parser.add_argument(
-        "--rate", type=_positive_float, metavar="PPS", help="at most PPS probes per second"
+        "--rate", type=positive_number, metavar="PPS", help="at most PPS probes per second"
     )
     parser.add_argument(
-        "--timeout", type=_positive_float, metavar="S", help="per-probe timeout in seconds"
+        "--timeout", type=positive_number, metavar="S", help="per-probe timeout in seconds"
     )
     parser.add_argument(
         "--retries", type=_non_negative_int, metavar="N", help="retransmissions after silence"
