@@ -18,7 +18,7 @@ anywhere else they separate targets, so ``localhost,192.0.2.7`` and
 
 Order and duplicates: targets come out in the order their parts were given, each
 part ascending; an address given twice appears once, at its first place. Large
-parts stay ranges: ``10.0.0.0/8`` is one pair of integers, never a list.
+parts stay ranges: ``2001:db8::/32`` is one pair of integers, never a list.
 
 Ports (``parse_ports``): nmap's ``-p`` syntax, see that function.
 """
@@ -719,8 +719,8 @@ def parse_targets(
     >>> ts = parse_targets("192.0.2.1,3,5-7 192.0.2.0/30", exclude="192.0.2.6")
     >>> [str(t) for t in ts]
     ['192.0.2.1', '192.0.2.3', '192.0.2.5', '192.0.2.7', '192.0.2.0', '192.0.2.2']
-    >>> parse_targets("10.0.0.0/8").size
-    16777216
+    >>> parse_targets("2001:db8::/32").size
+    79228162514264337593543950336
     """
     parts, excluded, family = _prepare(spec, exclude, input_file, exclude_file, family)
     resolved = _resolve_sync(parts, family, resolve_all, "target")

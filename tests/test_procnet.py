@@ -67,7 +67,7 @@ def test_ipv4_line_decodes_little_endian_words() -> None:
 @pytest.mark.parametrize(("code", "state"), sorted(procnet.TCP_STATES.items()))
 def test_every_tcp_state_code(code: int, state: SocketState) -> None:
     sock = procnet.parse_inet_line(
-        tcp_line("10.0.0.1", 80, "10.0.0.2", 5555, code), Protocol.TCP, Family.INET
+        tcp_line("192.0.2.1", 80, "192.0.2.2", 5555, code), Protocol.TCP, Family.INET
     )
     assert sock.state is state
 
