@@ -24,13 +24,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks.common import Row, interleaved_runs, lab_skip_reason, netns_exec, write_results
+from benchmarks.common import (
+    Row,
+    interleaved_runs,
+    lab_skip_reason,
+    loopback_listeners,
+    netns_exec,
+    write_results,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK_PORTS = [22, 80, 2024, 8080, 45000]  # some inside the ephemeral range
@@ -47,16 +53,6 @@ targets, ports, discovery = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 report = portlib.scan(targets, ports, discovery=discovery)
 print(json.dumps({str(h.address): sorted(p.port for p in h.open_ports()) for h in report.hosts
                   if h.open_ports()}))
-"""
-
-LISTENER_SNIPPET = """
-import socket, sys, time
-held = []
-for port in map(int, sys.argv[1:]):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", port)); s.listen(64); held.append(s)
-print("READY", flush=True)
-sys.stdin.read()
 """
 
 
@@ -140,15 +136,7 @@ def run_rows(runs: int, only: set[str] | None) -> list[Row]:
     with Lab() as lab:
         ns = lab.scanner_ns
         if not only or "loopback" in only:
-            holder = subprocess.Popen(
-                ["ip", "netns", "exec", ns, sys.executable, "-c", LISTENER_SNIPPET]
-                + [str(p) for p in LOOPBACK_PORTS],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            try:
-                assert holder.stdout is not None and holder.stdout.readline().startswith("READY")
+            with loopback_listeners(ns, LOOPBACK_PORTS):
                 truth = {"127.0.0.1": sorted(LOOPBACK_PORTS)}
                 rows.append(
                     _compare(
@@ -160,10 +148,6 @@ def run_rows(runs: int, only: set[str] | None) -> list[Row]:
                         truth,
                     )
                 )
-            finally:
-                if holder.stdin is not None:
-                    holder.stdin.close()
-                holder.wait(timeout=10)
         if not only or "drop" in only:
             host = lab.add_host("dropper", v4="192.0.2.10")
             host.serve_tcp(LAB_SERVED)

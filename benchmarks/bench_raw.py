@@ -26,12 +26,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks.common import Row, interleaved_runs, lab_skip_reason, netns_exec, write_results
+from benchmarks.common import (
+    Row,
+    interleaved_runs,
+    lab_skip_reason,
+    loopback_listeners,
+    netns_exec,
+    write_results,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB_SERVED = [22, 80, 443, 8080, 50000]
@@ -44,23 +50,6 @@ LIMITED_DROPPED = [20, 21, 22, 23, 24]
 
 States = dict[int, str]
 
-LISTENER_SNIPPET = """
-import socket, sys, threading
-tcp, udp = sys.argv[1].split(","), sys.argv[2].split(",")
-held = []
-for port in filter(None, tcp):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", int(port))); s.listen(64); held.append(s)
-def echo(s):
-    while True:
-        data, peer = s.recvfrom(4096)
-        s.sendto(data or b"x", peer)
-for port in filter(None, udp):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", int(port)))
-    threading.Thread(target=echo, args=(s,), daemon=True).start()
-print("READY", flush=True)
-sys.stdin.read()
-"""
 
 RATE_SNIPPET = """
 import asyncio, ipaddress, sys, time
@@ -225,18 +214,7 @@ def run_rows(runs: int, only: set[str] | None) -> list[Row]:
     with Lab() as lab:
         ns = lab.scanner_ns
         if not only or {"syn-loopback", "udp-loopback"} & only:
-            holder = subprocess.Popen(
-                [
-                    *("ip", "netns", "exec", ns, sys.executable, "-c", LISTENER_SNIPPET),
-                    ",".join(map(str, LOOPBACK_TCP)),
-                    ",".join(map(str, LOOPBACK_UDP)),
-                ],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            try:
-                assert holder.stdout is not None and holder.stdout.readline().startswith("READY")
+            with loopback_listeners(ns, LOOPBACK_TCP, LOOPBACK_UDP):
                 for key, flag, method, ratio in (
                     ("syn-loopback", "-sS", "syn", 0.6),
                     ("udp-loopback", "-sU", "udp", 0.7),
@@ -257,10 +235,6 @@ def run_rows(runs: int, only: set[str] | None) -> list[Row]:
                     )
                     row.detail |= _send_rate(ns, method, "127.0.0.1", 1, 65535)
                     rows.append(row)
-            finally:
-                if holder.stdin is not None:
-                    holder.stdin.close()
-                holder.wait(timeout=10)
         if not only or "syn-lab" in only:
             host = lab.add_host("dropper", v4="192.0.2.10")
             host.serve_tcp(LAB_SERVED)

@@ -8,6 +8,7 @@ work in the same run; the ratio is portlib's median over the peer's median.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -133,6 +134,48 @@ def netns_exec(ns: str, argv: Sequence[str], timeout: float = 900) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed in {ns}: {done.stderr.strip()[-2000:]}")
     return done.stdout
+
+
+_LISTENER_SNIPPET = """
+import socket, sys, threading
+tcp, udp = sys.argv[1].split(","), sys.argv[2].split(",")
+held = []
+for port in filter(None, tcp):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", int(port))); s.listen(64); held.append(s)
+def echo(s):
+    while True:
+        data, peer = s.recvfrom(4096)
+        s.sendto(data or b"x", peer)
+for port in filter(None, udp):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", int(port)))
+    threading.Thread(target=echo, args=(s,), daemon=True).start()
+print("READY", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def loopback_listeners(ns: str, tcp: Sequence[int], udp: Sequence[int] = ()) -> Iterator[None]:
+    """TCP listeners and UDP echo servers on 127.0.0.1 inside ``ns`` while the block runs."""
+    holder = subprocess.Popen(
+        [
+            *("ip", "netns", "exec", ns, sys.executable, "-c", _LISTENER_SNIPPET),
+            ",".join(map(str, tcp)),
+            ",".join(map(str, udp)),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        if holder.stdout is None or not holder.stdout.readline().startswith("READY"):
+            raise RuntimeError("the loopback listeners did not start")
+        yield
+    finally:
+        if holder.stdin is not None:
+            holder.stdin.close()
+        holder.wait(timeout=10)
 
 
 def write_results(name: str, rows: list[Row]) -> Path:
