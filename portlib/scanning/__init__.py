@@ -519,7 +519,8 @@ class Scanner:
         """The ``emit`` for one engine run: dedupe, name the service, record, hand over.
 
         Per verdict cost matters on a 65535-port scan, so the hot path keeps its
-        state in locals (one service-name cache per protocol, no enum hashing).
+        state in locals (the registry's port->name mapping, no enum hashing), and
+        keeps the engine's result object when there is no name to add.
         """
         from portlib.services import service_names
 
