@@ -3,7 +3,7 @@
 The handler is three steps, so more output formats can plug in later:
 ``scanner_from_args`` (validate everything, before any packet), ``run_scan``
 (stream the results; ``on_result`` sees each verdict as it is decided), and
-``write_outputs`` (render the finished or partial report).
+``print_report`` (render the finished or partial report on stdout).
 """
 
 from __future__ import annotations
@@ -308,7 +308,7 @@ def only_open(report: ScanReport) -> ScanReport:
     return dataclasses.replace(report, hosts=tuple(hosts))
 
 
-def write_outputs(report: ScanReport, args: argparse.Namespace, stdout: TextIO) -> None:
+def print_report(report: ScanReport, args: argparse.Namespace, stdout: TextIO) -> None:
     """Render the report as the flags ask (human table or --json) on ``stdout``."""
     if args.json:
         shown = only_open(report) if args.open else report
@@ -327,7 +327,7 @@ def handle(args: argparse.Namespace) -> int:
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() else None
     report, interrupted = run_scan(args, progress=progress, on_result=writers.jsonl_hook(args))
     if not writers.writes_stdout(args):
-        write_outputs(report, args, sys.stdout)
+        print_report(report, args, sys.stdout)
     writers.write_outputs(report, args, sys.stdout)
     sys.stdout.flush()
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
