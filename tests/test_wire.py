@@ -211,6 +211,20 @@ def test_cookie_is_keyed_and_covers_every_input() -> None:
     assert 0 <= base < 1 << 32
 
 
+@given(st.lists(st.integers(0, 65535), max_size=300), st.integers(1, 65535))
+def test_cookie_table_equals_single_cookies(ports: list[int], sport: int) -> None:
+    dst = packed(TARGET6)
+    table = COOKIE.for_ports(dst, sport, ports)
+    assert list(table) == [COOKIE(dst, p, sport) for p in ports]
+
+
+def test_cookie_table_of_every_port_has_no_repeating_pattern() -> None:
+    table = COOKIE.for_ports(packed(TARGET4), SPORT, range(65536))
+    assert len(table) == 65536
+    assert len(set(table)) > 65000  # 32-bit values: a handful of collisions at most
+    assert table[0:16] != table[16:32]  # neighbouring blocks come from different digests
+
+
 # --- classification -------------------------------------------------------------
 
 

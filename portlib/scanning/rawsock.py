@@ -24,6 +24,7 @@ from portlib.scanning import routes as routes_mod
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
+PACKET_IGNORE_OUTGOING = 23  # Linux 4.20+
 SO_RCVBUFFORCE = 33
 RCVBUF_BYTES = 64 << 20  # replies come in bursts: hold ~250,000 snapped replies
 
@@ -56,6 +57,10 @@ def packet_receiver(program: bytes, *, protocol: int = ETH_P_ALL) -> socket.sock
     except PermissionError:
         raise PrivilegeError(PRIVILEGE_MESSAGE) from None
     try:
+        # Our own probes are not replies: not even cloning them for the filter to
+        # reject saves the kernel work per probe (on loopback, each packet passes twice).
+        with contextlib.suppress(OSError):
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         bpf.attach(sock, program)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF_BYTES)
