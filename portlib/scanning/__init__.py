@@ -525,16 +525,26 @@ class Scanner:
         from portlib.services import service_names
 
         names = service_names(protocol)
-        seen: set[tuple[int, IPAddress]] = set()
+        # Ports decided so far, per host. The host's set is found by the address
+        # object's identity first: engines pass the same object for every port
+        # of a host, and hashing an ip_address runs Python code per call.
+        seen: dict[IPAddress, set[int]] = {}
+        seen_by_id: dict[int, tuple[IPAddress, set[int]]] = {}
         dropped = self._dropped_hosts
         results = self._results
         channel = self._channel
         assert channel is not None
 
         async def emit(result: PortResult) -> None:
-            before = len(seen)
-            seen.add((result.port, result.host))
-            if len(seen) == before:
+            host = result.host
+            entry = seen_by_id.get(id(host))
+            if entry is None or entry[0] is not host:
+                entry = (host, seen.setdefault(host, set()))
+                seen_by_id[id(host)] = entry  # the tuple keeps ``host`` (and its id) alive
+            ports = entry[1]
+            before = len(ports)
+            ports.add(result.port)
+            if len(ports) == before:
                 return  # an engine's late duplicate: each (host, port) is decided once
             self._done += 1
             if self._on_progress is not None:
