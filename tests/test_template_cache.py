@@ -296,6 +296,17 @@ def test_a_file_owned_by_another_user_is_not_trusted(
     assert cache_file.stat().st_uid == os.geteuid()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="what root does in a user's directory")
+def test_root_writes_nothing_into_a_users_home(tmp_path: Path, scapy_builds: list[int]) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, 12345, 12345)
+    path = home / ".cache" / "portlib" / "templates.json"
+    assert templates.load_tables(str(path)).blanks
+    assert scapy_builds == [1]
+    assert list(home.iterdir()) == []
+
+
 def test_an_unwritable_cache_dir_still_gives_right_templates(
     tmp_path: Path, scapy_builds: list[int]
 ) -> None:

@@ -60,13 +60,16 @@ def write_json(path: str, document: Any) -> bool:
 
     A temporary file in the same directory is renamed over the old one, so a
     reader sees the old file or the new one, never a partial one. No fsync: a
-    file torn by a crash fails the reader's checks and is rebuilt.
+    file torn by a crash fails the reader's checks and is rebuilt. Root writes
+    only into a directory root owns (or would create under one).
     """
     import tempfile
 
     directory = os.path.dirname(path) or "."
     data = json.dumps(document, indent=1, sort_keys=True).encode()
     try:
+        if os.geteuid() == 0 and _owner_of_nearest(directory) != 0:
+            return False  # sudo keeping HOME: no root-owned dirs or files in a user's home
         os.makedirs(directory, mode=0o755, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
     except OSError:
@@ -81,3 +84,16 @@ def write_json(path: str, document: Any) -> bool:
             os.unlink(temporary)
         return False
     return True
+
+
+def _owner_of_nearest(directory: str) -> int:
+    """The owner of ``directory``, or of its nearest existing ancestor if it is missing."""
+    path = os.path.abspath(directory)
+    while True:
+        try:
+            return os.stat(path).st_uid
+        except FileNotFoundError:
+            parent = os.path.dirname(path)
+            if parent == path:
+                raise
+            path = parent
