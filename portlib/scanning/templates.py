@@ -86,6 +86,8 @@ def _mdns_services() -> bytes:
 def _ntp_client() -> bytes:
     from scapy.layers.ntp import NTP
 
+    # scapy stamps the transmit time: the cache keeps the build time, a fixed past
+    # time as in nmap's NTP probe; servers answer a client request regardless.
     return bytes(NTP(version=4, mode=3))
 
 
