@@ -381,3 +381,58 @@ def test_send_worker_stops_even_when_another_fork_holds_its_pipe() -> None:
     finally:
         os.kill(holder, signal.SIGKILL)
         os.waitpid(holder, 0)
+
+
+def test_rx_ring_hands_over_every_packet_once_and_recycles_its_blocks() -> None:
+    """Six rounds of datagrams through a 4-block ring: each round read once, whole."""
+    import time
+
+    from portlib.scanning import bpf, rawsock
+    from portlib.scanning.rxring import RxRing
+
+    (port,) = closed_ports(HOSTS[0], socket.SOCK_DGRAM, 1)
+    rx = rawsock.packet_receiver(bpf.reply_filter((17,), port))
+    ring = RxRing(rx, block_size=1 << 16, blocks=4)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.bind(("127.0.0.1", 0))
+            for round_number in range(6):  # each round fills or retires a block: 6 > 4
+                for i in range(400):
+                    sender.sendto(struct.pack("!HH", round_number, i), ("127.0.0.1", port))
+                got: list[tuple[int, int]] = []
+                deadline = time.monotonic() + 5
+                while len(got) < 400 and time.monotonic() < deadline:
+                    for buf, at, size in ring.frames():
+                        packet = bytes(buf[at : at + size])
+                        if packet[9] != 17:
+                            continue  # the kernel's port unreachables pass the filter too
+                        assert len(packet) == 20 + 8 + 4
+                        got.append(struct.unpack_from("!HH", packet, 28))
+                    time.sleep(0.01)
+                assert got == [(round_number, i) for i in range(400)]
+                assert list(ring.frames()) == []  # nothing twice
+    finally:
+        ring.close()
+        rx.close()
+
+
+@pytest.mark.parametrize("method", ["syn", "udp"])
+async def test_engine_without_rx_ring_decides_the_same(
+    method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recv path (kernels that refuse a ring) gives the ring path's verdicts."""
+    from portlib.scanning.raw import _RawScan
+
+    host = HOSTS[0]
+    kind = socket.SOCK_DGRAM if method == "udp" else socket.SOCK_STREAM
+    closed = closed_ports(host, kind, 20)
+    listeners = udp_echo(host) if method == "udp" else tcp_listeners(host, 1)
+    with listeners as served:
+        opened = [served] if isinstance(served, int) else served
+        with_ring = verdicts(await run_engine(method, host, opened + closed))
+        monkeypatch.setattr(_RawScan, "use_rx_ring", False)
+        without_ring = verdicts(await run_engine(method, host, opened + closed))
+    assert with_ring == without_ring
+    assert {p: s for p, (s, _) in with_ring.items()} == (
+        {p: PortState.OPEN for p in opened} | {p: PortState.CLOSED for p in closed}
+    )

@@ -16,6 +16,7 @@ going) and probed at a paced interval so closed ports are not misreported as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import itertools
 import os
@@ -36,6 +37,7 @@ from portlib.model import IPAddress, PortResult, PortState, Protocol, Reason, Sc
 from portlib.order import ProbeOrder
 from portlib.scanning import bpf, rawsock, routes, templates
 from portlib.scanning.engine import Emit, ScanWork
+from portlib.scanning.rxring import RxRing
 from portlib.scanning.sendworker import MAX_INDEX, SendWorker
 from portlib.scanning.timing import CongestionWindow, RateLimiter, RetryPolicy, RttEstimator
 from portlib.scanning.txring import TxRing, ethernet_header, neighbor_mac_v4
@@ -86,6 +88,11 @@ MAX_WORKERS = 2  # send workers at most (more cores: this process still needs on
 _TCP_REPLY = struct.Struct("!HHII")  # source port, destination port, seq, ack
 _PORTS = struct.Struct("!HH")
 _U16 = struct.Struct("!H")
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 @dataclass(slots=True)
@@ -180,6 +187,10 @@ class _RawScan:
             ifindexes = rawsock.receive_interfaces(work.hosts)
             self.rx = rawsock.packet_receiver(bpf.reply_filter(l4, self.sport, ifindexes=ifindexes))
             self.sockets.append(self.rx)
+            self.rx_ring: RxRing | None = None
+            if self.use_rx_ring:
+                with contextlib.suppress(OSError):  # no ring here: replies come by recv
+                    self.rx_ring = RxRing(self.rx)
             self.cookie = Cookie(secrets.token_bytes(16))
             self.classifier = Classifier(kind, self.sport, self.cookie)
             self._rings: dict[str, TxRing | None] = {}
@@ -277,6 +288,7 @@ class _RawScan:
             self._attach_link(host, local=address.is_loopback or source == address)
         return host
 
+    use_rx_ring = True  # False: one recv per reply
     use_tx_ring = True  # False: one sendto per probe on a raw IP socket
     use_send_worker = True  # False: every sendto in this process
     workers: tuple[SendWorker, ...] = ()
@@ -375,6 +387,10 @@ class _RawScan:
         for ring in getattr(self, "_rings", {}).values():
             if ring is not None:
                 ring.close()
+        ring = getattr(self, "rx_ring", None)
+        if ring is not None:
+            ring.close()
+            self.rx_ring = None
         for sock in self.sockets:
             sock.close()
         self.sockets.clear()
@@ -445,12 +461,28 @@ class _RawScan:
             if not self.undecided:
                 break
             if budget == 0 and (self.resend or fresh_left):
-                await asyncio.sleep(0)  # let the reader drain replies, then send on
+                # The window is full: sleep until replies free some of it. Spinning
+                # here would take CPU from the send workers, whose kernel work
+                # (the targets' answers) is what we are waiting for.
+                await self._until_answered(wait)
             else:
-                await asyncio.sleep(max(0.0, min(wait, self._next_expiry(now) - now)))
+                await self._until_answered(max(0.0, min(wait, self._next_expiry(now) - now)))
                 self._on_readable()
         while self.out:
             await emit(self.out.popleft())
+
+    _answered: asyncio.Future[None] | None = None
+
+    async def _until_answered(self, timeout: float) -> None:
+        """Wait ``timeout`` seconds, or less if the reader decides a probe meanwhile."""
+        loop = asyncio.get_running_loop()
+        waiter = self._answered = loop.create_future()
+        timer = loop.call_later(timeout, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._answered = None
 
     def _next_expiry(self, now: float) -> float:
         timeout = self.rtt.timeout
@@ -659,7 +691,6 @@ class _RawScan:
         tries are collected and settled in one batch (``_settle``): on a -p-
         scan of a local host this loop runs 65535 times in well under a second.
         """
-        recv = self.rx.recv
         classify = self.classifier.classify
         host_index = self.host_index
         port_index = self.port_index
@@ -674,25 +705,19 @@ class _RawScan:
         batch: list[tuple[int, PortState, Reason, float]] = []
         answer = batch.append
         fast = self.fast_hosts  # hosts whose first-try answers need no per-reply bookkeeping
-        while True:
-            try:
-                data = recv(bpf.SNAPLEN)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                break
-            size = len(data)
-            if size < 28 or data[0] != 0x45 or data[6] & 0x1F or data[7]:
-                event = classify(data)  # options, IPv6, fragments, runts: the general path
+        frames = self.rx_ring.frames() if self.rx_ring is not None else self._received()
+        for buf, o, size in frames:
+            if size < 28 or buf[o] != 0x45 or buf[o + 6] & 0x1F or buf[o + 7]:
+                event = classify(buf[o : o + size])  # options, IPv6, fragments, runts
                 if event is not None:
                     self._on_event(event)
                 continue
-            proto = data[9]
+            proto = buf[o + 9]
             if proto == PROTO_TCP and tcp and size >= 40:
-                src_port, dst_port, seq, ack = _TCP_REPLY.unpack_from(data, 20)
+                src_port, dst_port, seq, ack = _TCP_REPLY.unpack_from(buf, o + 20)
                 if dst_port != sport:
                     continue
-                h = host_index.get(data[12:16])
+                h = host_index.get(buf[o + 12 : o + 16])
                 p = port_index.get(src_port)
                 if h is None or p is None:
                     continue
@@ -700,7 +725,7 @@ class _RawScan:
                 if decided[idx] or not sends[idx]:
                     continue  # late duplicate, or never probed
                 cookie = cookies[idx]
-                flags = data[33]
+                flags = buf[o + 33]
                 if syn:
                     if ack != (cookie + 1) & 0xFFFFFFFF or not flags & TCP_ACK_FLAG:
                         continue
@@ -721,15 +746,16 @@ class _RawScan:
                     self._answer(idx, h, state, reason, False)
                 continue
             if proto == PROTO_UDP and not tcp:
-                src_port, dst_port = _PORTS.unpack_from(data, 20)
+                src_port, dst_port = _PORTS.unpack_from(buf, o + 20)
                 if dst_port != sport:
                     continue
                 if src_port == dst_port:
-                    event = classify(data)  # maybe our own probe to our own port, looped
+                    # Maybe our own probe to our own port, looped back.
+                    event = classify(buf[o : o + size])
                     if event is not None:
                         self._on_event(event)
                     continue
-                h = host_index.get(data[12:16])
+                h = host_index.get(buf[o + 12 : o + 16])
                 p = port_index.get(src_port)
                 if h is None or p is None:
                     continue
@@ -746,15 +772,15 @@ class _RawScan:
                 proto == PROTO_ICMP
                 and not tcp
                 and size >= 56
-                and data[20] == 3  # destination unreachable
-                and data[21] == 3  # port unreachable
-                and data[28] == 0x45
-                and data[37] == PROTO_UDP
+                and buf[o + 20] == 3  # destination unreachable
+                and buf[o + 21] == 3  # port unreachable
+                and buf[o + 28] == 0x45
+                and buf[o + 37] == PROTO_UDP
             ):
-                q_sport, q_dport = _PORTS.unpack_from(data, 48)
+                q_sport, q_dport = _PORTS.unpack_from(buf, o + 48)
                 if q_sport != sport:
                     continue
-                dst = data[44:48]
+                dst = buf[o + 44 : o + 48]
                 h = host_index.get(dst)
                 p = port_index.get(q_dport)
                 if h is None or p is None:
@@ -762,21 +788,35 @@ class _RawScan:
                 idx = h * nports + p
                 if decided[idx] or not sends[idx]:
                     continue
-                if _U16.unpack_from(data, 32)[0] != ipv4_mark(cookies[idx]):
+                if _U16.unpack_from(buf, o + 32)[0] != ipv4_mark(cookies[idx]):
                     continue
                 # A router's port unreachable says nothing about the port itself.
-                state = PortState.CLOSED if data[12:16] == dst else PortState.FILTERED
+                state = PortState.CLOSED if buf[o + 12 : o + 16] == dst else PortState.FILTERED
                 if sends[idx] == 1 and fast[h] and self.icmp_untracked[h]:
                     decided[idx] = 1
                     answer((idx, state, Reason.PORT_UNREACH, clock()))
                 else:
                     self._answer(idx, h, state, Reason.PORT_UNREACH, True)
                 continue
-            event = classify(data)
+            event = classify(buf[o : o + size])
             if event is not None:
                 self._on_event(event)
         if batch:
             self._settle(batch)
+        if self.out and self._answered is not None:
+            _wake(self._answered)  # the loop sleeps: results to hand over, room to send
+
+    def _received(self) -> Iterator[tuple[bytes, int, int]]:
+        """Replies by ``recv``, one system call each: where the kernel gave no ring."""
+        recv = self.rx.recv
+        while True:
+            try:
+                data = recv(bpf.SNAPLEN)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            yield data, 0, len(data)
 
     def _settle(self, batch: list[tuple[int, PortState, Reason, float]]) -> None:
         """First-try answers from hosts needing no per-reply care, all at once.
