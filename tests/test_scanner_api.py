@@ -24,7 +24,7 @@ import portlib
 from portlib.errors import PortSpecError, PrivilegeError, ScanError, TargetSpecError
 from portlib.model import HostState, PortResult, PortState, Protocol, Reason, ScanMethod
 from portlib.scanning import ENGINES, QUEUE_SIZE, Scanner, parse_methods, scan, scan_async
-from portlib.scanning.engine import Emit, ScanWork
+from portlib.scanning.engine import Emit, ScanWork, emit_many
 from portlib.services import top_ports
 
 REPO = Path(__file__).resolve().parent.parent
@@ -182,6 +182,59 @@ def memory_engine(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setitem(ENGINES, ScanMethod.CONNECT, f"{__name__}:MemoryEngine")
     monkeypatch.setattr(MemoryEngine, "instances", [])
     return MemoryEngine
+
+
+class BatchEngine:
+    """Decides every port as closed, handing verdicts over in batches of 1000."""
+
+    handed = 0
+
+    def __init__(self, method: ScanMethod) -> None:
+        self.method = method
+
+    async def run(self, work: ScanWork, emit: Emit) -> None:
+        hand_over = emit_many(emit)
+        results = [
+            PortResult(h, p, work.protocol, PortState.CLOSED, Reason.RESET)
+            for h in work.hosts
+            for p in work.ports
+        ]
+        for start in range(0, len(results), 1000):
+            await hand_over(results[start : start + 1000] * 2)  # each verdict twice
+            BatchEngine.handed = start + 1000
+
+
+async def test_batches_are_deduplicated_recorded_first_and_backpressured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(ENGINES, ScanMethod.CONNECT, f"{__name__}:BatchEngine")
+    async with Scanner("127.0.0.1", "1-65535", discovery=False) as results:
+        seen = [await anext(results) for _ in range(10)]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        # A batch is more than the queue holds: the engine waits after its first.
+        assert BatchEngine.handed <= max(1000, QUEUE_SIZE + 1000)
+    report = results.report()
+    assert report.interrupted
+    ports = [p.port for p in report.hosts[0].ports]
+    assert len(ports) == len(set(ports))  # the duplicates were dropped
+    # Every verdict of the batch whose hand-over waited is in the report.
+    assert len(ports) >= 1000 and len(ports) % 1000 == 0
+    assert [r.port for r in seen] == sorted(r.port for r in seen)
+
+
+async def test_emit_many_falls_back_to_one_call_per_verdict() -> None:
+    got: list[int] = []
+
+    async def emit(result: PortResult) -> None:
+        got.append(result.port)
+
+    batch = [
+        PortResult(ip_address("192.0.2.1"), p, Protocol.TCP, PortState.OPEN, Reason.SYN_ACK)
+        for p in (3, 1, 2)
+    ]
+    await emit_many(emit)(batch)
+    assert got == [3, 1, 2]
 
 
 async def test_stream_has_backpressure_and_clean_cancellation(memory_engine) -> None:

@@ -37,7 +37,7 @@ import datetime as _dt
 import importlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +52,7 @@ from portlib.model import (
 )
 from portlib.scanning.channel import Channel, EndOfStream
 from portlib.scanning.discovery import DISCOVERY_MODES, DiscoveryMode, discover, has_raw_privilege
-from portlib.scanning.engine import Emit, ScanEngine, ScanWork
+from portlib.scanning.engine import ScanEngine, ScanWork
 from portlib.scanning.report import HostStatus, build_report
 from portlib.scanning.timing import TimingProfile, preset
 
@@ -515,27 +515,52 @@ class Scanner:
         if self._on_progress is not None:
             self._on_progress(self._done, self._total)
 
-    def _emitter(self, protocol: Protocol) -> Emit:
-        """The ``emit`` for one engine run: dedupe, name the service, record, hand over.
-
-        Per verdict cost matters on a 65535-port scan, so the hot path keeps its
-        state in locals (the registry's port->name mapping, no enum hashing), and
-        keeps the engine's result object when there is no name to add.
-        """
+    def _emitter(self, protocol: Protocol) -> _Emitter:
+        """The ``emit`` for one engine run: dedupe, name the service, record, hand over."""
         from portlib.services import service_names
 
-        names = service_names(protocol)
+        assert self._channel is not None
+        return _Emitter(self, service_names(protocol), self._channel)
+
+
+class _Emitter:
+    """Where one engine run's verdicts go: called per verdict, or ``many`` per batch.
+
+    Per verdict cost matters on a 65535-port scan, so the hot path keeps its
+    state in locals (the registry's port->name mapping, no enum hashing), and
+    keeps the engine's result object when there is no name to add. Every
+    verdict of a batch is recorded before the hand-over may wait, so a scan
+    cancelled there still reports them.
+    """
+
+    __slots__ = ("_channel", "_names", "_scanner", "_seen", "_seen_by_id")
+
+    def __init__(
+        self, scanner: Scanner, names: Mapping[int, str], channel: Channel[PortResult]
+    ) -> None:
+        self._scanner = scanner
+        self._names = names
+        self._channel = channel
         # Ports decided so far, per host. The host's set is found by the address
         # object's identity first: engines pass the same object for every port
         # of a host, and hashing an ip_address runs Python code per call.
-        seen: dict[IPAddress, set[int]] = {}
-        seen_by_id: dict[int, tuple[IPAddress, set[int]]] = {}
-        dropped = self._dropped_hosts
-        results = self._results
-        channel = self._channel
-        assert channel is not None
+        self._seen: dict[IPAddress, set[int]] = {}
+        self._seen_by_id: dict[int, tuple[IPAddress, set[int]]] = {}
 
-        async def emit(result: PortResult) -> None:
+    async def __call__(self, result: PortResult) -> None:
+        await self.many((result,))
+
+    async def many(self, batch: Sequence[PortResult]) -> None:
+        scanner = self._scanner
+        names = self._names
+        seen = self._seen
+        seen_by_id = self._seen_by_id
+        dropped = scanner._dropped_hosts
+        progress = scanner._on_progress
+        record = scanner._results.append
+        put = self._channel.put
+        room = True
+        for result in batch:
             host = result.host
             entry = seen_by_id.get(id(host))
             if entry is None or entry[0] is not host:
@@ -545,17 +570,17 @@ class Scanner:
             before = len(ports)
             ports.add(result.port)
             if len(ports) == before:
-                return  # an engine's late duplicate: each (host, port) is decided once
-            self._done += 1
-            if self._on_progress is not None:
-                self._on_progress(self._done, self._total)
-            if dropped and result.host in dropped:
-                return
+                continue  # an engine's late duplicate: each (host, port) is decided once
+            scanner._done += 1
+            if progress is not None:
+                progress(scanner._done, scanner._total)
+            if dropped and host in dropped:
+                continue
             if result.service is None:
                 name = names.get(result.port)
                 if name is not None:  # most of a -p- scan has no name: keep the object
                     result = PortResult(
-                        result.host,
+                        host,
                         result.port,
                         result.protocol,
                         result.state,
@@ -563,11 +588,10 @@ class Scanner:
                         result.rtt,
                         name,
                     )
-            results.append(result)
-            if not channel.put(result):
-                await channel.wait_for_room()  # backpressure: the consumer is behind
-
-        return emit
+            record(result)
+            room = put(result) and room
+        if not room:
+            await self._channel.wait_for_room()  # backpressure: the consumer is behind
 
 
 async def scan_async(

@@ -7,7 +7,7 @@ takes a ``ScanWork`` and calls ``emit`` once per (host, port) with the verdict.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol as TypingProtocol
 
@@ -16,6 +16,26 @@ from portlib.scanning.timing import TimingProfile
 
 Emit = Callable[[PortResult], Awaitable[None]]
 """Hands one verdict to the Scanner; awaiting it is the backpressure."""
+
+EmitMany = Callable[[Sequence[PortResult]], Awaitable[None]]
+"""Hands several verdicts at once (an engine that decides replies in batches)."""
+
+
+def emit_many(emit: Emit) -> EmitMany:
+    """The batch form of ``emit``: its own ``many`` attribute if it has one.
+
+    The Scanner's emitter has one, which saves a coroutine per verdict on a
+    -p- scan; any other callable is simply called once per verdict.
+    """
+    many: EmitMany | None = getattr(emit, "many", None)
+    if many is not None:
+        return many
+
+    async def each(results: Sequence[PortResult]) -> None:
+        for result in results:
+            await emit(result)
+
+    return each
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ from portlib.errors import ScanError
 from portlib.model import IPAddress, PortResult, PortState, Protocol, Reason, ScanMethod
 from portlib.order import ProbeOrder
 from portlib.scanning import bpf, rawsock, routes, templates
-from portlib.scanning.engine import Emit, ScanWork
+from portlib.scanning.engine import Emit, ScanWork, emit_many
 from portlib.scanning.rxring import RxRing
 from portlib.scanning.sendworker import MAX_INDEX, SendWorker
 from portlib.scanning.timing import CongestionWindow, RateLimiter, RetryPolicy, RttEstimator
@@ -227,7 +227,7 @@ class _RawScan:
         self.in_flight: deque[int] = deque()
         self.paced_out: deque[int] = deque()
         self.resend: deque[int] = deque()
-        self.out: deque[PortResult] = deque()
+        self.out: list[PortResult] = []  # decided, not yet handed over
         timing = work.timing
         self.rtt = RttEstimator.for_profile(timing)
         self.window = CongestionWindow.for_profile(timing, RAW_WINDOW_CAP)
@@ -408,6 +408,7 @@ class _RawScan:
             loop.remove_reader(fd)
 
     async def _loop(self, emit: Emit) -> None:
+        hand_over = emit_many(emit)
         fresh = iter(self.order)
         fresh_left = True
         scan_delay = self.work.timing.scan_delay
@@ -456,8 +457,9 @@ class _RawScan:
                 budget -= 1
             wait = min(wait, self._send_paced(now))
             self._flush()
-            while self.out:
-                await emit(self.out.popleft())
+            if self.out:
+                decided, self.out = self.out, []
+                await hand_over(decided)
             if not self.undecided:
                 break
             if budget == 0 and (self.resend or fresh_left):
@@ -468,8 +470,9 @@ class _RawScan:
             else:
                 await self._until_answered(max(0.0, min(wait, self._next_expiry(now) - now)))
                 self._on_readable()
-        while self.out:
-            await emit(self.out.popleft())
+        if self.out:
+            decided, self.out = self.out, []
+            await hand_over(decided)
 
     _answered: asyncio.Future[None] | None = None
 
