@@ -275,7 +275,10 @@ class PortResult:
     service: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# weakref_slot: the renderers remember a host's port columns by weak reference, so
+# one report written in several formats walks its 65535 verdicts once, and forgets them
+# with the host.
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class HostResult:
     """One scanned host: whether it is up, why, and its port verdicts (ascending).
 

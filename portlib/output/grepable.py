@@ -22,7 +22,7 @@ import re
 
 from portlib.model import HostResult, HostState, PortResult, ScanReport
 from portlib.output.nmapxml import command_line, nmap_time, plural
-from portlib.output.portsummary import summarise
+from portlib.output.portsummary import summary_of
 
 # Everything str.splitlines() breaks a line at, plus the tab between fields.
 _LINE_BREAKS = "\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
@@ -62,7 +62,7 @@ def _host_lines(host: HostResult) -> list[str]:
     lines = [f"{prefix}\tStatus: {host.state.value.capitalize()}"]
     if host.state is not HostState.UP or not host.ports:
         return lines
-    summary = summarise(host.ports)
+    summary = summary_of(host)
     line = f"{prefix}\tPorts: " + ", ".join(_port_entry(p) for p in summary.shown)
     if len(summary.ignored) == 1:
         (ignored,) = summary.ignored

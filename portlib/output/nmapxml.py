@@ -23,8 +23,10 @@ import os
 import re
 import shlex
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from ipaddress import ip_address
+from itertools import chain, compress, repeat
+from operator import is_
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -40,7 +42,8 @@ from portlib.model import (
     ScanMethod,
     ScanReport,
 )
-from portlib.output.portsummary import compress_ports, expand_ports, summarise
+from portlib.output.columns import columns_of
+from portlib.output.portsummary import compress_ports, expand_ports, summary_of
 
 MAX_REPORT_BYTES = 512 * 1024 * 1024
 """Refuse report files larger than this (a full 65535-port scan of a /24 is far below)."""
@@ -138,12 +141,20 @@ def _scaninfo(report: ScanReport) -> Iterator[str]:
             continue  # the DTD's scan types have nothing for raw sockets
         # The report keeps verdicts, not the port list: every port any host got a
         # verdict on was scanned.
-        ports = {p.port for h in report.hosts for p in h.ports if p.protocol is protocol}
+        ports = set(chain.from_iterable(_numbers(h, protocol) for h in report.hosts))
         numservices = len(ports) or report.ports_per_host
         yield (
             f"<scaninfo type={_q(scan_type)} protocol={_q(protocol.value)}"
             f" numservices={_q(numservices)} services={_q(compress_ports(ports))}/>"
         )
+
+
+def _numbers(host: HostResult, protocol: Protocol) -> Iterable[int]:
+    """The port numbers of ``host``'s verdicts over ``protocol``."""
+    columns = columns_of(host)
+    if columns.one_protocol():
+        return columns.numbers if columns.protocols[:1] == (protocol,) else ()
+    return compress(columns.numbers, map(is_, columns.protocols, repeat(protocol)))
 
 
 def _host(host: HostResult, start: int, end: int) -> str:
@@ -158,7 +169,7 @@ def _host(host: HostResult, start: int, end: int) -> str:
         lines.append(f"<hostname name={_q(host.hostname)} type={_q('user')}/>")
     lines.append("</hostnames>")
     if host.ports:
-        summary = summarise(host.ports)
+        summary = summary_of(host)
         ports_xml = ["<ports>"]
         for ignored in summary.ignored:
             ports_xml.append(

@@ -17,17 +17,21 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
+from itertools import compress, repeat
+from operator import and_, is_, not_
 
 from portlib.model import (
     HostResult,
     HostState,
-    PortResult,
     PortState,
     Protocol,
+    Reason,
     ScanMethod,
     ScanReport,
 )
-from portlib.output.portsummary import summarise
+from portlib.output.columns import PortColumns, columns_of, count_members, is_one_of
+from portlib.output.portsummary import ignored_states
 
 _SHOWN_WITH_OPEN_ONLY = frozenset({PortState.OPEN, PortState.OPEN_FILTERED})
 
@@ -50,23 +54,32 @@ def _host_title(host: HostResult) -> str:
     return str(host.address)
 
 
-def _ignored_states(ports: tuple[PortResult, ...]) -> set[PortState]:
-    """States folded into "Not shown": nmap decides per state, across protocols.
+def _not_shown(reasons: tuple[Reason, ...], state: PortState, protocol: Protocol) -> str:
+    if reasons.count(reasons[0]) == len(reasons):
+        why = reasons[0].value
+    else:  # commonest first; ties in the order the reasons first appear
+        why = ", ".join(f"{n} {reason.value}" for reason, n in Counter(reasons).most_common())
+    noun = "port" if len(reasons) == 1 else "ports"
+    return f"{len(reasons)} {state.value} {protocol.value} {noun} ({why})"
 
-    The same rule as the XML and grepable outputs (``portsummary.summarise``),
-    so all three show the same ports.
-    """
-    return {group.state for group in summarise(ports).ignored}
 
-
-def _not_shown(ports: list[PortResult], state: PortState, protocol: Protocol) -> str:
-    reasons = Counter(p.reason.value for p in ports)
-    if len(reasons) == 1:
-        why = next(iter(reasons))
-    else:
-        why = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
-    noun = "port" if len(ports) == 1 else "ports"
-    return f"{len(ports)} {state.value} {protocol.value} {noun} ({why})"
+def _hidden_groups(
+    columns: PortColumns, states: list[PortState], is_hidden: list[bool]
+) -> dict[tuple[PortState, Protocol], tuple[Reason, ...]]:
+    """The reasons of the hidden ports by (state, protocol), in the host's order;
+    ``is_hidden`` is the mask of rows in any of ``states``."""
+    protocols = list(count_members(columns.protocols))
+    groups = {}
+    for state in states:
+        is_state = is_hidden if len(states) == 1 else list(map(is_, columns.states, repeat(state)))
+        for protocol in protocols:
+            mask: Iterable[bool] = is_state
+            if len(protocols) > 1:
+                mask = map(and_, is_state, map(is_, columns.protocols, repeat(protocol)))
+            reasons = tuple(compress(columns.reasons, mask))
+            if reasons:
+                groups[(state, protocol)] = reasons
+    return groups
 
 
 def _table(rows: list[list[str]]) -> list[str]:
@@ -86,15 +99,21 @@ def _host_lines(host: HostResult, *, open_only: bool, reason: bool, ping_only: b
     if not host.ports:
         lines.append(f"No ports of {_host_title(host)} were decided.")
         return lines
-    ignored = _ignored_states(host.ports)
-    hidden: dict[tuple[PortState, Protocol], list[PortResult]] = {}
-    shown: list[PortResult] = []
-    for port in host.ports:
-        key = (port.state, port.protocol)
-        if port.state in ignored or (open_only and port.state not in _SHOWN_WITH_OPEN_ONLY):
-            hidden.setdefault(key, []).append(port)
-        else:
-            shown.append(port)
+    # States folded into "Not shown": nmap decides per state, across protocols, by the
+    # same rule as the XML and grepable outputs (portsummary), so all three agree.
+    columns = columns_of(host)
+    counts = columns.state_counts()
+    hidden_states = ignored_states(counts)
+    if open_only:
+        hidden_states += [
+            s for s in counts if s not in _SHOWN_WITH_OPEN_ONLY and s not in hidden_states
+        ]
+    shown = list(columns.ports)
+    hidden: dict[tuple[PortState, Protocol], tuple[Reason, ...]] = {}
+    if hidden_states:
+        is_hidden = is_one_of(columns.states, hidden_states)
+        shown = list(compress(columns.ports, map(not_, is_hidden)))
+        hidden = _hidden_groups(columns, hidden_states, is_hidden)
     if not shown:
         lines.append(
             f"All {len(host.ports)} scanned ports on {_host_title(host)} are in ignored states."
@@ -102,7 +121,7 @@ def _host_lines(host: HostResult, *, open_only: bool, reason: bool, ping_only: b
     if hidden:
         parts = sorted(hidden.items(), key=lambda kv: (-len(kv[1]), kv[0][1].value, kv[0][0].value))
         lines.append(
-            "Not shown: " + ", ".join(_not_shown(ps, st, proto) for (st, proto), ps in parts)
+            "Not shown: " + ", ".join(_not_shown(why, st, proto) for (st, proto), why in parts)
         )
     if shown:
         header = ["PORT", "STATE", "SERVICE"] + (["REASON"] if reason else [])
@@ -145,7 +164,7 @@ def render_normal(
         if (
             open_only
             and not ping_only
-            and not any(p.state in _SHOWN_WITH_OPEN_ONLY for p in host.ports)
+            and _SHOWN_WITH_OPEN_ONLY.isdisjoint(columns_of(host).states)
         ):
             continue
         lines.extend(_host_lines(host, open_only=open_only, reason=reason, ping_only=ping_only))

@@ -1,0 +1,153 @@
+"""A host's port verdicts as columns, so the outputs walk 65535 verdicts in C, not Python.
+
+A full-range scan gives one host 65535 PortResults, created in the scan's random
+order and so scattered in memory: every Python-level pass over them costs a few
+milliseconds. :class:`PortColumns` reads each attribute once into a tuple
+(``map(attrgetter(...))``, one C pass each); everything after that (counting,
+masks, reordering) runs on those compact tuples with ``compress``/``map``.
+
+:func:`remembered` keeps what was derived from a host (its columns, its summary)
+for as long as the :class:`~portlib.model.HostResult` lives, by weak reference:
+one report written as normal, grepable and XML output computes them once, and
+nothing outlives the report. HostResult is frozen, so what was derived stays true.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from itertools import compress, repeat
+from operator import attrgetter, is_, is_not
+from typing import TypeVar, cast
+
+from portlib.model import HostResult, PortResult, PortState, Protocol, Reason
+
+T = TypeVar("T")
+
+_PORT = attrgetter("port")
+_PROTOCOL = attrgetter("protocol")
+_STATE = attrgetter("state")
+_REASON = attrgetter("reason")
+
+MEMO_FROM = 256
+"""Hosts with fewer ports are cheap to recompute; only larger ones are remembered."""
+
+
+@dataclass(frozen=True, slots=True)
+class PortColumns:
+    """``ports`` and, index for index, each one's number, protocol, state and reason."""
+
+    ports: tuple[PortResult, ...]
+    numbers: tuple[int, ...]
+    protocols: tuple[Protocol, ...]
+    states: tuple[PortState, ...]
+    reasons: tuple[Reason, ...]
+
+    @classmethod
+    def of(cls, ports: Iterable[PortResult]) -> PortColumns:
+        ports = tuple(ports)
+        return cls(
+            ports,
+            tuple(map(_PORT, ports)),
+            tuple(map(_PROTOCOL, ports)),
+            tuple(map(_STATE, ports)),
+            tuple(map(_REASON, ports)),
+        )
+
+    def __len__(self) -> int:
+        return len(self.ports)
+
+    def take(self, order: Iterable[int]) -> PortColumns:
+        """The rows at the indexes ``order``, in that order."""
+        order = tuple(order)
+
+        def pick(column: tuple[T, ...]) -> tuple[T, ...]:
+            return tuple(map(column.__getitem__, order))
+
+        return PortColumns(
+            pick(self.ports),
+            pick(self.numbers),
+            pick(self.protocols),
+            pick(self.states),
+            pick(self.reasons),
+        )
+
+    def one_protocol(self) -> bool:
+        """Whether every row has the same protocol (true when there are no rows)."""
+        column = self.protocols
+        return not column or column.count(column[0]) == len(column)
+
+    def ascending(self) -> bool:
+        """Whether the port numbers never go down (sorting plain ints is cheap)."""
+        return list(self.numbers) == sorted(self.numbers)
+
+    def state_counts(self) -> dict[PortState, int]:
+        """How many rows are in each state."""
+        return count_members(self.states)
+
+
+def count_members(column: Sequence[T]) -> dict[T, int]:
+    """How often each value occurs in ``column``: like ``Counter(column)``, but nearly
+    free for the usual column where one value (``closed``) fills almost every row."""
+    if not column:
+        return {}
+    common = column[len(column) // 2]
+    found = column.count(common)  # identity makes this nearly free
+    if found == len(column):
+        return {common: found}
+    counts = Counter(compress(column, map(is_not, column, repeat(common))))
+    counts[common] = found
+    return counts
+
+
+def is_one_of(column: Sequence[T], wanted: Sequence[T]) -> list[bool]:
+    """A mask over ``column``: which entries are one of ``wanted`` (enum members)."""
+    if len(wanted) == 1:
+        return list(map(is_, column, repeat(wanted[0])))
+    return list(map(frozenset(wanted).__contains__, column))
+
+
+# ------------------------------------------------------------------ weak memo
+
+MEMO_HOSTS = 8
+"""At most this many hosts are remembered at once (the most recently used ones), so
+rendering a report of many large hosts does not hold derived data for all of them."""
+
+# id(host) -> (weak reference to the host, what was derived from it by name), oldest first
+_MEMO: dict[int, tuple[weakref.ref[HostResult], dict[str, object]]] = {}
+
+
+def remembered(host: HostResult, name: str, compute: Callable[[], T]) -> T:
+    """``compute()``, remembered under ``name`` while ``host`` lives (and is among the
+    :data:`MEMO_HOSTS` most recently used). Small hosts are not remembered.
+
+    ``compute`` must depend on nothing but ``host`` (which is frozen).
+    """
+    if len(host.ports) < MEMO_FROM:
+        return compute()
+    key = id(host)
+    entry = _MEMO.pop(key, None)
+    if entry is None or entry[0]() is not host:
+        entry = (weakref.ref(host, partial(_forget, key)), {})
+    _MEMO[key] = entry  # now the most recently used
+    while len(_MEMO) > MEMO_HOSTS:
+        _MEMO.pop(next(iter(_MEMO)), None)
+    values = entry[1]
+    if name not in values:
+        values[name] = compute()
+    return cast(T, values[name])
+
+
+def _forget(key: int, ref: weakref.ref[HostResult]) -> None:
+    """The host died: drop what was derived from it (unless a newer host took the id)."""
+    entry = _MEMO.get(key)
+    if entry is not None and entry[0] is ref:
+        _MEMO.pop(key, None)
+
+
+def columns_of(host: HostResult) -> PortColumns:
+    """``host.ports`` as columns, in the host's order; computed once per host."""
+    return remembered(host, "columns", partial(PortColumns.of, host.ports))
