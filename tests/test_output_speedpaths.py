@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import gc
 import random
 from ipaddress import ip_address
 
@@ -24,7 +25,7 @@ from portlib.model import (
     ScanMethod,
     ScanReport,
 )
-from portlib.output import grepable, nmapxml, normal, portsummary
+from portlib.output import columns, grepable, nmapxml, normal, portsummary
 from portlib.scanning import report as report_module
 from portlib.scanning.report import HostStatus
 from tests import speedpath_reference as ref
@@ -202,3 +203,92 @@ def test_mixed_up_host_orders_still_match() -> None:
     host = HostResult(address, None, HostState.UP, Reason.USER_SET, ports)
     report = ScanReport((host,), ScanMethod.SYN, STARTED, 1.0, (Protocol.TCP, Protocol.UDP))
     assert_same_outputs(report)
+
+
+def test_slot_sort_falls_back_on_duplicate_and_odd_port_numbers() -> None:
+    """build_report's counting sort needs distinct numbers in 0..65535; anything else
+    must come out exactly as sorted() orders it (stable: arrival order among equals)."""
+    address = ip_address("127.0.0.1")
+    rng = random.Random(3)
+    reasons = list(Reason)
+    for numbers in (
+        [rng.randint(1, 1500) for _ in range(3000)],  # duplicates
+        [*range(1, 2000), -1, 70000],  # outside 0..65535
+    ):
+        for protocols in ((Protocol.TCP,), (Protocol.TCP, Protocol.UDP)):
+            results = [
+                PortResult(
+                    address,
+                    n,
+                    rng.choice([Protocol.TCP, Protocol.UDP, Protocol.RAW]),
+                    PortState.CLOSED,
+                    rng.choice(reasons),
+                )
+                for n in numbers
+            ]
+            kwargs = {
+                "targets": [(address, None)],
+                "statuses": {address: HostStatus(HostState.UP, Reason.USER_SET)},
+                "method": ScanMethod.SYN,
+                "protocols": protocols,
+                "started": STARTED,
+                "elapsed": 1.0,
+            }
+            new, old = build_both(kwargs, results)
+            assert new.hosts[0].ports == old.hosts[0].ports
+
+
+def test_latency_is_the_port_order_minimum_even_with_nan_and_signed_zeros() -> None:
+    """build_report reads RTTs in arrival order, where min() can differ only for NaN
+    and for 0.0 against -0.0; then it must answer as the port-order minimum does."""
+    address = ip_address("127.0.0.1")
+    for rtts in ([float("nan"), 0.5, 0.2], [0.5, -0.0, 0.0, 0.3], [0.0, -0.0], [None, 0.4]):
+        for seed in range(6):
+            results = [
+                PortResult(address, n, Protocol.TCP, PortState.OPEN, Reason.SYN_ACK, rtt)
+                for n, rtt in enumerate(rtts, start=1)
+            ]
+            random.Random(seed).shuffle(results)
+            kwargs = {
+                "targets": [(address, None)],
+                "statuses": {address: HostStatus(HostState.UP, Reason.USER_SET)},
+                "method": ScanMethod.SYN,
+                "protocols": (Protocol.TCP,),
+                "started": STARTED,
+                "elapsed": 1.0,
+            }
+            new, old = build_both(kwargs, results)
+            assert repr(new.hosts[0].latency) == repr(old.hosts[0].latency)
+
+
+def test_a_host_is_summarised_once_and_forgotten_with_it() -> None:
+    kwargs, results = full_range_scan((Protocol.TCP,))
+    report = report_module.build_report(results=results, **kwargs)
+    host = report.hosts[0]
+    first = portsummary.summary_of(host)
+    assert portsummary.summary_of(host) is first  # the second output reuses it
+    assert columns.columns_of(host) is columns.columns_of(host)
+    assert id(host) in columns._MEMO
+    key = id(host)
+    del report, host, first
+    gc.collect()
+    assert key not in columns._MEMO
+
+
+def test_the_memo_keeps_only_the_most_recent_hosts() -> None:
+    address = ip_address("192.0.2.1")
+    ports = tuple(
+        PortResult(address, n, Protocol.TCP, PortState.CLOSED, Reason.RESET)
+        for n in range(columns.MEMO_FROM)
+    )
+    hosts = [
+        HostResult(address, str(i), HostState.UP, Reason.USER_SET, ports)
+        for i in range(columns.MEMO_HOSTS + 3)
+    ]
+    for host in hosts:
+        columns.columns_of(host)
+    remembered = {key for key in columns._MEMO if key in {id(h) for h in hosts}}
+    assert remembered == {id(h) for h in hosts[-columns.MEMO_HOSTS :]}
+    small = HostResult(address, None, HostState.UP, Reason.USER_SET, ports[:3])
+    columns.columns_of(small)
+    assert id(small) not in columns._MEMO  # small hosts are cheap to recompute
