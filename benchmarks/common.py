@@ -98,7 +98,7 @@ def interleaved_runs(
 
 def run_command(argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run a peer (or portlib's CLI) and capture its output as text."""
-    return subprocess.run(list(argv), capture_output=True, text=True, check=check)
+    return subprocess.run(list(argv), capture_output=True, text=True, check=check, env=timed_env())
 
 
 def peer_missing(binary: str) -> str | None:
@@ -119,9 +119,21 @@ def lab_skip_reason() -> str | None:
     return lab_available()
 
 
+def timed_env(**extra: str) -> dict[str, str]:
+    """The environment of a timed run: this one, but Python may cache bytecode.
+
+    An installed package has its .pyc files; with PYTHONDONTWRITEBYTECODE set
+    (as in some sandboxes and CI images) every run of a checkout would compile
+    each changed module again, timing the compiler instead of the scan.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(extra)
+    return env
+
+
 def netns_exec(ns: str, argv: Sequence[str], timeout: float = 900) -> str:
     """Run ``argv`` in network namespace ``ns`` with this checkout importable; its stdout."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = timed_env(PYTHONPATH=str(ROOT))
     done = subprocess.run(
         ["ip", "netns", "exec", ns, *argv],
         capture_output=True,
