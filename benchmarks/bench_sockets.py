@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.common import Row, median_seconds, peer_missing, write_results
+from benchmarks.common import Row, median_seconds, peer_missing, timed_env, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 PORTLIB_CMD = [sys.executable, "-m", "portlib"]
@@ -206,7 +206,7 @@ def _timed_command(argv: Sequence[str], runs: int) -> tuple[float, str]:
     def run() -> None:
         nonlocal last
         last = subprocess.run(
-            list(argv), capture_output=True, text=True, check=True, cwd=ROOT
+            list(argv), capture_output=True, text=True, check=True, cwd=ROOT, env=timed_env()
         ).stdout
 
     return median_seconds(run, runs), last
