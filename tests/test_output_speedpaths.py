@@ -292,3 +292,18 @@ def test_the_memo_keeps_only_the_most_recent_hosts() -> None:
     small = HostResult(address, None, HostState.UP, Reason.USER_SET, ports[:3])
     columns.columns_of(small)
     assert id(small) not in columns._MEMO  # small hosts are cheap to recompute
+
+
+@given(st.one_of(st.text(), st.integers(), st.floats()))
+def test_xml_attribute_quoting_matches_quoteattr(value: object) -> None:
+    """nmapxml quotes attributes itself (saxutils costs ~20 ms to import); same bytes."""
+    from xml.sax.saxutils import quoteattr
+
+    text = nmapxml._NOT_XML.sub("?", str(value))
+    expected = quoteattr(text, {"\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+    assert nmapxml._q(value) == expected
+
+
+def test_xml_attribute_quoting_picks_quotes_as_quoteattr() -> None:
+    assert nmapxml._q('say "hi"') == "'say \"hi\"'"
+    assert nmapxml._q('it\'s "x" & <y>\n') == '"it\'s &quot;x&quot; &amp; &lt;y&gt;&#10;"'
