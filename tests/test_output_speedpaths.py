@@ -236,6 +236,7 @@ def test_slot_sort_falls_back_on_duplicate_and_odd_port_numbers() -> None:
             }
             new, old = build_both(kwargs, results)
             assert new.hosts[0].ports == old.hosts[0].ports
+            assert_same_outputs(new)
 
 
 def test_latency_is_the_port_order_minimum_even_with_nan_and_signed_zeros() -> None:
