@@ -2,7 +2,7 @@
 
 A full-range scan gives one host 65535 PortResults, created in the scan's random
 order and so scattered in memory: every Python-level pass over them costs a few
-milliseconds. :class:`PortColumns` reads each attribute once into a tuple
+milliseconds. :class:`PortColumns` reads each attribute it is asked for once into a tuple
 (``map(attrgetter(...))``, one C pass each); everything after that (counting,
 masks, reordering) runs on those compact tuples with ``compress``/``map``.
 
@@ -17,8 +17,7 @@ from __future__ import annotations
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from itertools import compress, repeat
 from operator import attrgetter, is_, is_not, itemgetter
 from typing import TypeVar, cast
@@ -36,43 +35,34 @@ MEMO_FROM = 256
 """Hosts with fewer ports are cheap to recompute; only larger ones are remembered."""
 
 
-@dataclass(frozen=True, slots=True)
 class PortColumns:
-    """``ports`` and, index for index, each one's number, protocol, state and reason."""
+    """``ports`` and, index for index, each one's number, protocol, state and reason.
 
-    ports: tuple[PortResult, ...]
-    numbers: tuple[int, ...]
-    protocols: tuple[Protocol, ...]
-    states: tuple[PortState, ...]
-    reasons: tuple[Reason, ...]
+    Each column is read (one C pass over the ports) the first time it is asked
+    for, so an output that needs only the states pays for the states alone.
+    """
 
-    @classmethod
-    def of(cls, ports: Iterable[PortResult]) -> PortColumns:
-        ports = tuple(ports)
-        return cls(
-            ports,
-            tuple(map(_PORT, ports)),
-            tuple(map(_PROTOCOL, ports)),
-            tuple(map(_STATE, ports)),
-            tuple(map(_REASON, ports)),
-        )
+    def __init__(self, ports: Iterable[PortResult]) -> None:
+        self.ports = tuple(ports)
 
     def __len__(self) -> int:
         return len(self.ports)
 
-    def take(self, order: Iterable[int]) -> PortColumns:
-        """The rows at the indexes ``order``, in that order."""
-        order = tuple(order)
-        if len(order) < 2:  # itemgetter of one index returns the item, not a tuple
-            return PortColumns.of(self.ports[i] for i in order)
-        pick = itemgetter(*order)  # one C call per column
-        return PortColumns(
-            pick(self.ports),
-            pick(self.numbers),
-            pick(self.protocols),
-            pick(self.states),
-            pick(self.reasons),
-        )
+    @cached_property
+    def numbers(self) -> tuple[int, ...]:
+        return tuple(map(_PORT, self.ports))
+
+    @cached_property
+    def protocols(self) -> tuple[Protocol, ...]:
+        return tuple(map(_PROTOCOL, self.ports))
+
+    @cached_property
+    def states(self) -> tuple[PortState, ...]:
+        return tuple(map(_STATE, self.ports))
+
+    @cached_property
+    def reasons(self) -> tuple[Reason, ...]:
+        return tuple(map(_REASON, self.ports))
 
     def one_protocol(self) -> bool:
         """Whether every row has the same protocol (true when there are no rows)."""
@@ -86,6 +76,13 @@ class PortColumns:
     def state_counts(self) -> dict[PortState, int]:
         """How many rows are in each state."""
         return count_members(self.states)
+
+
+def take(column: Sequence[T], order: Sequence[int]) -> tuple[T, ...]:
+    """``column``'s entries at the indexes ``order``, in that order (one C call)."""
+    if len(order) < 2:  # itemgetter of one index returns the item, not a tuple
+        return tuple(column[i] for i in order)
+    return cast(tuple[T, ...], itemgetter(*order)(column))
 
 
 def count_members(column: Sequence[T]) -> dict[T, int]:
@@ -149,4 +146,4 @@ def _forget(key: int, ref: weakref.ref[HostResult]) -> None:
 
 def columns_of(host: HostResult) -> PortColumns:
     """``host.ports`` as columns, in the host's order; computed once per host."""
-    return remembered(host, "columns", partial(PortColumns.of, host.ports))
+    return remembered(host, "columns", partial(PortColumns, host.ports))

@@ -22,7 +22,7 @@ import re
 
 from portlib.model import HostResult, HostState, PortResult, ScanReport
 from portlib.output.nmapxml import command_line, nmap_time, plural
-from portlib.output.portsummary import summary_of
+from portlib.output.portsummary import folding_of
 
 # Everything str.splitlines() breaks a line at, plus the tab between fields.
 _LINE_BREAKS = "\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
@@ -62,11 +62,11 @@ def _host_lines(host: HostResult) -> list[str]:
     lines = [f"{prefix}\tStatus: {host.state.value.capitalize()}"]
     if host.state is not HostState.UP or not host.ports:
         return lines
-    summary = summary_of(host)
-    line = f"{prefix}\tPorts: " + ", ".join(_port_entry(p) for p in summary.shown)
-    if len(summary.ignored) == 1:
-        (ignored,) = summary.ignored
-        line += f"\tIgnored State: {ignored.state.value} ({ignored.count})"
+    folding = folding_of(host)
+    line = f"{prefix}\tPorts: " + ", ".join(_port_entry(p) for p in folding.shown)
+    if len(folding.folded) == 1:
+        ((state, count),) = folding.folded
+        line += f"\tIgnored State: {state.value} ({count})"
     lines.append(line)
     return lines
 

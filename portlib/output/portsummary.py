@@ -23,6 +23,7 @@ from portlib.output.columns import (
     count_members,
     is_one_of,
     remembered,
+    take,
 )
 
 IGNORE_ABOVE = 25
@@ -63,6 +64,16 @@ def port_order(result: PortResult) -> tuple[int, int]:
     return (_PROTOCOL_ORDER.get(result.protocol, len(_PROTOCOL_ORDER)), result.port)
 
 
+@dataclass(frozen=True, slots=True)
+class Folding:
+    """What every output shows of a host: the ports listed one by one (in
+    :func:`port_order`) and the folded states with their counts, most ports first.
+    A :class:`PortSummary` without the per-reason detail only XML writes."""
+
+    shown: tuple[PortResult, ...]
+    folded: tuple[tuple[PortState, int], ...]
+
+
 def summarise(ports: Sequence[PortResult], ignore_above: int = IGNORE_ABOVE) -> PortSummary:
     """Split ``ports`` (one host's) into shown ports and ignored states, nmap's way.
 
@@ -73,12 +84,19 @@ def summarise(ports: Sequence[PortResult], ignore_above: int = IGNORE_ABOVE) -> 
     >>> (len(s.shown), s.ignored[0].state.value, s.ignored[0].count)
     (0, 'closed', 30)
     """
-    return _summarise(PortColumns.of(ports), ignore_above)
+    columns = PortColumns(ports)
+    return _summarise(columns, _fold(columns, ignore_above))
+
+
+def folding_of(host: HostResult) -> Folding:
+    """How ``host``'s ports fold (nmap's default rule), computed once per host."""
+    return remembered(host, "folding", partial(_fold, columns_of(host), IGNORE_ABOVE))
 
 
 def summary_of(host: HostResult) -> PortSummary:
     """``summarise(host.ports)``, computed once per host however many outputs ask."""
-    return remembered(host, "summary", partial(_summarise, columns_of(host), IGNORE_ABOVE))
+    compute = partial(_summarise, columns_of(host), folding_of(host))
+    return remembered(host, "summary", compute)
 
 
 def ignored_states(
@@ -88,66 +106,67 @@ def ignored_states(
     return [s for s, n in counts.items() if s is not PortState.OPEN and n > ignore_above]
 
 
-def in_port_order(ports: Sequence[PortResult]) -> tuple[PortResult, ...]:
-    """``ports`` stably sorted by :func:`port_order`."""
-    return _ordered(PortColumns.of(ports)).ports
-
-
-def _summarise(columns: PortColumns, ignore_above: int) -> PortSummary:
-    ordered = _ordered(columns)
-    counts = ordered.state_counts()
+def _fold(columns: PortColumns, ignore_above: int) -> Folding:
+    # Only the states are read: which rows are shown, and the order of just those.
+    # (Sorting then filtering equals filtering then sorting, the sort being stable.)
+    counts = columns.state_counts()
     folded = ignored_states(counts, ignore_above)
     if not folded:
-        return PortSummary(ordered.ports, ())
-    hidden = is_one_of(ordered.states, folded)
-    shown = tuple(compress(ordered.ports, map(not_, hidden)))
+        return Folding(_in_port_order(columns), ())
+    hidden = is_one_of(columns.states, folded)
+    shown = _in_port_order(PortColumns(compress(columns.ports, map(not_, hidden))))
+    folded.sort(key=lambda state: (-counts[state], state))
+    return Folding(shown, tuple((state, counts[state]) for state in folded))
+
+
+def _summarise(columns: PortColumns, folding: Folding) -> PortSummary:
     ignored = []
-    for state in folded:
-        of_state = hidden if len(folded) == 1 else list(map(is_, ordered.states, repeat(state)))
+    for state, count in folding.folded:
+        rows = list(map(is_, columns.states, repeat(state)))
         groups = _reason_groups(
-            tuple(compress(ordered.numbers, of_state)),
-            tuple(compress(ordered.protocols, of_state)),
-            tuple(compress(ordered.reasons, of_state)),
+            tuple(compress(columns.numbers, rows)),
+            tuple(compress(columns.protocols, rows)),
+            tuple(compress(columns.reasons, rows)),
         )
-        ignored.append(IgnoredState(state, counts[state], groups))
-    ignored.sort(key=lambda s: (-s.count, s.state))
-    return PortSummary(shown, tuple(ignored))
+        ignored.append(IgnoredState(state, count, groups))
+    return PortSummary(folding.shown, tuple(ignored))
 
 
-def _ordered(columns: PortColumns) -> PortColumns:
-    """The rows stably sorted by :func:`port_order`; ``columns`` itself when already so
-    (a report's hosts keep their ports ascending, so checking first usually pays)."""
+def _in_port_order(columns: PortColumns) -> tuple[PortResult, ...]:
+    """``columns.ports`` stably sorted by :func:`port_order`; themselves when already
+    so (a report's hosts keep their ports ascending, so checking first usually pays)."""
+    if len(columns) < 2:
+        return columns.ports
     numbers = columns.numbers
     by_number = numbers.__getitem__
     if columns.one_protocol():
         if columns.ascending():
-            return columns
-        return columns.take(sorted(range(len(columns)), key=by_number))
+            return columns.ports
+        return take(columns.ports, sorted(range(len(columns)), key=by_number))
     order: list[int] = []
     for protocol in _PROTOCOL_ORDER:
         rows = list(compress(range(len(columns)), map(is_, columns.protocols, repeat(protocol))))
         ports = list(map(by_number, rows))
         order.extend(rows if ports == sorted(ports) else sorted(rows, key=by_number))
     if len(order) != len(columns):  # a protocol the table does not rank
-        rank = [_PROTOCOL_ORDER.get(p, len(_PROTOCOL_ORDER)) for p in columns.protocols]
-        order = sorted(range(len(columns)), key=lambda i: (rank[i], numbers[i]))
-    return columns.take(order)
+        return tuple(sorted(columns.ports, key=port_order))
+    return take(columns.ports, order)
 
 
 def _reason_groups(
     numbers: tuple[int, ...], protocols: tuple[Protocol, ...], reasons: tuple[Reason, ...]
 ) -> tuple[ReasonGroup, ...]:
-    """The ports of one state (columns in port order) grouped by reason and protocol."""
+    """The ports of one state grouped by reason and protocol, each group ascending."""
     reason_counts = count_members(reasons)
     protocol_counts = count_members(protocols)
     if len(reason_counts) == 1 and len(protocol_counts) == 1:
-        return (ReasonGroup(reasons[0], protocols[0], numbers),)
+        return (ReasonGroup(reasons[0], protocols[0], tuple(sorted(numbers))),)
     groups = []
     for reason in reason_counts:
         is_reason = list(map(is_, reasons, repeat(reason)))
         for protocol in protocol_counts:
             mask = map(and_, is_reason, map(is_, protocols, repeat(protocol)))
-            ports = tuple(compress(numbers, mask))
+            ports = tuple(sorted(compress(numbers, mask)))
             if ports:
                 groups.append(ReasonGroup(reason, protocol, ports))
     # The commonest reason first, as nmap's "Not shown: ... (conn-refused)" names it.
