@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import gc
 import random
+from concurrent.futures import ThreadPoolExecutor
 from ipaddress import ip_address
 
 from hypothesis import given, settings
@@ -308,3 +309,27 @@ def test_xml_attribute_quoting_matches_quoteattr(value: object) -> None:
 def test_xml_attribute_quoting_picks_quotes_as_quoteattr() -> None:
     assert nmapxml._q('say "hi"') == "'say \"hi\"'"
     assert nmapxml._q('it\'s "x" & <y>\n') == '"it\'s &quot;x&quot; &amp; &lt;y&gt;&#10;"'
+
+
+def test_outputs_from_many_threads_agree() -> None:
+    """The memo is shared: threads rendering many large hosts at once (evicting each
+    other's entries) still get the reference text."""
+    address = ip_address("192.0.2.1")
+    reports = []
+    for i in range(columns.MEMO_HOSTS + 4):
+        ports = tuple(
+            PortResult(address, n, Protocol.TCP, PortState.CLOSED, Reason.RESET)
+            if n % 97
+            else PortResult(address, n, Protocol.TCP, PortState.OPEN, Reason.SYN_ACK)
+            for n in range(i, i + 600)
+        )
+        host = HostResult(address, None, HostState.UP, Reason.USER_SET, ports)
+        reports.append(ScanReport((host,), ScanMethod.SYN, STARTED, 1.0))
+    expected = [ref.to_grepable(r) + ref.to_nmap_xml(r) for r in reports]
+
+    def render_all() -> list[str]:
+        return [grepable.to_grepable(r) + nmapxml.to_nmap_xml(r) for r in reports]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: render_all(), range(8)))
+    assert all(result == expected for result in results)

@@ -130,7 +130,11 @@ def remembered(host: HostResult, name: str, compute: Callable[[], T]) -> T:
         entry = (weakref.ref(host, partial(_forget, key)), {})
     _MEMO[key] = entry  # now the most recently used
     while len(_MEMO) > MEMO_HOSTS:
-        _MEMO.pop(next(iter(_MEMO)), None)
+        try:
+            oldest = next(iter(_MEMO))
+        except (RuntimeError, StopIteration):  # changed meanwhile: a host died, a thread
+            continue
+        _MEMO.pop(oldest, None)
     values = entry[1]
     if name not in values:
         values[name] = compute()
