@@ -120,12 +120,18 @@ def test_the_file_name_carries_the_format_and_the_scapy_version(
     monkeypatch.setenv("PORTLIB_CACHE_DIR", str(tmp_path))
     name = f"templates-v{templates.FORMAT}-scapy{SCAPY_VERSION}.json"
     assert templates.cache_path() == str(tmp_path / name)
-    monkeypatch.setattr(metadata, "version", lambda _: "9.9.9rc1")
+    monkeypatch.setattr(templates, "_scapy_version_file", lambda: "9.9.9rc1")
     assert templates.cache_path() == str(
         tmp_path / f"templates-v{templates.FORMAT}-scapy9.9.9rc1.json"
     )
-    monkeypatch.setattr(metadata, "version", lambda _: "../../etc/x")
+    monkeypatch.setattr(templates, "_scapy_version_file", lambda: "../../etc/x")
     assert templates.cache_path() is None  # not a version that can be part of a file name
+    # No VERSION file: the installed distribution's metadata names the version.
+    monkeypatch.setattr(templates, "_scapy_version_file", lambda: None)
+    monkeypatch.setattr(metadata, "version", lambda _: "9.9.9rc2")
+    assert templates.cache_path() == str(
+        tmp_path / f"templates-v{templates.FORMAT}-scapy9.9.9rc2.json"
+    )
 
 
 # --- cold, warm, broken ---------------------------------------------------------------
@@ -372,3 +378,23 @@ def test_without_home_there_is_no_cache_and_no_error(tmp_path: Path) -> None:
     result = build_all_in_subprocess({})
     assert result["scapy"] is True
     assert result["built"]
+
+
+def test_scapy_version_comes_from_its_version_file_as_the_metadata_says() -> None:
+    assert templates._scapy_version_file() == templates._scapy_version_metadata()
+
+
+def test_scapy_version_file_is_found_the_way_import_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    for entry, version in ((first, None), (second, "9.9.9")):
+        (entry / "scapy").mkdir(parents=True)
+        (entry / "scapy" / "__init__.py").write_text("")
+        if version:
+            (entry / "scapy" / "VERSION").write_text(version + "\n")
+    monkeypatch.setattr(sys, "path", [str(second), str(first)])
+    assert templates._scapy_version_file() == "9.9.9"
+    # The first scapy on the path has no VERSION file: no guess from a later one.
+    monkeypatch.setattr(sys, "path", [str(first), str(second)])
+    assert templates._scapy_version_file() is None
