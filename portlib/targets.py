@@ -26,6 +26,7 @@ Ports (``parse_ports``): nmap's ``-p`` syntax, see that function.
 from __future__ import annotations
 
 import heapq
+import itertools
 import os
 import re
 import socket
@@ -861,8 +862,15 @@ def _port_item(item: str, protocols: tuple[Protocol, ...]) -> dict[Protocol, ran
     return found
 
 
-def _parse_port_text(text: str) -> tuple[dict[int, None], dict[int, None]]:
-    chosen = {Protocol.TCP: dict[int, None](), Protocol.UDP: dict[int, None]()}
+def _in_order_once(ranges: list[range]) -> tuple[int, ...]:
+    """The ports of ``ranges`` in the order given, each once (one range: no dedupe)."""
+    if len(ranges) == 1:
+        return tuple(ranges[0])  # "-" or "1-65535": the common -p-, in a fraction of the time
+    return tuple(dict.fromkeys(itertools.chain.from_iterable(ranges)))
+
+
+def _parse_port_text(text: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    chosen: dict[Protocol, list[range]] = {Protocol.TCP: [], Protocol.UDP: []}
     both = (Protocol.TCP, Protocol.UDP)
     protocols: tuple[Protocol, ...] = both
     prefix: str | None = None  # the last prefix, while it has no ports yet
@@ -900,11 +908,11 @@ def _parse_port_text(text: str) -> tuple[dict[int, None], dict[int, None]]:
         except ValueError as exc:  # int() of odd digits: report, never leak
             raise bad(raw.strip(), str(exc)) from None
         for protocol, ports in found.items():
-            chosen[protocol].update(dict.fromkeys(ports))
+            chosen[protocol].append(ports)
         prefix = None
     if prefix is not None:
         raise bad(prefix, f"protocol prefix {prefix!r} has no ports")
-    return chosen[Protocol.TCP], chosen[Protocol.UDP]
+    return _in_order_once(chosen[Protocol.TCP]), _in_order_once(chosen[Protocol.UDP])
 
 
 def parse_ports(spec: str | int | Iterable[int] | None = None) -> PortList:
@@ -929,7 +937,7 @@ def parse_ports(spec: str | int | Iterable[int] | None = None) -> PortList:
         return PortList(top_ports(DEFAULT_TOP_PORTS, "tcp"), top_ports(DEFAULT_TOP_PORTS, "udp"))
     if isinstance(spec, str):
         tcp, udp = _parse_port_text(spec)
-        return PortList(tuple(tcp), tuple(udp))
+        return PortList(tcp, udp)
     if isinstance(spec, int) and not isinstance(spec, bool):
         spec = (spec,)
     if isinstance(spec, bytes) or not isinstance(spec, Iterable):
