@@ -149,7 +149,15 @@ def test_random_reports_match_the_reference(scan: tuple, seed: int) -> None:
     assert_same_outputs(shuffled_ports(new, seed))
 
 
-@given(st.lists(st.integers(0, 65535), max_size=300))
+@given(
+    st.lists(st.integers(0, 65535), max_size=300)
+    | st.lists(st.integers(0, 300), max_size=400)  # dense: runs of every length
+    | st.lists(st.integers(0, 65535), max_size=30).map(  # a few long ranges
+        lambda edges: [
+            n for a, b in zip(edges[::2], edges[1::2], strict=False) for n in range(a, b)
+        ]
+    )
+)
 def test_compress_ports_matches_the_reference(numbers: list[int]) -> None:
     assert portsummary.compress_ports(numbers) == ref.compress_ports(numbers)
     assert portsummary.compress_ports(iter(numbers)) == ref.compress_ports(numbers)
@@ -333,3 +341,11 @@ def test_outputs_from_many_threads_agree() -> None:
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: render_all(), range(8)))
     assert all(result == expected for result in results)
+
+
+def test_compress_ports_runs_of_every_length() -> None:
+    """Runs are walked when short and leapt through (gallop, bisect) when long: every
+    length around and past the switch must end exactly where it does."""
+    for length in range(1, 300):
+        numbers = [*range(10, 10 + length), 5000, *range(7000, 7000 + 2 * length + 1), 65535]
+        assert portsummary.compress_ports(numbers) == ref.compress_ports(numbers)
