@@ -107,8 +107,8 @@ def ignored_states(
 
 
 def _fold(columns: PortColumns, ignore_above: int) -> Folding:
-    # Only the states are read: which rows are shown, and the order of just those.
-    # (Sorting then filtering equals filtering then sorting, the sort being stable.)
+    # Of all rows only the states are read; numbers and protocols only of the rows
+    # shown, to order them (filtering then a stable sort = the sort then filtering).
     counts = columns.state_counts()
     folded = ignored_states(counts, ignore_above)
     if not folded:
