@@ -436,3 +436,28 @@ async def test_engine_without_rx_ring_decides_the_same(
     assert {p: s for p, (s, _) in with_ring.items()} == (
         {p: PortState.OPEN for p in opened} | {p: PortState.CLOSED for p in closed}
     )
+
+
+def test_window_counts_undecided_probes_not_the_send_queue() -> None:
+    """Answered probes behind a silent one free the window at once (not when it expires)."""
+    from portlib.scanning.raw import _RawScan
+    from portlib.scanning.wire import Probe
+
+    work = ScanWork((HOSTS[0],), tuple(range(1000, 1100)), Protocol.TCP, preset(4), seed=7)
+    scan = _RawScan(Probe.SYN, work)
+    try:
+        for idx in range(100):
+            scan.sends[idx] = 1
+            scan.sent_at[idx] = 1000.0
+            scan._fly(idx)
+        assert scan.pending == 100
+        # Every probe but the first (a DROPped port, still silent) is answered.
+        scan._settle([(idx, PortState.CLOSED, Reason.RESET, 1000.001) for idx in range(1, 100)])
+        for idx in range(1, 100):
+            scan.decided[idx] = 1
+        assert scan.pending == 1 and len(scan.in_flight) == 100  # the queue empties lazily
+        scan._expire(1000.0 + scan.rtt.timeout + 1)
+        assert scan.pending == 0 and not scan.in_flight
+        assert list(scan.resend) == [0]  # the silent one goes around again
+    finally:
+        scan.close()

@@ -224,7 +224,12 @@ class _RawScan:
         self.cookies_ready = bytearray(len(self.hosts))
         self.silences = bytearray(count)  # counted silent tries
         self.sent_at = array("d", bytes(8 * count))
-        self.in_flight: deque[int] = deque()
+        self.in_flight: deque[int] = deque()  # send order; decided ones leave lazily
+        # In flight and undecided: what the window counts. Not len(in_flight),
+        # which holds decided probes until the (undecided, silent) one at its
+        # head expires: with DROPped ports that overcounted ~100x at full speed.
+        self.flying = bytearray(count)
+        self.pending = 0
         self.paced_out: deque[int] = deque()
         self.resend: deque[int] = deque()
         self.out: list[PortResult] = []  # decided, not yet handed over
@@ -315,6 +320,16 @@ class _RawScan:
             except OSError:
                 break  # no more processes to be had: the ones we have send
         self.workers = tuple(workers)
+
+    def _idle_worker(self) -> SendWorker | None:
+        """The next worker (in turn) whose pipe took everything handed to it so far."""
+        count = len(self.workers)
+        for _ in range(count):
+            worker = self.workers[self._next_worker % count]
+            self._next_worker += 1
+            if worker.flush():
+                return worker
+        return None
 
     def _worker_errors(self) -> None:
         """Sends the workers' kernel refused: decide them as ``_send`` would have."""
@@ -421,7 +436,7 @@ class _RawScan:
             self._check_drops(now)
             self._expire(now)
             wait = 0.01
-            budget = min(BATCH, self.window.available(len(self.in_flight)))
+            budget = min(BATCH, self.window.available(self.pending))
             unpaced = self.rate is None and not scan_delay
             while budget > 0:
                 if self.resend:
@@ -453,7 +468,7 @@ class _RawScan:
                     self.resend.appendleft(idx)
                     wait = 0.001
                     break
-                self.in_flight.append(idx)
+                self._fly(idx)
                 budget -= 1
             wait = min(wait, self._send_paced(now))
             self._flush()
@@ -554,8 +569,10 @@ class _RawScan:
         sent_at = self.sent_at
         clock = self.clock
         in_flight = self.in_flight.append
-        worker = self.workers[self._next_worker % len(self.workers)] if self.workers else None
-        self._next_worker += 1  # batches go to the workers in turn
+        flying = self.flying
+        worker = self._idle_worker()
+        if self.workers and worker is None:
+            return budget, True, True  # every worker still has a batch to take: wait
         batch = array("I")
         sent = 0
         try:
@@ -587,17 +604,19 @@ class _RawScan:
                         sends[idx] = 1
                         sent_at[idx] = clock()
                         in_flight(idx)
+                        flying[idx] = 1
                         sent += 1
                         budget -= 1
                         continue
                 if not self._send(idx, clock()):
                     self.resend.appendleft(idx)
                     return budget, True, True
-                in_flight(idx)
+                self._fly(idx)
                 budget -= 1
             return budget, True, False
         finally:
             self.sent += sent
+            self.pending += sent
             if batch:
                 assert worker is not None
                 worker.send(batch)
@@ -626,6 +645,18 @@ class _RawScan:
 
     # --- silence ------------------------------------------------------------------
 
+    def _fly(self, idx: int) -> None:
+        self.in_flight.append(idx)
+        if not self.flying[idx]:
+            self.flying[idx] = 1
+            self.pending += 1
+
+    def _land(self, idx: int) -> None:
+        """``idx`` is no longer in flight (decided, or silent past its timeout)."""
+        if self.flying[idx]:
+            self.flying[idx] = 0
+            self.pending -= 1
+
     def _check_drops(self, now: float) -> None:
         drops = rawsock.packet_drops(self.rx)
         if drops:
@@ -644,6 +675,8 @@ class _RawScan:
                 if self.sent_at[idx] + timeout > now:
                     break
                 queue.popleft()
+                if not paced:
+                    self._land(idx)
                 self._silent(idx, paced)
 
     def _silent(self, idx: int, paced: bool) -> None:
@@ -831,6 +864,12 @@ class _RawScan:
         """
         count = len(batch)
         self.undecided -= count
+        flying = self.flying
+        landed = 0
+        for idx, _, _, _ in batch:
+            landed += flying[idx]
+            flying[idx] = 0
+        self.pending -= landed
         self.window.on_answer(count)
         self.retry.on_first_try_answers(count)
         sent_at = self.sent_at
@@ -888,7 +927,7 @@ class _RawScan:
                 self.rtt.observe(rtt)
                 self.window.on_answer()
             else:
-                self.window.on_drop(now, len(self.in_flight), self.rtt.timeout)
+                self.window.on_drop(now, self.pending, self.rtt.timeout)
         self._decide(idx, state, reason, rtt)
 
     def _decide(self, idx: int, state: PortState, reason: Reason, rtt: float | None) -> None:
@@ -896,6 +935,7 @@ class _RawScan:
             return
         self.decided[idx] = 1
         self.undecided -= 1
+        self._land(idx)
         nports = len(self.ports)
         self.out.append(
             PortResult(

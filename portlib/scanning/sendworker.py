@@ -68,17 +68,32 @@ class SendWorker:
         os.close(jobs_r)
         os.close(errs_w)
         os.set_blocking(errs_r, False)
+        os.set_blocking(jobs_w, False)
         self.pid = pid
         self.jobs = jobs_w
         self.errs = errs_r
         self._partial = b""
+        self._backlog = b""  # records the pipe had no room for yet
 
     def send(self, records: array[int]) -> None:
-        """Hand (index, cookie, index, cookie, ...) to the child; blocks only when it lags."""
-        data = memoryview(records.tobytes())
-        while data:
-            written = os.write(self.jobs, data)
-            data = data[written:]
+        """Hand (index, cookie, index, cookie, ...) to the child; never blocks.
+
+        What the pipe cannot take now waits in a backlog that ``flush`` (and
+        every later ``send``) writes on: the parent keeps reading replies
+        meanwhile instead of sleeping in ``write`` while they pile up.
+        """
+        self._backlog += records.tobytes()
+        self.flush()
+
+    def flush(self) -> bool:
+        """Write what the pipe takes of the backlog; True when nothing is left."""
+        while self._backlog:
+            try:
+                written = os.write(self.jobs, self._backlog)
+            except BlockingIOError:
+                return False
+            self._backlog = self._backlog[written:]
+        return True
 
     def errors(self) -> list[tuple[int, int]]:
         """(probe index, errno) of every send the kernel refused since the last call."""
@@ -103,6 +118,7 @@ class SendWorker:
         if self.jobs < 0:
             return
         with contextlib.suppress(OSError):
+            os.set_blocking(self.jobs, True)  # the backlog, then the stop record, all of it
             self.send(array("I", (STOP, 0)))
         os.close(self.jobs)
         self.jobs = -1
