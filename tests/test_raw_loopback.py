@@ -321,6 +321,40 @@ def test_send_worker_reports_refused_sends_back() -> None:
         os.waitpid(worker.pid, os.WNOHANG)
 
 
+def test_send_worker_hand_over_never_blocks_and_loses_nothing() -> None:
+    """More records than the pipe holds: send returns at once, flush delivers them all."""
+    import errno
+    import time
+    from array import array
+
+    from portlib.scanning.sendworker import PIPE_BYTES, SendWorker
+    from portlib.scanning.templates import build_template
+    from portlib.scanning.wire import Probe, ProbeTemplate
+
+    host = HOSTS[0]
+    probe = ProbeTemplate(build_template(Probe.SYN, host, 40000), Probe.SYN).bind(host.packed)
+    dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dead.close()  # every send fails (EBADF) and comes back: a receipt per record
+    count = 50_000  # 400 KB of records, 25 times the pipe
+    worker = SendWorker([(probe, dead, (str(host), 0))], list(range(count)))
+    try:
+        records = array("I")
+        for idx in range(count):
+            records.extend((idx, idx))
+        worker.send(records)
+        assert not worker.flush()  # the rest waits here, not in a blocked write()
+        refused: list[tuple[int, int]] = []
+        deadline = time.monotonic() + 60
+        while len(refused) < count and time.monotonic() < deadline:
+            worker.flush()
+            refused += worker.errors()
+            time.sleep(0.001)
+    finally:
+        worker.close()
+    assert count * 8 > 20 * PIPE_BYTES
+    assert refused == [(idx, errno.EBADF) for idx in range(count)]
+
+
 def test_full_range_syn_on_loopback_without_send_worker_is_exact(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
