@@ -24,7 +24,8 @@ from portlib.model import (
     ScanReport,
 )
 from portlib.output.grepable import _clean
-from portlib.output.nmapxml import _comment, _q, command_line, nmap_time, plural
+from portlib.output.nmaptext import command_line, nmap_time, plural
+from portlib.output.nmapxml import _comment, _q
 from portlib.output.normal import _host_title, _plural, format_seconds
 from portlib.output.portsummary import IgnoredState, PortSummary, ReasonGroup
 from portlib.scanning.report import UNDECIDED, HostStatus

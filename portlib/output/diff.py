@@ -33,7 +33,8 @@ from portlib.model import (
     ScanMethod,
     ScanReport,
 )
-from portlib.output.nmapxml import command_line, nmap_time, read_report_source
+from portlib.output.nmaptext import command_line, nmap_time
+from portlib.output.nmapxml import read_report_source
 from portlib.output.portsummary import IGNORE_ABOVE
 
 

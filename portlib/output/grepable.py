@@ -21,7 +21,7 @@ import datetime as _dt
 import re
 
 from portlib.model import HostResult, HostState, PortResult, ScanReport
-from portlib.output.nmapxml import command_line, nmap_time, plural
+from portlib.output.nmaptext import command_line, nmap_time, plural
 from portlib.output.portsummary import folding_of
 
 # Everything str.splitlines() breaks a line at, plus the tab between fields.

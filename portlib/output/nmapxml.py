@@ -42,6 +42,7 @@ from portlib.model import (
     ScanReport,
 )
 from portlib.output.columns import columns_of
+from portlib.output.nmaptext import command_line, nmap_time, plural
 from portlib.output.portsummary import compress_ports, expand_ports, summary_of
 
 MAX_REPORT_BYTES = 512 * 1024 * 1024
@@ -229,30 +230,6 @@ def _comment(text: str) -> str:
     while "--" in text:
         text = text.replace("--", "-&#45;")
     return text
-
-
-def command_line(args: tuple[str, ...]) -> str:
-    """A report's argv as one shell line: ``portlib scan ...`` or ``nmap ...``.
-
-    The program's path (``/usr/local/bin/portlib``, ``.../portlib/__main__.py``)
-    shortens to its name; argv without a program name (library use) gets ``portlib``.
-    """
-    if not args:
-        return "portlib"
-    program = Path(args[0]).name
-    if program == "nmap":
-        return shlex.join(args)
-    rest = args[1:] if program in {"portlib", "__main__.py"} else args
-    return shlex.join(("portlib", *rest))
-
-
-def nmap_time(when: _dt.datetime) -> str:
-    """nmap's time stamps: ``Fri Nov 27 23:10:46 2026``, local time."""
-    return when.astimezone().strftime("%a %b %d %H:%M:%S %Y")
-
-
-def plural(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
 
 
 # ---------------------------------------------------------------------- reader
