@@ -29,7 +29,7 @@ def test_presets_match_nmap_documented_values() -> None:
     assert (t4.max_rtt_timeout, t4.min_rtt_timeout, t4.initial_rtt_timeout) == (1.25, 0.1, 0.5)
     assert (t4.max_retries, t4.max_scan_delay) == (6, 0.01)
     assert (t5.max_rtt_timeout, t5.min_rtt_timeout, t5.initial_rtt_timeout) == (0.3, 0.05, 0.25)
-    assert (t5.max_retries, t5.max_scan_delay, t5.host_timeout) == (2, 0.005, 900.0)
+    assert (t5.max_retries, t5.max_scan_delay) == (2, 0.005)
     assert [preset(n).scan_delay for n in (0, 1, 2)] == [300.0, 15.0, 0.4]
     assert all(preset(n).max_parallelism == 1 for n in (0, 1, 2))  # serialized
     t3 = preset(3)

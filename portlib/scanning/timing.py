@@ -33,7 +33,6 @@ class TimingProfile:
     max_scan_delay: float
     min_parallelism: int
     max_parallelism: int | None
-    host_timeout: float | None = None
     rate: float | None = None
 
     def with_overrides(
@@ -82,7 +81,7 @@ PRESETS: dict[int, TimingProfile] = {
     2: TimingProfile(2, 1.0, 0.1, 10.0, 10, 0.4, 1.0, 1, 1),
     3: TimingProfile(3, 1.0, 0.1, 10.0, 10, 0.0, 1.0, 1, None),
     4: TimingProfile(4, 0.5, 0.1, 1.25, 6, 0.0, 0.01, 1, None),
-    5: TimingProfile(5, 0.25, 0.05, 0.3, 2, 0.0, 0.005, 1, None, host_timeout=900.0),
+    5: TimingProfile(5, 0.25, 0.05, 0.3, 2, 0.0, 0.005, 1, None),
 }
 
 
