@@ -211,7 +211,7 @@ class _RawScan:
             self.kind is not Probe.UDP or h.address.is_loopback for h in self.hosts
         )
         self.ports = list(dict.fromkeys(work.ports))
-        self.port_index = {p: i for i, p in enumerate(self.ports)}
+        self.port_index = dict(zip(self.ports, range(len(self.ports)), strict=True))
         count = len(self.hosts) * len(self.ports)
         # Seeded pseudo-random walk, nothing materialized; shards partition exactly.
         self.order = ProbeOrder(count, seed=work.seed, shard=work.shard)
