@@ -7,10 +7,10 @@ is ours is proven by the keyed cookie, so the engine keeps no per-probe table
 beyond send count, send time and "decided" flags for retransmits.
 
 Timing (``timing``): RTT estimate -> timeout, congestion window on probes in
-flight, loss-aware retry budget, optional rate cap. UDP targets that rate-limit
-ICMP errors are detected (ICMP answers stop after a burst while probes keep
-going) and probed at a paced interval so closed ports are not misreported as
-``open|filtered``.
+flight, loss-aware retry budget, optional rate cap. A UDP silence counts as a try
+only when the target's ICMP token bucket certainly held a token for it
+(``icmplimit``); other silent ports are probed again as the bucket refills, so
+rate-limited closed ports are not misreported as ``open|filtered``.
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ import os
 import random
 import secrets
 import socket
-import statistics
 import struct
 import time
 from array import array
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from portlib.errors import ScanError
@@ -37,6 +36,7 @@ from portlib.model import IPAddress, PortResult, PortState, Protocol, Reason, Sc
 from portlib.order import ProbeOrder
 from portlib.scanning import bpf, rawsock, routes, templates
 from portlib.scanning.engine import Emit, ScanWork, emit_many
+from portlib.scanning.icmplimit import IcmpLimit
 from portlib.scanning.rxring import RxRing
 from portlib.scanning.sendworker import MAX_INDEX, SendWorker
 from portlib.scanning.timing import CongestionWindow, RateLimiter, RetryPolicy, RttEstimator
@@ -78,10 +78,6 @@ _SEND_ERRORS: dict[int, Reason] = {
 
 BATCH = 256  # probes sent between two looks at the receive socket
 RAW_WINDOW_CAP = 8192  # probes in flight at most (no file descriptor per probe)
-ICMP_BURST_HINT = 5  # Linux lets 6 ICMP errors through before rate limiting a peer
-RATE_LIMIT_SILENCES = 3  # silent probes, all sent after the last answered one
-PACED_START = 0.25  # first interval (s) between paced probes to a rate-limited host
-PACED_TRUSTED = 1.05  # an interval this long outlasts Linux's default 1/s ICMP limit
 WORKER_MIN_PROBES = 4096  # below this, forking a send worker costs more than it saves
 MAX_WORKERS = 2  # send workers at most (more cores: this process still needs one)
 
@@ -96,38 +92,6 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 
 
 @dataclass(slots=True)
-class _Pacer:
-    """A UDP target that rate-limits ICMP errors: probe its silent ports one at a time.
-
-    A silence counts as an answer-less try only once the interval is trusted:
-    calibrated from the gaps between ICMP answers while saturated, or long
-    enough to outlast Linux's default limit. Earlier silences are requeued.
-    """
-
-    interval: float = PACED_START
-    trusted: bool = False
-    next_send: float = 0.0
-    queue: deque[int] = field(default_factory=deque)
-    answers: list[float] = field(default_factory=list)
-    silences: int = 0
-
-    def on_silence(self) -> None:
-        self.silences += 1
-        if not self.trusted:
-            self.interval = min(PACED_TRUSTED, self.interval * 1.5)
-            self.trusted = self.interval >= PACED_TRUSTED
-
-    def on_answer(self, now: float) -> None:
-        self.answers.append(now)
-        if self.trusted or self.silences == 0 or len(self.answers) < 4:
-            return
-        recent = self.answers[-4:]
-        gap = statistics.median(b - a for a, b in itertools.pairwise(recent))
-        self.interval = min(PACED_TRUSTED, max(self.interval, 1.1 * gap))
-        self.trusted = True
-
-
-@dataclass(slots=True)
 class _Host:
     address: IPAddress
     key: bytes  # packed address, as replies carry it
@@ -135,10 +99,7 @@ class _Host:
     sock: socket.socket
     default: tuple[BoundProbe, ...]
     by_port: dict[int, tuple[BoundProbe, ...]]
-    icmp_errors: int = 0
-    last_answered_send: float = float("-inf")  # send time of the latest answered probe
-    silent_after: int = 0  # silences among probes sent after that one
-    pacer: _Pacer | None = None
+    limit: IcmpLimit | None = None  # UDP, not loopback: its ICMP errors may be rate-limited
     ring: TxRing | None = None  # batch sending, once the link header is known
     link: bytes = b""  # that link header
     unresolved: tuple[str, bytes] | None = None  # (interface, our MAC) awaiting the neighbor
@@ -155,6 +116,8 @@ class RawEngine:
             raise ScanError(f"the raw engine does syn, ack and udp scans, not {method!r}") from None
         self.probes_sent = 0
         self.receive_drops = 0
+        # Hosts seen rate-limiting ICMP errors -> seconds per token (an upper bound).
+        self.icmp_intervals: dict[IPAddress, float] = {}
 
     async def run(self, work: ScanWork, emit: Emit) -> None:
         scan = _RawScan(self.kind, work)
@@ -164,6 +127,9 @@ class RawEngine:
             scan.close()
             self.probes_sent += scan.sent
             self.receive_drops += scan.rx_drops
+            for host in scan.hosts:
+                if host.limit is not None and host.limit.limited:
+                    self.icmp_intervals[host.address] = host.limit.interval
 
 
 class _RawScan:
@@ -291,6 +257,8 @@ class _RawScan:
         )
         if self.use_tx_ring:
             self._attach_link(host, local=address.is_loopback or source == address)
+        if self.kind is Probe.UDP and not address.is_loopback:  # Linux exempts loopback
+            host.limit = IcmpLimit(since=self.clock())
         return host
 
     use_rx_ring = True  # False: one recv per reply
@@ -622,26 +590,28 @@ class _RawScan:
                 worker.send(batch)
 
     def _send_paced(self, now: float) -> float:
-        """One probe per interval to each rate-limited host; returns seconds to the next."""
-        wait = 0.01
+        """Probe again the ports whose silence proved nothing, as each bucket allows."""
         for host in self.hosts:
-            pacer = host.pacer
-            if pacer is None:
+            limit = host.limit
+            if limit is None or not limit.queue:
                 continue
-            if now >= pacer.next_send:
-                while pacer.queue:
-                    idx = pacer.queue.popleft()
-                    if self.decided[idx]:
-                        continue
-                    if self._send(idx, now):
-                        self.paced_out.append(idx)
-                        pacer.next_send = now + pacer.interval
-                    else:
-                        pacer.queue.appendleft(idx)
+            due = limit.due(now)
+            while due > 0 and limit.queue:
+                idx = limit.queue.popleft()
+                if self.decided[idx]:
+                    continue
+                if not self._send(idx, now):
+                    limit.queue.appendleft(idx)  # the kernel pushes back: next round
                     break
-            if pacer.queue:
-                wait = min(wait, max(0.0, pacer.next_send - now))
-        return wait
+                if not self.decided[idx]:  # else the kernel refused it outright
+                    limit.sent(idx, self.sent_at[idx], self._datagrams(host, idx))
+                    self.paced_out.append(idx)
+                due -= 1
+        return 0.01
+
+    def _datagrams(self, host: _Host, idx: int) -> int:
+        """Datagrams in one probe of ``idx`` (service payloads): each may draw an ICMP error."""
+        return len(host.by_port.get(self.ports[idx % len(self.ports)], host.default))
 
     # --- silence ------------------------------------------------------------------
 
@@ -677,43 +647,23 @@ class _RawScan:
                 queue.popleft()
                 if not paced:
                     self._land(idx)
-                self._silent(idx, paced)
+                self._silent(idx)
 
-    def _silent(self, idx: int, paced: bool) -> None:
+    def _silent(self, idx: int) -> None:
         host = self.hosts[idx // len(self.ports)]
+        limit = host.limit
         if self.sent_at[idx] <= self.drop_mark:
+            if limit is not None:
+                limit.forget(idx)
             self.resend.append(idx)  # the answer may have been dropped by us: not a try
             return
-        if self.kind is Probe.UDP:
-            if host.pacer is None and self._rate_limited(host, idx):
-                host.pacer = _Pacer()
-                self.fast_hosts[idx // len(self.ports)] = 0  # every answer now feeds the pacer
-            pacer = host.pacer
-            if pacer is not None:
-                if paced and pacer.trusted:
-                    self._decide(idx, SILENCE_STATE[self.kind], Reason.NO_RESPONSE, None)
-                    pacer.next_send = min(pacer.next_send, self.clock())  # no token spent
-                    return
-                if paced:
-                    pacer.on_silence()
-                pacer.queue.append(idx)
-                return
+        if limit is not None and not limit.on_silence(idx, self.sent_at[idx]):
+            return  # no ICMP token was certainly waiting for it: queued, not a try
         self.silences[idx] = min(255, self.silences[idx] + 1)
         if self.retry.should_retry(self.silences[idx]):
             self.resend.append(idx)
         else:
             self._decide(idx, SILENCE_STATE[self.kind], Reason.NO_RESPONSE, None)
-
-    def _rate_limited(self, host: _Host, idx: int) -> bool:
-        """ICMP errors came in a burst, then stopped while probes kept going."""
-        if host.address.is_loopback:
-            return False  # Linux never rate-limits ICMP to loopback
-        if host.icmp_errors < ICMP_BURST_HINT or self.sends[idx] != 1:
-            return False  # a retransmission comes after everything: no evidence
-        if self.sent_at[idx] <= host.last_answered_send:
-            return False
-        host.silent_after += 1
-        return host.silent_after >= RATE_LIMIT_SILENCES
 
     # --- replies ------------------------------------------------------------------
 
@@ -913,15 +863,11 @@ class _RawScan:
         if host.unresolved is not None:
             self._resolve_link(host)  # it answered, so the kernel knows its MAC now
         rtt = now - self.sent_at[idx]
-        if from_icmp and self.kind is Probe.UDP:
-            host.icmp_errors += 1
-            host.last_answered_send = max(host.last_answered_send, self.sent_at[idx])
-        if host.pacer is not None:
-            if from_icmp:
-                host.pacer.on_answer(now)
-            else:
-                host.pacer.next_send = now  # a UDP answer spends no ICMP token: go on
-        else:
+        limit = host.limit
+        starved = limit is not None and limit.on_answer(
+            idx, self.sent_at[idx], self._datagrams(host, idx), icmp=from_icmp
+        )
+        if not starved:  # earlier silences of a starved port were the limit, not loss
             self.retry.on_answer(tries - 1)
             if tries == 1:
                 self.rtt.observe(rtt)

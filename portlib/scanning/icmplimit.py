@@ -1,0 +1,201 @@
+"""ICMP rate limits of UDP targets, sans-IO: when does a silent probe prove anything?
+
+Linux answers a closed UDP port with an ICMP port unreachable only while its
+per-peer token bucket holds a token: one token every ``icmp_ratelimit`` (1 s by
+default), at most 6 (``XRLIM_BURST_FACTOR``), loopback exempt. A silence is
+evidence of an open or filtered port only if a token was certainly waiting when
+the probe arrived. Whatever the bucket held when the scan began (someone else
+may just have emptied it), :class:`IcmpLimit` keeps per target
+
+* a **lower bound on the tokens** at any send time: since any moment the bucket
+  held at least 0, it refilled at no less than 1 token per :attr:`interval`
+  (capped at 6) and lost one token per ICMP answer we saw;
+* an **upper bound on the refill interval**, assumed to be Linux's default until
+  the answers prove it shorter: ``n`` answers within ``d`` seconds need
+  ``n <= 6 + d / T`` (so ``T <= d / (n - 6)``), and ``n`` answers within ``d``
+  after a *witness* (a silent probe to a port later proven closed: the bucket
+  was empty then) need ``n < 1 + d / T`` (so ``T < d / (n - 1)``).
+
+A silence that proves nothing is not a try: the port joins the host's queue and
+is probed again, in batches no larger than the bucket's lower bound covers or,
+on a host whose ports do answer with ICMP, in a train of one probe every quarter
+interval, so each token is used as soon as it refills: closed ports are then
+decided at the refill rate, the physical limit. No clocks here: the engine
+passes every time in (seconds on one monotonic clock, send times of probes).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right, insort
+from collections import deque
+from dataclasses import dataclass, field
+
+BURST = 6  # Linux's XRLIM_BURST_FACTOR: the bucket holds at most this many tokens
+ASSUMED_INTERVAL = 1.0  # s per token until answers prove faster: Linux's icmp_ratelimit default
+MIN_INTERVAL = 0.001  # finer than a jiffy means no limit worth modelling
+SLACK = 0.01  # a send time stands for the arrival time to a jiffy (HZ=100) and some jitter
+TRAIN_SPLIT = 4  # a train probes a limited host this many times per refill interval
+KEPT_SPENDS = 4096  # answers remembered; older ones are folded into ``since``
+WITNESSES = 8  # latest witnesses of an empty bucket used for calibration
+_EXTRA = (1, 2, 4, 8, 16, 32, 64)  # answers beyond the burst, per window tried on each answer
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A probe sent from the queue, not yet answered or expired."""
+
+    weight: int  # datagrams in it: each may spend a token
+    fed: bool  # sent while the bucket's lower bound covered it
+
+
+@dataclass(slots=True)
+class IcmpLimit:
+    """One UDP target's ICMP token bucket, as far as the evidence goes.
+
+    ``since``: a time before the first probe to this host (the bucket held at
+    least nothing then). The engine reports every probe's fate: :meth:`on_silence`
+    (True: the silence counts as a try), :meth:`on_answer`; it sends the queued
+    ports when :meth:`due` says so and reports each with :meth:`sent`.
+    """
+
+    since: float
+    interval: float = ASSUMED_INTERVAL  # upper bound on the seconds per token
+    slack: float = SLACK
+    queue: deque[int] = field(default_factory=deque)  # ports whose silence proved nothing
+    spends: list[float] = field(default_factory=list)  # send times, one per ICMP datagram
+    answers: list[float] = field(default_factory=list)  # send times, one per answered probe
+    witnesses: deque[float] = field(default_factory=lambda: deque(maxlen=WITNESSES))
+    starved: dict[int, float] = field(default_factory=dict)  # port -> its unproven silence
+    pending: dict[int, _Pending] = field(default_factory=dict)
+    next_train: float = float("-inf")
+    fed: int = 0  # queued probes sent with a token certainly waiting, resolved
+    fed_answered: int = 0  # of those, answered with ICMP
+    unproven: int = 0  # silences that proved nothing (probed again)
+
+    @property
+    def limited(self) -> bool:
+        """A closed port was seen starved: this host does rate-limit its ICMP errors."""
+        return bool(self.witnesses)
+
+    # --- the bucket -------------------------------------------------------------------
+
+    def _refill(self, elapsed: float) -> float:
+        return min(float(BURST), max(0.0, elapsed - self.slack) / self.interval)
+
+    def tokens(self, t: float) -> float:
+        """Tokens certainly waiting for a probe sent at ``t`` (before it takes one).
+
+        For each moment ``s`` the bucket held at least nothing (``since``, or just
+        after the last of our answers sent by some time), it held ``refill(t - s)``
+        minus the answers after; answers sent up to ``slack`` after ``t`` may have
+        arrived first, and ``refill`` allows ``slack`` for arrivals out of order.
+        """
+        spends = self.spends
+        upto = bisect_right(spends, t + self.slack)
+        best = self._refill(t - self.since) - upto
+        for i in range(max(0, upto - BURST - 1), upto):
+            moment = spends[i]
+            best = max(best, self._refill(t - moment) - (upto - bisect_right(spends, moment)))
+        return max(0.0, best)
+
+    def proves(self, t: float) -> bool:
+        """Does silence to a probe sent at ``t`` prove the port sends no ICMP error?"""
+        return self.tokens(t) >= 1.0
+
+    # --- what happened to a probe -----------------------------------------------------
+
+    def on_silence(self, idx: int, t: float) -> bool:
+        """Probe ``idx`` sent at ``t`` got no answer: True if that counts as a silent try.
+
+        Otherwise the port joins the queue and is probed again.
+        """
+        self._resolve(idx, answered=False)
+        if self.proves(t):
+            self.starved.pop(idx, None)
+            return True
+        self.starved[idx] = t
+        self.queue.append(idx)
+        self.unproven += 1
+        return False
+
+    def on_answer(self, idx: int, t: float, weight: int = 1, *, icmp: bool) -> bool:
+        """Probe ``idx`` (``weight`` datagrams, sent at ``t``) was answered.
+
+        ``icmp``: by an ICMP error, which spent a token. Returns True when the
+        port's earlier silences were starvation, not loss (so not a loss signal).
+        """
+        self._resolve(idx, answered=icmp)
+        starved_at = self.starved.pop(idx, None)
+        if not icmp:
+            return False
+        insort(self.answers, t)
+        for _ in range(weight):
+            insort(self.spends, t)  # every datagram may have drawn an error (upper bound)
+        if starved_at is not None:
+            self.witnesses.append(starved_at)  # a closed port was silent: the bucket was empty
+        self._calibrate(t)
+        self._forget_old()
+        return starved_at is not None
+
+    def forget(self, idx: int) -> None:
+        """Probe ``idx`` left the engine's books some other way (a send error, our own drop)."""
+        self.pending.pop(idx, None)
+
+    def _resolve(self, idx: int, *, answered: bool) -> None:
+        pending = self.pending.pop(idx, None)
+        if pending is not None and pending.fed:
+            self.fed += 1
+            self.fed_answered += answered
+
+    # --- calibration ------------------------------------------------------------------
+
+    def _calibrate(self, t: float) -> None:
+        """Tighten the interval's upper bound with the windows ending at the answer ``t``."""
+        answers = self.answers
+        j = bisect_right(answers, t) - 1
+        best = self.interval
+        last = answers[j]
+        for extra in _EXTRA:  # BURST + extra answers in [answers[i], last]
+            i = j - BURST - extra + 1
+            if i < 0:
+                break
+            best = min(best, (last - answers[i] + self.slack) / extra)
+        for witness in self.witnesses:  # n answers sent after an empty bucket
+            n = j - bisect_right(answers, witness + self.slack) + 1
+            if n >= 2:
+                best = min(best, (last - witness + self.slack) / (n - 1))
+        self.interval = max(MIN_INTERVAL, best)
+
+    def _forget_old(self) -> None:
+        """Keep memory bounded: the bucket held at least nothing after a dropped answer."""
+        if len(self.spends) > KEPT_SPENDS:
+            cut = len(self.spends) - KEPT_SPENDS // 2
+            self.since = max(self.since, self.spends[cut - 1])
+            del self.spends[:cut]
+        if len(self.answers) > KEPT_SPENDS:
+            del self.answers[: len(self.answers) - KEPT_SPENDS // 2]
+
+    # --- scheduling the queue ---------------------------------------------------------
+
+    def due(self, now: float) -> int:
+        """How many queued ports to probe now (the engine skips decided ones)."""
+        if not self.queue:
+            return 0
+        room = self.tokens(now) - sum(p.weight for p in self.pending.values())
+        if room >= 1.0:
+            self.next_train = now + self.interval / TRAIN_SPLIT
+            if not self.answers:
+                return len(self.queue)  # no port here answers with ICMP: none can starve
+            # As many as the tokens cover, given the share of ports that answer.
+            share = (self.fed_answered + 1) / (self.fed + 1)
+            return min(len(self.queue), max(1, int(room / share)))
+        if self.answers and now >= self.next_train:
+            # Saturated: a probe per quarter interval takes each token as it refills.
+            self.next_train = now + self.interval / TRAIN_SPLIT
+            return 1
+        return 0
+
+    def sent(self, idx: int, t: float, weight: int = 1) -> None:
+        """A queued port was probed at ``t`` with ``weight`` datagrams."""
+        room = self.tokens(t) - sum(p.weight for p in self.pending.values())
+        self.pending[idx] = _Pending(weight, fed=room >= 1.0)
