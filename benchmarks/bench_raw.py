@@ -6,19 +6,23 @@ Rows (targets from issue 5):
 * ``loopback -p- SYN``: all ports of 127.0.0.1 (<= 0.6).
 * ``loopback -p- UDP``: all ports of 127.0.0.1, where Linux does not rate-limit ICMP (<= 0.7).
 * ``lab 100 UDP, ICMP limit``: 100 UDP ports of a lab host with the kernel's default ICMP
-  rate limit (exact, and no slower than nmap: <= 1.0).
+  rate limit (exact, and no slower than nmap: <= 1.0). Every run, timed on either side,
+  gets a fresh lab host, so each starts on a full ICMP bucket (a scan right after
+  another finds it empty); each run's time and exactness against the known truth are
+  recorded, and the row says whether nmap's answers were exact.
 
 Everything runs inside a lab scanner namespace (tests.lab), loopback rows too, so no
 other process's sockets can make the sides disagree. Each side is a fresh process
 started the same way (``ip netns exec``): interpreter and nmap start-up both count.
 Both sides must report the same state for every port (parsed from ``-oG -``, and
 from an untimed full listing: nmap ``-ddd``, portlib ``--json``); a disagreement
-fails the run (exit status 1). Where the ground truth is known and nmap itself
-gets ports wrong (ICMP rate limiting), portlib must match the truth and nmap's
-wrong ports are listed in the result file. The send rate (probes per second of
+fails the run (exit status 1). In the ICMP-limited row the truth is known instead:
+portlib must match it, and every run of either side is listed in the result file
+with its time, whether it was exact, and the ports it got wrong. The send rate (probes per second of
 the scan itself) comes from an extra in-process run of the engine.
 
     python -m benchmarks.bench_raw                # all rows, 3 runs each (UDP-limited: 1)
+    python -m benchmarks.bench_raw --only udp-limited --runs 2
     python -m benchmarks.bench_raw --only syn-lab --runs 5
 """
 
@@ -27,8 +31,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import (
     Row,
@@ -147,7 +153,6 @@ def _compare(
     nmap_side: Callable[[], States],
     full: tuple[Callable[[], States], Callable[[], States]] | None = None,
     warmup: bool = True,
-    truth: States | None = None,
 ) -> Row:
     p_samples, n_samples, p_answers, n_answers = interleaved_runs(
         portlib_side, nmap_side, runs, warmup=warmup
@@ -156,30 +161,18 @@ def _compare(
     agreed = all(a == reference for a in p_answers + n_answers)
     if full is not None:  # every port's state, not only the ones -oG lists
         portlib_full, nmap_full = full[0](), full[1]()
-        if truth is not None:
-            p_answers.append(portlib_full)
-            n_answers.append(nmap_full)
-        elif portlib_full != nmap_full:
+        if portlib_full != nmap_full:
             agreed = False
             p_answers.append(portlib_full)
             n_answers.append(nmap_full)
             reference = nmap_full
         else:
             reference = nmap_full
-    if truth is not None:
-        # Ground truth known: portlib must match it; nmap's misses are reported
-        # (from its full listing when there is one: -oG may not name every state).
-        agreed = all(a == truth for a in p_answers if "?" not in a.values())
-        nmap_full = n_answers[-1]
-        nmap_wrong = {p: s for p, s in nmap_full.items() if s != truth.get(p)}
-        reference = truth
     detail: dict[str, object] = {
         "portlib_samples_s": [round(s, 3) for s in p_samples],
         "nmap_samples_s": [round(s, 3) for s in n_samples],
         "states": _summary(reference),
     }
-    if truth is not None:
-        detail["nmap_ports_wrong"] = {p: (s, truth.get(p)) for p, s in nmap_wrong.items()}
     if not agreed:
         detail["differences"] = [
             {p: (a.get(p), reference.get(p)) for p in reference if a.get(p) != reference.get(p)}
@@ -205,7 +198,69 @@ def _summary(states: States) -> dict[str, object]:
     return {"counts": counts, "ports": rare}
 
 
-def run_rows(runs: int, only: set[str] | None) -> list[Row]:
+def _udp_limited_row(lab: Any, ns: str, runs: int) -> Row:
+    """100 UDP ports of a host rate-limiting ICMP errors (1 s default): each run on a fresh host.
+
+    A fresh host is a fresh peer for the target's kernel, so its ICMP bucket is
+    full when every run starts, timed or not, portlib's or nmap's. Both sides
+    list every port (portlib ``--json``, nmap ``-ddd``) in the timed run itself,
+    which is checked against the truth the lab set up.
+    """
+    scanned = list(range(1, 101))
+    truth = dict.fromkeys(scanned, "closed") | dict.fromkeys(LIMITED_DROPPED, "open|filtered")
+    truth |= {p: "open" for p in LIMITED_SERVED if p in truth}
+    sides: dict[str, Callable[[str], States]] = {
+        "portlib": lambda a: _portlib_full(ns, "-sU", a, LIMITED_UDP_PORTS),
+        "nmap": lambda a: _full_states(ns, "-sU", a, LIMITED_UDP_PORTS, scanned),
+    }
+    samples: dict[str, list[float]] = {side: [] for side in sides}
+    exact: dict[str, list[bool]] = {side: [] for side in sides}
+    records: list[dict[str, object]] = []
+    for run in range(1, runs + 1):
+        for side, scan in sides.items():
+            host = lab.add_host(f"lim{run}{side[0]}")  # default net.ipv4.icmp_ratelimit
+            host.serve_udp(LIMITED_SERVED)
+            host.drop(LIMITED_DROPPED, proto="udp")
+            start = time.perf_counter()
+            states = scan(str(host.v4))
+            seconds = time.perf_counter() - start
+            wrong = {p: (states.get(p), s) for p, s in truth.items() if states.get(p) != s}
+            samples[side].append(seconds)
+            exact[side].append(not wrong)
+            records.append(
+                {"side": side, "run": run, "seconds": round(seconds, 3), "exact": not wrong}
+                | ({"wrong": _summary_wrong(wrong)} if wrong else {})
+            )
+    detail: dict[str, object] = {
+        "bucket_at_start": "full (a fresh lab host for every run)",
+        "portlib_samples_s": [round(s, 3) for s in samples["portlib"]],
+        "nmap_samples_s": [round(s, 3) for s in samples["nmap"]],
+        "portlib_exact": exact["portlib"],
+        "nmap_exact": exact["nmap"],
+        "runs": records,
+        "states": _summary(truth),
+    }
+    return Row(
+        "lab host 100 UDP ports, default ICMP rate limit",
+        "nmap -sU -n -Pn",
+        statistics.median(samples["portlib"]),
+        statistics.median(samples["nmap"]),
+        runs,
+        target_ratio=1.0,
+        agreed=all(exact["portlib"]),  # the truth is known: portlib must match it
+        detail=detail,
+    )
+
+
+def _summary_wrong(wrong: dict[int, tuple[str | None, str]]) -> dict[str, object]:
+    """Ports a run got wrong: how many per (found, true) pair, and which."""
+    pairs: dict[str, list[int]] = {}
+    for port, (found, true) in sorted(wrong.items()):
+        pairs.setdefault(f"{found} (truth: {true})", []).append(port)
+    return {key: {"count": len(ports), "ports": ports} for key, ports in pairs.items()}
+
+
+def run_rows(runs: int, only: set[str] | None, limited_runs: int = 1) -> list[Row]:
     sys.path.insert(0, str(ROOT))
     from tests.lab import Lab
 
@@ -255,36 +310,15 @@ def run_rows(runs: int, only: set[str] | None) -> list[Row]:
             row.detail |= _send_rate(ns, "syn", address, 1, 65535)
             rows.append(row)
         if not only or "udp-limited" in only:
-            host = lab.add_host("limited", v4="192.0.2.11")  # default icmp_ratelimit
-            host.serve_udp(LIMITED_SERVED)
-            host.drop(LIMITED_DROPPED, proto="udp")
-            address = str(host.v4)
-            scanned = list(range(1, 101))
-            truth = dict.fromkeys(scanned, "closed") | dict.fromkeys(
-                LIMITED_DROPPED, "open|filtered"
-            )
-            truth |= {p: "open" for p in LIMITED_SERVED if p in truth}
-            row = _compare(
-                "lab host 100 UDP ports, default ICMP rate limit",
-                "nmap -sU -n -Pn",
-                1.0,
-                1,
-                lambda: _portlib(ns, "-sU", address, LIMITED_UDP_PORTS, scanned),
-                lambda: _nmap(ns, "-sU", address, LIMITED_UDP_PORTS, scanned),
-                warmup=False,
-                truth=truth,
-                full=(
-                    lambda: _portlib_full(ns, "-sU", address, LIMITED_UDP_PORTS),
-                    lambda: _full_states(ns, "-sU", address, LIMITED_UDP_PORTS, scanned),
-                ),
-            )
-            rows.append(row)
+            rows.append(_udp_limited_row(lab, ns, limited_runs))
     return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_raw")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--runs", type=int, default=None, help="timed runs per side (default 3; udp-limited: 1)"
+    )
     parser.add_argument(
         "--only",
         action="append",
@@ -295,7 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if reason:
         write_results("raw_scan", [Row("raw scans", "nmap", None, None, 0, skipped=reason)])
         return 0
-    rows = run_rows(args.runs, set(args.only) if args.only else None)
+    only = set(args.only) if args.only else None
+    rows = run_rows(args.runs or 3, only, limited_runs=args.runs or 1)
     write_results("raw_scan", rows)
     for row in rows:
         rate = row.detail.get("send_rate_pps")

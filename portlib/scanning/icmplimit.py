@@ -26,6 +26,7 @@ passes every time in (seconds on one monotonic clock, send times of probes).
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right, insort
 from collections import deque
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ ASSUMED_INTERVAL = 1.0  # s per token until answers prove faster: Linux's icmp_r
 MIN_INTERVAL = 0.001  # finer than a jiffy means no limit worth modelling
 SLACK = 0.01  # a send time stands for the arrival time to a jiffy (HZ=100) and some jitter
 TRAIN_SPLIT = 4  # a train probes a limited host this many times per refill interval
+TRAIN_CATCH_UP = 63  # train slots missed between two looks that are still sent
 KEPT_SPENDS = 4096  # answers remembered; older ones are folded into ``since``
 WITNESSES = 8  # latest witnesses of an empty bucket used for calibration
 _EXTRA = (1, 2, 4, 8, 16, 32, 64)  # answers beyond the burst, per window tried on each answer
@@ -67,7 +69,7 @@ class IcmpLimit:
     witnesses: deque[float] = field(default_factory=lambda: deque(maxlen=WITNESSES))
     starved: dict[int, float] = field(default_factory=dict)  # port -> its unproven silence
     pending: dict[int, _Pending] = field(default_factory=dict)
-    next_train: float = float("-inf")
+    next_train: float = -math.inf
     fed: int = 0  # queued probes sent with a token certainly waiting, resolved
     fed_answered: int = 0  # of those, answered with ICMP
     unproven: int = 0  # silences that proved nothing (probed again)
@@ -190,9 +192,13 @@ class IcmpLimit:
             share = (self.fed_answered + 1) / (self.fed + 1)
             return min(len(self.queue), max(1, int(room / share)))
         if self.answers and now >= self.next_train:
-            # Saturated: a probe per quarter interval takes each token as it refills.
-            self.next_train = now + self.interval / TRAIN_SPLIT
-            return 1
+            # Saturated: a probe per quarter interval takes each token as it refills
+            # (the engine may look less often than that: the slots since count).
+            spacing = self.interval / TRAIN_SPLIT
+            missed = min(now - self.next_train, TRAIN_CATCH_UP * spacing)  # inf: a first train
+            slots = 1 + (int(missed / spacing) if self.next_train > -math.inf else 0)
+            self.next_train = max(self.next_train + slots * spacing, now)
+            return min(slots, len(self.queue))
         return 0
 
     def sent(self, idx: int, t: float, weight: int = 1) -> None:
