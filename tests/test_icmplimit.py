@@ -214,6 +214,19 @@ def test_calibration_after_a_witness() -> None:
     assert limit.interval <= (1.5 + limit.slack) / 2
 
 
+def test_loss_retracts_what_witnesses_proved() -> None:
+    limit = IcmpLimit(since=0.0)
+    assert not limit.on_silence(7, 0.0)
+    for i, t in enumerate((0.1, 0.2, 0.3)):
+        limit.on_answer(i, t, icmp=True)
+    limit.on_answer(7, 0.4, icmp=True)  # "starved" at 0.0: or was that probe lost?
+    assert limit.limited and limit.interval <= 0.21
+    assert limit.on_silence(9, 5.0)  # proof: nothing answered for seconds
+    limit.on_answer(9, 5.5, icmp=True)  # ... yet port 9 answers: this network loses probes
+    assert limit.lossy and not limit.limited
+    assert limit.interval == ASSUMED_INTERVAL  # back to what answer counts alone allow
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     interval=st.sampled_from([0.05, 0.1, 0.25, 0.5, 1.0]),

@@ -14,7 +14,10 @@ may just have emptied it), :class:`IcmpLimit` keeps per target
   the answers prove it shorter: ``n`` answers within ``d`` seconds need
   ``n <= 6 + d / T`` (so ``T <= d / (n - 6)``), and ``n`` answers within ``d``
   after a *witness* (a silent probe to a port later proven closed: the bucket
-  was empty then) need ``n < 1 + d / T`` (so ``T < d / (n - 1)``).
+  was empty then) need ``n < 1 + d / T`` (so ``T < d / (n - 1)``). A lost probe
+  makes a false witness, so witnesses count only until the host shows loss (a
+  port whose silence was proof answers after all); lost answers only loosen
+  the bounds.
 
 A silence that proves nothing is not a try: the port joins the host's queue and
 is probed again, in batches no larger than the bucket's lower bound covers or,
@@ -39,7 +42,8 @@ TRAIN_SPLIT = 4  # a train probes a limited host this many times per refill inte
 TRAIN_CATCH_UP = 63  # train slots missed between two looks that are still sent
 KEPT_SPENDS = 4096  # answers remembered; older ones are folded into ``since``
 WITNESSES = 8  # latest witnesses of an empty bucket used for calibration
-_EXTRA = (1, 2, 4, 8, 16, 32, 64)  # answers beyond the burst, per window tried on each answer
+# Answers beyond the burst in the windows tried on each answer (a few, so each costs little).
+_EXTRA = (1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64)
 
 
 @dataclass(slots=True)
@@ -61,8 +65,13 @@ class IcmpLimit:
     """
 
     since: float
-    interval: float = ASSUMED_INTERVAL  # upper bound on the seconds per token
+    assumed: float = ASSUMED_INTERVAL  # the interval believed until answers prove a shorter one
     slack: float = SLACK
+    interval: float = field(init=False)  # upper bound on the seconds per token
+    free_bound: float = math.inf  # the interval's bound from answer counts alone
+    witness_bound: float = math.inf  # the bound from answers after witnesses
+    lossy: bool = False  # a proven silence was answered later: witnesses may be lost probes
+    proven: set[int] = field(default_factory=set)  # ports with a silence that was proof
     queue: deque[int] = field(default_factory=deque)  # ports whose silence proved nothing
     spends: list[float] = field(default_factory=list)  # send times, one per ICMP datagram
     answers: list[float] = field(default_factory=list)  # send times, one per answered probe
@@ -74,10 +83,13 @@ class IcmpLimit:
     fed_answered: int = 0  # of those, answered with ICMP
     unproven: int = 0  # silences that proved nothing (probed again)
 
+    def __post_init__(self) -> None:
+        self.interval = self.assumed
+
     @property
     def limited(self) -> bool:
         """A closed port was seen starved: this host does rate-limit its ICMP errors."""
-        return bool(self.witnesses)
+        return bool(self.witnesses) and not self.lossy
 
     # --- the bucket -------------------------------------------------------------------
 
@@ -114,6 +126,7 @@ class IcmpLimit:
         self._resolve(idx, answered=False)
         if self.proves(t):
             self.starved.pop(idx, None)
+            self.proven.add(idx)
             return True
         self.starved[idx] = t
         self.queue.append(idx)
@@ -128,6 +141,11 @@ class IcmpLimit:
         """
         self._resolve(idx, answered=icmp)
         starved_at = self.starved.pop(idx, None)
+        if idx in self.proven:  # its silence was proof, yet it answers: a probe was lost
+            self.proven.discard(idx)
+            if not self.lossy:
+                self.lossy = True
+                self._settle_interval()
         if not icmp:
             return False
         insort(self.answers, t)
@@ -155,18 +173,22 @@ class IcmpLimit:
         """Tighten the interval's upper bound with the windows ending at the answer ``t``."""
         answers = self.answers
         j = bisect_right(answers, t) - 1
-        best = self.interval
         last = answers[j]
         for extra in _EXTRA:  # BURST + extra answers in [answers[i], last]
             i = j - BURST - extra + 1
             if i < 0:
                 break
-            best = min(best, (last - answers[i] + self.slack) / extra)
+            self.free_bound = min(self.free_bound, (last - answers[i] + self.slack) / extra)
         for witness in self.witnesses:  # n answers sent after an empty bucket
             n = j - bisect_right(answers, witness + self.slack) + 1
             if n >= 2:
-                best = min(best, (last - witness + self.slack) / (n - 1))
-        self.interval = max(MIN_INTERVAL, best)
+                bound = (last - witness + self.slack) / (n - 1)
+                self.witness_bound = min(self.witness_bound, bound)
+        self._settle_interval()
+
+    def _settle_interval(self) -> None:
+        witnessed = math.inf if self.lossy else self.witness_bound
+        self.interval = max(MIN_INTERVAL, min(self.assumed, self.free_bound, witnessed))
 
     def _forget_old(self) -> None:
         """Keep memory bounded: the bucket held at least nothing after a dropped answer."""

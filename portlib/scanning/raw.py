@@ -597,6 +597,8 @@ class _RawScan:
                 continue
             due = limit.due(now)
             while due > 0 and limit.queue:
+                if self.rate is not None and self.rate.delay(now) > 0:
+                    return 0.01  # the user's --rate cap holds for these too
                 idx = limit.queue.popleft()
                 if self.decided[idx]:
                     continue
