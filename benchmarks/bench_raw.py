@@ -18,8 +18,9 @@ Both sides must report the same state for every port (parsed from ``-oG -``, and
 from an untimed full listing: nmap ``-ddd``, portlib ``--json``); a disagreement
 fails the run (exit status 1). In the ICMP-limited row the truth is known instead:
 portlib must match it, and every run of either side is listed in the result file
-with its time, whether it was exact, and the ports it got wrong. The send rate (probes per second of
-the scan itself) comes from an extra in-process run of the engine.
+with its time, whether it was exact, and the ports it got wrong. The send rate
+(probes per second of the scan itself) comes from an extra in-process run of the
+engine.
 
     python -m benchmarks.bench_raw                # all rows, 3 runs each (UDP-limited: 1)
     python -m benchmarks.bench_raw --only udp-limited --runs 2
