@@ -19,16 +19,22 @@ may just have emptied it), :class:`IcmpLimit` keeps per target
   port whose silence was proof answers after all); lost answers only loosen
   the bounds.
 
+Once the host has sent errors, every silent probe counts as a possible spend
+too: its error may have been lost on the way back, and a token spent unseen
+would otherwise make the silences after it look like proof.
+
 A silence that proves nothing is not a try: the port joins the host's queue and
 is probed again, in batches no larger than the bucket's lower bound covers or,
-on a host whose ports do answer with ICMP, in a train of one probe every quarter
-interval, so each token is used as soon as it refills: closed ports are then
-decided at the refill rate, the physical limit. No clocks here: the engine
-passes every time in (seconds on one monotonic clock, send times of probes).
+while ICMP answers flow, in a train of one probe every quarter interval, so
+each token is used as soon as it refills: closed ports are then decided at the
+refill rate, the physical limit, and silent ports one token each after that.
+No clocks here: the engine passes every time in (seconds on one monotonic
+clock, send times of probes).
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from bisect import bisect_right, insort
 from collections import deque
@@ -39,6 +45,7 @@ ASSUMED_INTERVAL = 1.0  # s per token until answers prove faster: Linux's icmp_r
 MIN_INTERVAL = 0.001  # finer than a jiffy means no limit worth modelling
 SLACK = 0.01  # a send time stands for the arrival time to a jiffy (HZ=100) and some jitter
 TRAIN_SPLIT = 4  # a train probes a limited host this many times per refill interval
+TRAIN_PATIENCE = 1.5  # intervals without an answer after which the train stops
 TRAIN_CATCH_UP = 63  # train slots missed between two looks that are still sent
 KEPT_SPENDS = 4096  # answers remembered; older ones are folded into ``since``
 WITNESSES = 8  # latest witnesses of an empty bucket used for calibration
@@ -51,7 +58,6 @@ class _Pending:
     """A probe sent from the queue, not yet answered or expired."""
 
     weight: int  # datagrams in it: each may spend a token
-    fed: bool  # sent while the bucket's lower bound covered it
 
 
 @dataclass(slots=True)
@@ -73,18 +79,24 @@ class IcmpLimit:
     lossy: bool = False  # a proven silence was answered later: witnesses may be lost probes
     proven: set[int] = field(default_factory=set)  # ports with a silence that was proof
     queue: deque[int] = field(default_factory=deque)  # ports whose silence proved nothing
+    later: list[tuple[float, int]] = field(default_factory=list)  # (not before, port) retries
     spends: list[float] = field(default_factory=list)  # send times, one per ICMP datagram
+    # ... and of silent probes too: an error lost on its way back spent a token unseen.
+    potential: list[float] = field(default_factory=list)
     answers: list[float] = field(default_factory=list)  # send times, one per answered probe
     witnesses: deque[float] = field(default_factory=lambda: deque(maxlen=WITNESSES))
     starved: dict[int, float] = field(default_factory=dict)  # port -> its unproven silence
     pending: dict[int, _Pending] = field(default_factory=dict)
     next_train: float = -math.inf
-    fed: int = 0  # queued probes sent with a token certainly waiting, resolved
-    fed_answered: int = 0  # of those, answered with ICMP
     unproven: int = 0  # silences that proved nothing (probed again)
 
     def __post_init__(self) -> None:
         self.interval = self.assumed
+
+    @property
+    def waiting(self) -> bool:
+        """Ports wait here to be probed again (now or later)."""
+        return bool(self.queue or self.later)
 
     @property
     def limited(self) -> bool:
@@ -104,7 +116,8 @@ class IcmpLimit:
         minus the answers after; answers sent up to ``slack`` after ``t`` may have
         arrived first, and ``refill`` allows ``slack`` for arrivals out of order.
         """
-        spends = self.spends
+        # Once the host sends errors, any silent probe may have drawn one that was lost.
+        spends = self.potential if self.answers else self.spends
         upto = bisect_right(spends, t + self.slack)
         best = self._refill(t - self.since) - upto
         for i in range(max(0, upto - BURST - 1), upto):
@@ -123,8 +136,10 @@ class IcmpLimit:
 
         Otherwise the port joins the queue and is probed again.
         """
-        self._resolve(idx, answered=False)
-        if self.proves(t):
+        self.pending.pop(idx, None)
+        proof = self.proves(t)
+        insort(self.potential, t)
+        if proof:
             self.starved.pop(idx, None)
             self.proven.add(idx)
             return True
@@ -139,7 +154,7 @@ class IcmpLimit:
         ``icmp``: by an ICMP error, which spent a token. Returns True when the
         port's earlier silences were starvation, not loss (so not a loss signal).
         """
-        self._resolve(idx, answered=icmp)
+        self.pending.pop(idx, None)
         starved_at = self.starved.pop(idx, None)
         if idx in self.proven:  # its silence was proof, yet it answers: a probe was lost
             self.proven.discard(idx)
@@ -151,6 +166,7 @@ class IcmpLimit:
         insort(self.answers, t)
         for _ in range(weight):
             insort(self.spends, t)  # every datagram may have drawn an error (upper bound)
+            insort(self.potential, t)
         if starved_at is not None:
             self.witnesses.append(starved_at)  # a closed port was silent: the bucket was empty
         self._calibrate(t)
@@ -160,12 +176,6 @@ class IcmpLimit:
     def forget(self, idx: int) -> None:
         """Probe ``idx`` left the engine's books some other way (a send error, our own drop)."""
         self.pending.pop(idx, None)
-
-    def _resolve(self, idx: int, *, answered: bool) -> None:
-        pending = self.pending.pop(idx, None)
-        if pending is not None and pending.fed:
-            self.fed += 1
-            self.fed_answered += answered
 
     # --- calibration ------------------------------------------------------------------
 
@@ -192,17 +202,33 @@ class IcmpLimit:
 
     def _forget_old(self) -> None:
         """Keep memory bounded: the bucket held at least nothing after a dropped answer."""
-        if len(self.spends) > KEPT_SPENDS:
-            cut = len(self.spends) - KEPT_SPENDS // 2
-            self.since = max(self.since, self.spends[cut - 1])
-            del self.spends[:cut]
+        for kept in (self.spends, self.potential):
+            if len(kept) > KEPT_SPENDS:
+                cut = len(kept) - KEPT_SPENDS // 2
+                self.since = max(self.since, kept[cut - 1])
+                del kept[:cut]
         if len(self.answers) > KEPT_SPENDS:
             del self.answers[: len(self.answers) - KEPT_SPENDS // 2]
 
     # --- scheduling the queue ---------------------------------------------------------
 
+    def retry_later(self, idx: int, t: float) -> bool:
+        """Port ``idx``'s silence at ``t`` was proof: True if its next try waits here.
+
+        While no error has come back, silences are not counted as possible
+        spends (a host that drops everything must not be paced), so one error
+        lost on its way back could prove a whole batch silent: the next try
+        waits an interval, for a token that did not go to that batch.
+        """
+        if self.answers:
+            return False
+        heapq.heappush(self.later, (t + self.interval + self.slack, idx))
+        return True
+
     def due(self, now: float) -> int:
         """How many queued ports to probe now (the engine skips decided ones)."""
+        while self.later and self.later[0][0] <= now:
+            self.queue.append(heapq.heappop(self.later)[1])
         if not self.queue:
             return 0
         room = self.tokens(now) - sum(p.weight for p in self.pending.values())
@@ -210,10 +236,10 @@ class IcmpLimit:
             self.next_train = now + self.interval / TRAIN_SPLIT
             if not self.answers:
                 return len(self.queue)  # no port here answers with ICMP: none can starve
-            # As many as the tokens cover, given the share of ports that answer.
-            share = (self.fed_answered + 1) / (self.fed + 1)
-            return min(len(self.queue), max(1, int(room / share)))
-        if self.answers and now >= self.next_train:
+            return min(len(self.queue), int(room))  # each probe may take a token
+        # Saturated while answers flow; once they stop, pause so the bucket refills.
+        flowing = self.answers and self.answers[-1] >= now - TRAIN_PATIENCE * self.interval
+        if flowing and now >= self.next_train:
             # Saturated: a probe per quarter interval takes each token as it refills
             # (the engine may look less often than that: the slots since count).
             spacing = self.interval / TRAIN_SPLIT
@@ -225,5 +251,4 @@ class IcmpLimit:
 
     def sent(self, idx: int, t: float, weight: int = 1) -> None:
         """A queued port was probed at ``t`` with ``weight`` datagrams."""
-        room = self.tokens(t) - sum(p.weight for p in self.pending.values())
-        self.pending[idx] = _Pending(weight, fed=room >= 1.0)
+        self.pending[idx] = _Pending(weight)

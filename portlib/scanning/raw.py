@@ -593,7 +593,7 @@ class _RawScan:
         """Probe again the ports whose silence proved nothing, as each bucket allows."""
         for host in self.hosts:
             limit = host.limit
-            if limit is None or not limit.queue:
+            if limit is None or not limit.waiting:
                 continue
             due = limit.due(now)
             while due > 0 and limit.queue:
@@ -662,10 +662,10 @@ class _RawScan:
         if limit is not None and not limit.on_silence(idx, self.sent_at[idx]):
             return  # no ICMP token was certainly waiting for it: queued, not a try
         self.silences[idx] = min(255, self.silences[idx] + 1)
-        if self.retry.should_retry(self.silences[idx]):
-            self.resend.append(idx)
-        else:
+        if not self.retry.should_retry(self.silences[idx]):
             self._decide(idx, SILENCE_STATE[self.kind], Reason.NO_RESPONSE, None)
+        elif limit is None or not limit.retry_later(idx, self.sent_at[idx]):
+            self.resend.append(idx)
 
     # --- replies ------------------------------------------------------------------
 
@@ -869,7 +869,9 @@ class _RawScan:
         starved = limit is not None and limit.on_answer(
             idx, self.sent_at[idx], self._datagrams(host, idx), icmp=from_icmp
         )
-        if not starved:  # earlier silences of a starved port were the limit, not loss
+        if starved:  # its earlier silences were the limit, not loss: the try that counted worked
+            self.retry.on_answer(0)
+        else:
             self.retry.on_answer(tries - 1)
             if tries == 1:
                 self.rtt.observe(rtt)
