@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portlib.scanning.icmplimit import ASSUMED_INTERVAL, BURST, IcmpLimit
+from portlib.scanning.icmplimit import ASSUMED_INTERVAL, BURST, KEPT_SPENDS, IcmpLimit
 
 CLOSED, SILENT = "closed", "open|filtered"
 
@@ -205,6 +205,14 @@ def test_tokens_lower_bound_refills_from_the_last_answer() -> None:
     assert not limit.proves(1.35)
     assert limit.proves(1.3 + 1.0 + 0.011)
     assert limit.tokens(100.0) == BURST
+
+
+def test_memory_stays_bounded_and_a_long_blast_does_not_delay_proof() -> None:
+    limit = IcmpLimit(since=0.0)
+    for i in range(3 * KEPT_SPENDS):  # 0.12 s of silent blast, nothing proven yet
+        assert not limit.on_silence(i, i * 1e-5)
+    assert len(limit.potential) <= KEPT_SPENDS and len(limit.queue) == 3 * KEPT_SPENDS
+    assert limit.proves(1.02)  # no error ever came back: the refill since 0 counts
 
 
 def test_calibration_without_a_witness_needs_more_than_the_burst() -> None:

@@ -9,7 +9,8 @@ may just have emptied it), :class:`IcmpLimit` keeps per target
 
 * a **lower bound on the tokens** at any send time: since any moment the bucket
   held at least 0, it refilled at no less than 1 token per :attr:`interval`
-  (capped at 6) and lost one token per ICMP answer we saw;
+  (capped at 6) and lost at most one per ICMP error we saw (and, once errors
+  flow, per silent probe: see below);
 * an **upper bound on the refill interval**, assumed to be Linux's default until
   the answers prove it shorter: ``n`` answers within ``d`` seconds need
   ``n <= 6 + d / T`` (so ``T <= d / (n - 6)``), and ``n`` answers within ``d``
@@ -83,6 +84,7 @@ class IcmpLimit:
     spends: list[float] = field(default_factory=list)  # send times, one per ICMP datagram
     # ... and of silent probes too: an error lost on its way back spent a token unseen.
     potential: list[float] = field(default_factory=list)
+    potential_since: float = -math.inf  # ``since`` for that list, once it was cut
     answers: list[float] = field(default_factory=list)  # send times, one per answered probe
     witnesses: deque[float] = field(default_factory=lambda: deque(maxlen=WITNESSES))
     starved: dict[int, float] = field(default_factory=dict)  # port -> its unproven silence
@@ -112,14 +114,16 @@ class IcmpLimit:
         """Tokens certainly waiting for a probe sent at ``t`` (before it takes one).
 
         For each moment ``s`` the bucket held at least nothing (``since``, or just
-        after the last of our answers sent by some time), it held ``refill(t - s)``
-        minus the answers after; answers sent up to ``slack`` after ``t`` may have
-        arrived first, and ``refill`` allows ``slack`` for arrivals out of order.
+        after the last spend sent by some time), it held ``refill(t - s)`` minus
+        the spends after; spends sent up to ``slack`` after ``t`` may have arrived
+        first, and ``refill`` allows ``slack`` for arrivals out of order.
         """
-        # Once the host sends errors, any silent probe may have drawn one that was lost.
-        spends = self.potential if self.answers else self.spends
+        if self.answers:  # the host sends errors: a silent probe's may have been lost
+            spends, since = self.potential, max(self.since, self.potential_since)
+        else:
+            spends, since = self.spends, self.since
         upto = bisect_right(spends, t + self.slack)
-        best = self._refill(t - self.since) - upto
+        best = self._refill(t - since) - upto
         for i in range(max(0, upto - BURST - 1), upto):
             moment = spends[i]
             best = max(best, self._refill(t - moment) - (upto - bisect_right(spends, moment)))
@@ -139,6 +143,7 @@ class IcmpLimit:
         self.pending.pop(idx, None)
         proof = self.proves(t)
         insort(self.potential, t)
+        self._forget_old()
         if proof:
             self.starved.pop(idx, None)
             self.proven.add(idx)
@@ -202,11 +207,14 @@ class IcmpLimit:
 
     def _forget_old(self) -> None:
         """Keep memory bounded: the bucket held at least nothing after a dropped answer."""
-        for kept in (self.spends, self.potential):
-            if len(kept) > KEPT_SPENDS:
-                cut = len(kept) - KEPT_SPENDS // 2
-                self.since = max(self.since, kept[cut - 1])
-                del kept[:cut]
+        if len(self.spends) > KEPT_SPENDS:
+            cut = len(self.spends) - KEPT_SPENDS // 2
+            self.since = max(self.since, self.spends[cut - 1])
+            del self.spends[:cut]
+        if len(self.potential) > KEPT_SPENDS:
+            cut = len(self.potential) - KEPT_SPENDS // 2
+            self.potential_since = max(self.potential_since, self.potential[cut - 1])
+            del self.potential[:cut]
         if len(self.answers) > KEPT_SPENDS:
             del self.answers[: len(self.answers) - KEPT_SPENDS // 2]
 
@@ -238,7 +246,7 @@ class IcmpLimit:
                 return len(self.queue)  # no port here answers with ICMP: none can starve
             return min(len(self.queue), int(room))  # each probe may take a token
         # Saturated while answers flow; once they stop, pause so the bucket refills.
-        flowing = self.answers and self.answers[-1] >= now - TRAIN_PATIENCE * self.interval
+        flowing = bool(self.answers) and self.answers[-1] >= now - TRAIN_PATIENCE * self.interval
         if flowing and now >= self.next_train:
             # Saturated: a probe per quarter interval takes each token as it refills
             # (the engine may look less often than that: the slots since count).
