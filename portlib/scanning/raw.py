@@ -170,12 +170,10 @@ class _RawScan:
         self.host_index = {h.key: i for i, h in enumerate(self.hosts)}
         self.addresses = [h.address for h in self.hosts]
         # Per host: may a first-try answer skip ``_answer``? Not while its link
-        # header is unresolved or it is paced; ICMP answers from a host that may
-        # rate-limit them always count one by one (loopback never limits).
+        # header is unresolved; ICMP answers from a host that may rate-limit them
+        # (one with an ``IcmpLimit``) always count one by one.
         self.fast_hosts = bytearray(h.unresolved is None for h in self.hosts)
-        self.icmp_untracked = bytearray(
-            self.kind is not Probe.UDP or h.address.is_loopback for h in self.hosts
-        )
+        self.icmp_untracked = bytearray(h.limit is None for h in self.hosts)
         self.ports = list(dict.fromkeys(work.ports))
         self.port_index = dict(zip(self.ports, range(len(self.ports)), strict=True))
         count = len(self.hosts) * len(self.ports)
