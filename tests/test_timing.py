@@ -176,15 +176,10 @@ def test_retry_budget_bounds(answers: list[int], retries: int) -> None:
     assert math.isfinite(policy.loss) and 0 < policy.loss < 1
 
 
-def test_scan_delay_backs_off_to_maximum() -> None:
-    d = ScanDelay.for_profile(preset(4))
-    assert d.current == 0
-    assert d.back_off() == 0.005
-    assert d.back_off() == 0.01
-    assert d.back_off() == 0.01  # T4 caps at 10 ms
-    udp = ScanDelay.for_profile(preset(3), udp=True)
-    assert udp.back_off() == 0.05
+def test_scan_delay_follows_the_profile() -> None:
+    assert ScanDelay.for_profile(preset(4)).current == 0
     assert ScanDelay.for_profile(preset(2)).current == 0.4
+    assert ScanDelay.for_profile(preset(2)).maximum == 1.0
 
 
 def test_host_timing_paces_and_counts() -> None:

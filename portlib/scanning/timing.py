@@ -322,27 +322,19 @@ class RetryPolicy:
 
 @dataclass(slots=True)
 class ScanDelay:
-    """Least gap between probes to one host; grows when a host drops or rate-limits.
+    """Least gap between probes to one host: the profile's ``scan_delay`` (T0-T2 serialize).
 
-    nmap starts the dynamic delay at 5 ms (50 ms for UDP) and doubles it on each
-    sign of rate limiting, up to ``max_scan_delay``. The raw engine's ICMP
-    rate-limit detector calls :meth:`back_off`; connect scans rarely need it.
+    The connect engine keeps to it. ICMP rate limits are handled by the raw
+    engine's own model (``icmplimit``), which paces a limited host at the rate
+    its token bucket refills instead of doubling a delay as nmap does.
     """
 
     current: float
     maximum: float
-    first_step: float = 0.005
 
     @classmethod
-    def for_profile(cls, profile: TimingProfile, *, udp: bool = False) -> ScanDelay:
-        maximum = max(profile.max_scan_delay, profile.scan_delay)
-        return cls(profile.scan_delay, maximum, 0.05 if udp else 0.005)
-
-    def back_off(self) -> float:
-        """Replies stopped after a burst: slow down. Returns the new delay."""
-        grown = self.first_step if self.current <= 0 else self.current * 2
-        self.current = min(grown, max(self.maximum, self.current))
-        return self.current
+    def for_profile(cls, profile: TimingProfile) -> ScanDelay:
+        return cls(profile.scan_delay, max(profile.max_scan_delay, profile.scan_delay))
 
 
 @dataclass(slots=True)
@@ -356,8 +348,8 @@ class HostTiming:
     answers: int = 0
 
     @classmethod
-    def for_profile(cls, profile: TimingProfile, *, udp: bool = False) -> HostTiming:
-        return cls(RttEstimator.for_profile(profile), ScanDelay.for_profile(profile, udp=udp))
+    def for_profile(cls, profile: TimingProfile) -> HostTiming:
+        return cls(RttEstimator.for_profile(profile), ScanDelay.for_profile(profile))
 
     def may_send(self, now: float) -> bool:
         return now >= self.next_send
