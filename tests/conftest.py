@@ -7,13 +7,24 @@ CI machine that silently lacks the lab cannot pass.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
 from tests.lab.fixtures import lab, module_lab  # noqa: F401  (lab fixtures)
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+# Raw-scan templates are cached in a directory of this test run, not in ~/.cache. Set
+# at import, before collection (some test modules build templates while collected);
+# subprocesses (the CLI, examples) inherit it; tests of the cache set their own.
+_CACHE_DIR = tempfile.mkdtemp(prefix="portlib-test-cache-")
+os.environ["PORTLIB_CACHE_DIR"] = _CACHE_DIR
+atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
 
 
 @pytest.hookimpl(hookwrapper=True)
