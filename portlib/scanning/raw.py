@@ -160,6 +160,7 @@ class _RawScan:
             self.cookie = Cookie(secrets.token_bytes(16))
             self.classifier = Classifier(kind, self.sport, self.cookie)
             self._rings: dict[str, TxRing | None] = {}
+            self._senders: dict[int, socket.socket] = {}
             self._template_cache: dict[
                 IPAddress, tuple[ProbeTemplate, dict[int, tuple[ProbeTemplate, ...]]]
             ] = {}
@@ -208,11 +209,7 @@ class _RawScan:
 
     # --- setup --------------------------------------------------------------------
 
-    _senders: dict[int, socket.socket]
-
     def _sender(self, family: socket.AddressFamily) -> socket.socket:
-        if not hasattr(self, "_senders"):
-            self._senders = {}
         sock = self._senders.get(family)
         if sock is None:
             sock = rawsock.raw_sender(family)
@@ -350,8 +347,6 @@ class _RawScan:
         if neighbor is None:
             return
         host.unresolved = None
-        if hasattr(self, "fast_hosts"):  # resolved mid-scan: its answers may take the fast path
-            self.fast_hosts[self.host_index[host.key]] = 1
         ring = self._ring(interface)
         if ring is not None:
             host.ring, host.link = ring, ethernet_header(neighbor, mac, 4)
@@ -691,6 +686,7 @@ class _RawScan:
         batch: list[tuple[int, PortState, Reason, float]] = []
         answer = batch.append
         fast = self.fast_hosts  # hosts whose first-try answers need no per-reply bookkeeping
+        icmp_untracked = self.icmp_untracked
         frames = self.rx_ring.frames() if self.rx_ring is not None else self._received()
         for buf, o, size in frames:
             if size < 28 or buf[o] != 0x45 or buf[o + 6] & 0x1F or buf[o + 7]:
@@ -698,19 +694,63 @@ class _RawScan:
                 if event is not None:
                     self._on_event(event)
                 continue
+            # Which probe would this answer? (the target's address and port)
             proto = buf[o + 9]
+            icmp = False
             if proto == PROTO_TCP and tcp and size >= 40:
-                src_port, dst_port, seq, ack = _TCP_REPLY.unpack_from(buf, o + 20)
+                port, dst_port, seq, ack = _TCP_REPLY.unpack_from(buf, o + 20)
                 if dst_port != sport:
                     continue
-                h = host_index.get(buf[o + 12 : o + 16])
-                p = port_index.get(src_port)
-                if h is None or p is None:
+                key = buf[o + 12 : o + 16]
+            elif proto == PROTO_UDP and not tcp:
+                port, dst_port = _PORTS.unpack_from(buf, o + 20)
+                if dst_port != sport:
                     continue
-                idx = h * nports + p
-                if decided[idx] or not sends[idx]:
-                    continue  # late duplicate, or never probed
-                cookie = cookies[idx]
+                if port == dst_port:
+                    # Maybe our own probe to our own port, looped back.
+                    event = classify(buf[o : o + size])
+                    if event is not None:
+                        self._on_event(event)
+                    continue
+                key = buf[o + 12 : o + 16]
+            elif (
+                proto == PROTO_ICMP
+                and not tcp
+                and size >= 56
+                and buf[o + 20] == 3  # destination unreachable
+                and buf[o + 21] == 3  # port unreachable
+                and buf[o + 28] == 0x45
+                and buf[o + 37] == PROTO_UDP
+            ):
+                q_sport, port = _PORTS.unpack_from(buf, o + 48)
+                if q_sport != sport:
+                    continue
+                key = buf[o + 44 : o + 48]  # the quoted probe's destination
+                icmp = True
+            else:
+                event = classify(buf[o : o + size])
+                if event is not None:
+                    self._on_event(event)
+                continue
+            h = host_index.get(key)
+            p = port_index.get(port)
+            if h is None or p is None:
+                continue
+            idx = h * nports + p
+            if decided[idx] or not sends[idx]:
+                continue  # late duplicate, or never probed
+            # Is it proven ours (the cookie), and what does it say?
+            cookie = cookies[idx]
+            if icmp:
+                if _U16.unpack_from(buf, o + 32)[0] != ipv4_mark(cookie):
+                    continue
+                # A router's port unreachable says nothing about the port itself.
+                closed = buf[o + 12 : o + 16] == key
+                state = PortState.CLOSED if closed else PortState.FILTERED
+                reason = Reason.PORT_UNREACH
+            elif not tcp:
+                state, reason = PortState.OPEN, Reason.UDP_RESPONSE
+            else:
                 flags = buf[o + 33]
                 if syn:
                     if ack != (cookie + 1) & 0xFFFFFFFF or not flags & TCP_ACK_FLAG:
@@ -725,68 +765,11 @@ class _RawScan:
                     state, reason = PortState.UNFILTERED, Reason.RESET
                 else:
                     continue
-                if sends[idx] == 1 and fast[h]:
-                    decided[idx] = 1
-                    answer((idx, state, reason, clock()))
-                else:
-                    self._answer(idx, h, state, reason, False)
-                continue
-            if proto == PROTO_UDP and not tcp:
-                src_port, dst_port = _PORTS.unpack_from(buf, o + 20)
-                if dst_port != sport:
-                    continue
-                if src_port == dst_port:
-                    # Maybe our own probe to our own port, looped back.
-                    event = classify(buf[o : o + size])
-                    if event is not None:
-                        self._on_event(event)
-                    continue
-                h = host_index.get(buf[o + 12 : o + 16])
-                p = port_index.get(src_port)
-                if h is None or p is None:
-                    continue
-                idx = h * nports + p
-                if decided[idx] or not sends[idx]:
-                    continue
-                if sends[idx] == 1 and fast[h]:
-                    decided[idx] = 1
-                    answer((idx, PortState.OPEN, Reason.UDP_RESPONSE, clock()))
-                else:
-                    self._answer(idx, h, PortState.OPEN, Reason.UDP_RESPONSE, False)
-                continue
-            if (
-                proto == PROTO_ICMP
-                and not tcp
-                and size >= 56
-                and buf[o + 20] == 3  # destination unreachable
-                and buf[o + 21] == 3  # port unreachable
-                and buf[o + 28] == 0x45
-                and buf[o + 37] == PROTO_UDP
-            ):
-                q_sport, q_dport = _PORTS.unpack_from(buf, o + 48)
-                if q_sport != sport:
-                    continue
-                dst = buf[o + 44 : o + 48]
-                h = host_index.get(dst)
-                p = port_index.get(q_dport)
-                if h is None or p is None:
-                    continue
-                idx = h * nports + p
-                if decided[idx] or not sends[idx]:
-                    continue
-                if _U16.unpack_from(buf, o + 32)[0] != ipv4_mark(cookies[idx]):
-                    continue
-                # A router's port unreachable says nothing about the port itself.
-                state = PortState.CLOSED if buf[o + 12 : o + 16] == dst else PortState.FILTERED
-                if sends[idx] == 1 and fast[h] and self.icmp_untracked[h]:
-                    decided[idx] = 1
-                    answer((idx, state, Reason.PORT_UNREACH, clock()))
-                else:
-                    self._answer(idx, h, state, Reason.PORT_UNREACH, True)
-                continue
-            event = classify(buf[o : o + size])
-            if event is not None:
-                self._on_event(event)
+            if sends[idx] == 1 and fast[h] and (not icmp or icmp_untracked[h]):
+                decided[idx] = 1
+                answer((idx, state, reason, clock()))
+            else:
+                self._answer(idx, h, state, reason, icmp)
         if batch:
             self._settle(batch)
         if self.out and self._answered is not None:
@@ -862,6 +845,7 @@ class _RawScan:
         host = self.hosts[h]
         if host.unresolved is not None:
             self._resolve_link(host)  # it answered, so the kernel knows its MAC now
+            self.fast_hosts[h] = host.unresolved is None  # then its answers may take the fast path
         rtt = now - self.sent_at[idx]
         limit = host.limit
         starved = limit is not None and limit.on_answer(

@@ -57,8 +57,7 @@ def parse_route_v6(text: str) -> list[Route]:
     return routes
 
 
-def on_link_interface(target: IPAddress, routes: Sequence[Route]) -> str | None:
-    """The interface ``target`` is directly attached to (longest match, no gateway), or None."""
+def _longest_match(target: IPAddress, routes: Sequence[Route]) -> Route | None:
     best: Route | None = None
     for route in routes:
         net = route.network
@@ -66,6 +65,12 @@ def on_link_interface(target: IPAddress, routes: Sequence[Route]) -> str | None:
             best is None or net.prefixlen > best.network.prefixlen  # type: ignore[attr-defined]
         ):
             best = route
+    return best
+
+
+def on_link_interface(target: IPAddress, routes: Sequence[Route]) -> str | None:
+    """The interface ``target`` is directly attached to (longest match, no gateway), or None."""
+    best = _longest_match(target, routes)
     if best is None or best.gateway is not None or best.interface == "lo":
         return None
     return best.interface
@@ -73,13 +78,7 @@ def on_link_interface(target: IPAddress, routes: Sequence[Route]) -> str | None:
 
 def egress_interface(target: IPAddress, routes: Sequence[Route]) -> str | None:
     """The interface of the longest matching route to ``target`` (None: no route)."""
-    best: Route | None = None
-    for route in routes:
-        net = route.network
-        if target in net and (  # type: ignore[operator]
-            best is None or net.prefixlen > best.network.prefixlen  # type: ignore[attr-defined]
-        ):
-            best = route
+    best = _longest_match(target, routes)
     return None if best is None else best.interface
 
 

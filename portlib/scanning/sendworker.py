@@ -73,7 +73,7 @@ class SendWorker:
         self.jobs = jobs_w
         self.errs = errs_r
         self._partial = b""
-        self._backlog = b""  # records the pipe had no room for yet
+        self._backlog = bytearray()  # records the pipe had no room for yet
 
     def send(self, records: array[int]) -> None:
         """Hand (index, cookie, index, cookie, ...) to the child; never blocks.
@@ -82,7 +82,7 @@ class SendWorker:
         every later ``send``) writes on: the parent keeps reading replies
         meanwhile instead of sleeping in ``write`` while they pile up.
         """
-        self._backlog += records.tobytes()
+        self._backlog += records
         self.flush()
 
     def flush(self) -> bool:
@@ -92,7 +92,7 @@ class SendWorker:
                 written = os.write(self.jobs, self._backlog)
             except BlockingIOError:
                 return False
-            self._backlog = self._backlog[written:]
+            del self._backlog[:written]
         return True
 
     def errors(self) -> list[tuple[int, int]]:
