@@ -418,12 +418,3 @@ def addressed(blank: bytes, source: bytes, sport: int) -> bytes:
     if lay.version == 4:
         struct.pack_into("!H", packet, IP4_CHECKSUM, ipv4_header_checksum(packet))
     return bytes(packet)
-
-
-def dissect(packet: bytes) -> str:
-    """A one-line scapy summary of an odd reply, for debug logs."""
-    from scapy.layers.inet import IP
-    from scapy.layers.inet6 import IPv6
-
-    layer: Any = IP if packet[:1] and packet[0] >> 4 == 4 else IPv6
-    return str(layer(packet).summary())
