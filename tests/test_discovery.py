@@ -153,7 +153,7 @@ async def test_connect_pings_on_loopback(monkeypatch: pytest.MonkeyPatch, family
 def test_raw_discovery_round_ends_earlier_once_live_hosts_answer() -> None:
     # Silent (down) hosts must not hold a round for the initial 1 s guess once
     # live hosts have shown a sub-millisecond RTT.
-    from portlib.scanning.rawdiscovery import round_deadline
+    from portlib.scanning.discovery.raw import round_deadline
     from portlib.scanning.timing import PRESETS, RttEstimator
 
     estimator = RttEstimator.for_profile(PRESETS[3])

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portlib.errors import PortlibError, ScanError
-from portlib.order import (
+from portlib.scanning.order import (
     ProbeOrder,
     SizeOverflowError,
     _group_for,

@@ -22,7 +22,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 import pytest
 
 from portlib.model import PortResult, PortState, Protocol, Reason, ScanMethod
-from portlib.scanning.engine import ScanWork
+from portlib.scanning.contract import ScanWork
 from portlib.scanning.timing import preset
 
 pytestmark = pytest.mark.lab
@@ -96,7 +96,7 @@ def udp_echo(host: IPv4Address | IPv6Address) -> Iterator[int]:
 async def run_engine(
     method: str, host: IPv4Address | IPv6Address, ports: list[int], **timing: float
 ) -> list[PortResult]:
-    from portlib.scanning.raw import RawEngine
+    from portlib.scanning.raw.engine import RawEngine
 
     results: list[PortResult] = []
 
@@ -189,7 +189,7 @@ async def test_cancellation_closes_every_socket() -> None:
 
 async def test_engine_rejects_connect_method() -> None:
     from portlib.errors import ScanError
-    from portlib.scanning.raw import RawEngine
+    from portlib.scanning.raw.engine import RawEngine
 
     with pytest.raises(ScanError, match="syn, ack and udp"):
         RawEngine(ScanMethod.CONNECT)
@@ -201,8 +201,8 @@ def test_unprivileged_syn_scan_raises_privilege_error() -> None:
         import asyncio, ipaddress
         from portlib.errors import PrivilegeError
         from portlib.model import Protocol, ScanMethod
-        from portlib.scanning.engine import ScanWork
-        from portlib.scanning.raw import RawEngine
+        from portlib.scanning.contract import ScanWork
+        from portlib.scanning.raw.engine import RawEngine
         from portlib.scanning.timing import preset
 
         async def emit(r):
@@ -259,7 +259,8 @@ def test_scan_end_to_end_through_the_public_api() -> None:
 def test_receive_filter_passes_only_replies_to_our_port() -> None:
     import time
 
-    from portlib.scanning import bpf, rawsock
+    from portlib.scanning.raw import bpf
+    from portlib.scanning.raw.io import rawsock
 
     with tcp_listeners(HOSTS[0], 1) as (listening,):
         ours, other = closed_ports(HOSTS[0], socket.SOCK_STREAM, 2)
@@ -296,9 +297,9 @@ def test_send_worker_reports_refused_sends_back() -> None:
     import time
     from array import array
 
-    from portlib.scanning.sendworker import SendWorker
-    from portlib.scanning.templates import build_template
-    from portlib.scanning.wire import Probe, ProbeTemplate
+    from portlib.scanning.raw.io.sendworker import SendWorker
+    from portlib.scanning.raw.templates import build_template
+    from portlib.scanning.raw.wire import Probe, ProbeTemplate
 
     host = HOSTS[0]
     probe = ProbeTemplate(build_template(Probe.SYN, host, 40000), Probe.SYN).bind(host.packed)
@@ -327,9 +328,9 @@ def test_send_worker_hand_over_never_blocks_and_loses_nothing() -> None:
     import time
     from array import array
 
-    from portlib.scanning.sendworker import PIPE_BYTES, SendWorker
-    from portlib.scanning.templates import build_template
-    from portlib.scanning.wire import Probe, ProbeTemplate
+    from portlib.scanning.raw.io.sendworker import PIPE_BYTES, SendWorker
+    from portlib.scanning.raw.templates import build_template
+    from portlib.scanning.raw.wire import Probe, ProbeTemplate
 
     host = HOSTS[0]
     probe = ProbeTemplate(build_template(Probe.SYN, host, 40000), Probe.SYN).bind(host.packed)
@@ -359,7 +360,7 @@ def test_full_range_syn_on_loopback_without_send_worker_is_exact(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The in-process send path gives the same verdicts as the worker path above."""
-    from portlib.scanning import raw
+    from portlib.scanning.raw import engine as raw
 
     monkeypatch.setattr(raw._RawScan, "use_send_worker", False)
     asyncio.run(test_full_range_syn_on_loopback_is_exact())
@@ -369,9 +370,9 @@ def test_two_send_workers_each_stop_when_closed() -> None:
     """-sS -sU runs two raw scans at once: the second worker must not keep the first alive."""
     import threading
 
-    from portlib.scanning.sendworker import SendWorker
-    from portlib.scanning.templates import build_template
-    from portlib.scanning.wire import Probe, ProbeTemplate
+    from portlib.scanning.raw.io.sendworker import SendWorker
+    from portlib.scanning.raw.templates import build_template
+    from portlib.scanning.raw.wire import Probe, ProbeTemplate
 
     host = HOSTS[0]
     probe = ProbeTemplate(build_template(Probe.SYN, host, 40000), Probe.SYN).bind(host.packed)
@@ -394,9 +395,9 @@ def test_send_worker_stops_even_when_another_fork_holds_its_pipe() -> None:
     import threading
     import time
 
-    from portlib.scanning.sendworker import SendWorker
-    from portlib.scanning.templates import build_template
-    from portlib.scanning.wire import Probe, ProbeTemplate
+    from portlib.scanning.raw.io.sendworker import SendWorker
+    from portlib.scanning.raw.templates import build_template
+    from portlib.scanning.raw.wire import Probe, ProbeTemplate
 
     host = HOSTS[0]
     probe = ProbeTemplate(build_template(Probe.SYN, host, 40000), Probe.SYN).bind(host.packed)
@@ -421,8 +422,9 @@ def test_rx_ring_hands_over_every_packet_once_and_recycles_its_blocks() -> None:
     """Six rounds of datagrams through a 4-block ring: each round read once, whole."""
     import time
 
-    from portlib.scanning import bpf, rawsock
-    from portlib.scanning.rxring import RxRing
+    from portlib.scanning.raw import bpf
+    from portlib.scanning.raw.io import rawsock
+    from portlib.scanning.raw.io.rxring import RxRing
 
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # bound: no port unreachables
     sink.bind(("127.0.0.1", 0))
@@ -455,7 +457,7 @@ async def test_engine_without_rx_ring_decides_the_same(
     method: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The recv path (kernels that refuse a ring) gives the ring path's verdicts."""
-    from portlib.scanning.raw import _RawScan
+    from portlib.scanning.raw.engine import _RawScan
 
     host = HOSTS[0]
     kind = socket.SOCK_DGRAM if method == "udp" else socket.SOCK_STREAM
@@ -474,8 +476,8 @@ async def test_engine_without_rx_ring_decides_the_same(
 
 def test_window_counts_undecided_probes_not_the_send_queue() -> None:
     """Answered probes behind a silent one free the window at once (not when it expires)."""
-    from portlib.scanning.raw import _RawScan
-    from portlib.scanning.wire import Probe
+    from portlib.scanning.raw.engine import _RawScan
+    from portlib.scanning.raw.wire import Probe
 
     work = ScanWork((HOSTS[0],), tuple(range(1000, 1100)), Protocol.TCP, preset(4), seed=7)
     scan = _RawScan(Probe.SYN, work)

@@ -24,7 +24,7 @@ import portlib
 from portlib.errors import PortSpecError, PrivilegeError, ScanError, TargetSpecError
 from portlib.model import HostState, PortResult, PortState, Protocol, Reason, ScanMethod
 from portlib.scanning import ENGINES, QUEUE_SIZE, Scanner, parse_methods, scan, scan_async
-from portlib.scanning.engine import Emit, ScanWork, emit_many
+from portlib.scanning.contract import Emit, ScanWork, emit_many
 from portlib.services import top_ports
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ The Scanner owns everything around the probes: it validates the options,
 resolves targets, runs host discovery, starts one engine per method (looked
 up in ``ENGINES``, imported on first use so scapy loads only for raw
 methods), names services, streams verdicts through a bounded queue and builds
-the report. Engines only probe (see ``portlib.scanning.engine``).
+the report. Engines only probe (see ``portlib.scanning.contract``).
 
 Decisions:
 
@@ -51,8 +51,8 @@ from portlib.model import (
     ScanReport,
 )
 from portlib.scanning.channel import Channel, EndOfStream
+from portlib.scanning.contract import ScanEngine, ScanWork
 from portlib.scanning.discovery import DISCOVERY_MODES, DiscoveryMode, discover, has_raw_privilege
-from portlib.scanning.engine import ScanEngine, ScanWork
 from portlib.scanning.report import HostStatus, build_report
 from portlib.scanning.timing import TimingProfile, preset
 
@@ -61,10 +61,10 @@ if TYPE_CHECKING:
 
 # method -> "module:Class" of its engine; imported only when a scan uses it.
 ENGINES: dict[ScanMethod, str] = {
-    ScanMethod.CONNECT: "portlib.scanning.connect:ConnectEngine",
-    ScanMethod.SYN: "portlib.scanning.raw:RawEngine",
-    ScanMethod.ACK: "portlib.scanning.raw:RawEngine",
-    ScanMethod.UDP: "portlib.scanning.raw:RawEngine",
+    ScanMethod.CONNECT: "portlib.scanning.connect.engine:ConnectEngine",
+    ScanMethod.SYN: "portlib.scanning.raw.engine:RawEngine",
+    ScanMethod.ACK: "portlib.scanning.raw.engine:RawEngine",
+    ScanMethod.UDP: "portlib.scanning.raw.engine:RawEngine",
 }
 METHOD_PROTOCOL: dict[ScanMethod, Protocol] = {
     ScanMethod.CONNECT: Protocol.TCP,
@@ -177,7 +177,7 @@ def resolve_ports(
 
 
 def _resolve_shard(shard: tuple[int, int] | str | None) -> tuple[int, int] | None:
-    from portlib.order import ProbeOrder, parse_shard
+    from portlib.scanning.order import ProbeOrder, parse_shard
 
     if shard is None:
         return None
@@ -507,7 +507,7 @@ class Scanner:
         size = len(work.hosts) * len(work.ports)
         if work.shard is None:
             return size
-        from portlib.order import ProbeOrder
+        from portlib.scanning.order import ProbeOrder
 
         return ProbeOrder(size, seed=work.seed, shard=work.shard).count
 

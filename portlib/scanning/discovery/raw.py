@@ -24,12 +24,11 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address
 
 from portlib.model import HostState, IPAddress, Reason
-from portlib.scanning import bpf, rawsock
-from portlib.scanning.routes import on_link_interface, parse_route_v4, parse_route_v6
-from portlib.scanning.timing import RttEstimator, TimingProfile
-from portlib.scanning.wire import (
-    ICMP4_UNREACH_REASONS,
-    ICMP6_UNREACH_REASONS,
+from portlib.scanning.icmp import ICMP4_UNREACH, ICMP6_UNREACH, icmp_reason
+from portlib.scanning.raw import bpf
+from portlib.scanning.raw.io import rawsock
+from portlib.scanning.raw.routes import on_link_interface, parse_route_v4, parse_route_v6
+from portlib.scanning.raw.wire import (
     PROTO_ICMP,
     PROTO_ICMPV6,
     PROTO_TCP,
@@ -41,6 +40,7 @@ from portlib.scanning.wire import (
     pseudo_header_sum,
     quoted_probe,
 )
+from portlib.scanning.timing import RttEstimator, TimingProfile
 
 SYN_PORT = 443
 ACK_PORT = 80
@@ -166,14 +166,14 @@ def _icmp_reply(
             cookie(src, 0, TIMESTAMP)
         ):
             return src, HostState.UP, Reason.TIMESTAMP_REPLY
-        reasons = ICMP4_UNREACH_REASONS if icmp_type == 3 else None
+        version = 4
     else:
         if icmp_type == _ICMP6_ECHO_REPLY and (ident, seq) == icmp_id_seq(cookie(src, 0, ECHO)):
             return src, HostState.UP, Reason.ECHO_REPLY
         if icmp_type == _ICMP6_NEIGHBOR_ADVERT and len(pkt) >= off + 24:
             return pkt[off + 8 : off + 24], HostState.UP, Reason.ND_RESPONSE
-        reasons = ICMP6_UNREACH_REASONS if icmp_type == 1 else None
-    if reasons is None:
+        version = 6
+    if icmp_type != (ICMP4_UNREACH if version == 4 else ICMP6_UNREACH):
         return None
     # An unreachable about our SYN/ACK probe: the host is down, and this says why.
     quoted = quoted_probe(pkt, off + 8)
@@ -184,8 +184,8 @@ def _icmp_reply(
         return None
     if qseq != cookie(dst, qdport, sport):
         return None
-    reason = reasons.get(code, Reason.UNKNOWN_RESPONSE)
-    if reason is Reason.PORT_UNREACH:
+    reason = icmp_reason(version, icmp_type, code)
+    if reason is None or reason is Reason.PORT_UNREACH:
         return None  # a port unreachable comes from a live host but is no ping answer
     return dst, HostState.DOWN, reason
 

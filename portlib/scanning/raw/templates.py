@@ -28,8 +28,8 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from portlib.model import IPAddress
-from portlib.scanning import templatecache
-from portlib.scanning.wire import (
+from portlib.scanning.raw import templatecache
+from portlib.scanning.raw.wire import (
     IP4_CHECKSUM,
     IP4_TOTAL_LEN,
     IP4_TTL,

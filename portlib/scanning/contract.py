@@ -43,7 +43,7 @@ class ScanWork:
     """What one engine run probes: every port of ``ports`` on every host of ``hosts``.
 
     ``seed`` fixes the randomized probe order; ``shard=(i, n)`` keeps only this
-    shard's share of the host x port space (see ``portlib.order``).
+    shard's share of the host x port space (see ``portlib.scanning.order``).
     """
 
     hosts: tuple[IPAddress, ...]

@@ -24,6 +24,7 @@ from enum import IntEnum
 from typing import Any
 
 from portlib.model import PortState, Reason
+from portlib.scanning.icmp import icmp_reason
 
 # --- header layouts (offsets in bytes) ------------------------------------------------
 
@@ -350,39 +351,6 @@ def ipv4_header_checksum(packet: bytes | bytearray) -> int:
 
 # --- reply classification -------------------------------------------------------------
 
-# ICMPv4 destination-unreachable (type 3) codes -> reason (RFC 792, RFC 1812).
-ICMP4_UNREACH_REASONS: dict[int, Reason] = {
-    0: Reason.NET_UNREACH,
-    1: Reason.HOST_UNREACH,
-    2: Reason.PROTO_UNREACH,
-    3: Reason.PORT_UNREACH,
-    6: Reason.NET_UNREACH,  # destination network unknown
-    7: Reason.HOST_UNREACH,  # destination host unknown
-    9: Reason.NET_PROHIBITED,
-    10: Reason.HOST_PROHIBITED,
-    11: Reason.NET_UNREACH,  # network unreachable for TOS
-    12: Reason.HOST_UNREACH,  # host unreachable for TOS
-    13: Reason.ADMIN_PROHIBITED,
-}
-# ICMPv4 error types that quote a probe -> reason (None: look the code up above).
-ICMP4_ERROR_TYPES: dict[int, Reason | None] = {3: None, 11: Reason.TIME_EXCEEDED}
-
-# ICMPv6 destination-unreachable (type 1) codes -> reason (RFC 4443).
-ICMP6_UNREACH_REASONS: dict[int, Reason] = {
-    0: Reason.NET_UNREACH,  # no route to destination
-    1: Reason.ADMIN_PROHIBITED,
-    2: Reason.HOST_UNREACH,  # beyond scope of source address
-    3: Reason.HOST_UNREACH,  # address unreachable
-    4: Reason.PORT_UNREACH,
-    5: Reason.ADMIN_PROHIBITED,  # source address failed ingress/egress policy
-    6: Reason.NET_PROHIBITED,  # reject route to destination
-}
-ICMP6_ERROR_TYPES: dict[int, Reason | None] = {
-    1: None,
-    3: Reason.TIME_EXCEEDED,
-    4: Reason.PROTO_UNREACH,  # parameter problem (unrecognized next header)
-}
-
 # (probe, reason of an ICMP error) -> state; the default for a probe is "filtered".
 ICMP_STATE: dict[tuple[Probe, Reason], PortState] = {
     (Probe.UDP, Reason.PORT_UNREACH): PortState.CLOSED,
@@ -473,9 +441,9 @@ class Classifier:
                 return None  # scanning our own port on this host: our probe, looped back
             return ReplyEvent(src, sport, PortState.OPEN, Reason.UDP_RESPONSE, ttl)
         if proto == PROTO_ICMP and pkt[0] >> 4 == 4:
-            return self._icmp(pkt, off, src, ttl, ICMP4_ERROR_TYPES, ICMP4_UNREACH_REASONS)
+            return self._icmp(pkt, off, src, ttl, 4)
         if proto == PROTO_ICMPV6 and pkt[0] >> 4 == 6:
-            return self._icmp(pkt, off, src, ttl, ICMP6_ERROR_TYPES, ICMP6_UNREACH_REASONS)
+            return self._icmp(pkt, off, src, ttl, 6)
         return None
 
     def _own_probe(self, pkt: bytes | bytearray | memoryview, src: bytes, port: int) -> bool:
@@ -493,15 +461,11 @@ class Classifier:
         off: int,
         icmp_src: bytes,
         ttl: int,
-        error_types: dict[int, Reason | None],
-        unreach_reasons: dict[int, Reason],
+        version: int,
     ) -> ReplyEvent | None:
-        icmp_type = pkt[off + ICMP_TYPE]
-        if icmp_type not in error_types:
-            return None
-        reason = error_types[icmp_type]
+        reason = icmp_reason(version, pkt[off + ICMP_TYPE], pkt[off + ICMP_CODE])
         if reason is None:
-            reason = unreach_reasons.get(pkt[off + ICMP_CODE], Reason.UNKNOWN_RESPONSE)
+            return None
         quoted = quoted_probe(pkt, off + ICMP_QUOTE)
         if quoted is None:
             return None

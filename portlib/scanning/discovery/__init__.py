@@ -7,7 +7,7 @@
   refused, means up (``syn-ack`` / ``conn-refused``), as nmap does without
   privileges.
 - ``mode="raw"``: ICMP echo/timestamp, SYN 443, ACK 80, ARP/ND through the raw
-  engine (``portlib.scanning.rawdiscovery``); needs ``CAP_NET_RAW``.
+  engine (``portlib.scanning.discovery.raw``); needs ``CAP_NET_RAW``.
 - ``mode="auto"``: raw when this process has ``CAP_NET_RAW`` and the raw
   prober loads, connect otherwise (nmap, too, pings with raw packets whenever
   it is privileged).
@@ -22,7 +22,7 @@ from typing import Literal
 
 from portlib.errors import PrivilegeError, ScanError
 from portlib.model import HostState, IPAddress, PortResult, PortState, Protocol, Reason, ScanMethod
-from portlib.scanning.engine import ScanWork
+from portlib.scanning.contract import ScanWork
 from portlib.scanning.report import HostStatus
 from portlib.scanning.timing import TimingProfile
 
@@ -109,7 +109,7 @@ def discovery_timing(timing: TimingProfile) -> TimingProfile:
 async def _connect_discovery(
     addresses: Sequence[IPAddress], timing: TimingProfile, seed: int
 ) -> dict[IPAddress, HostStatus]:
-    from portlib.scanning.connect import ConnectEngine
+    from portlib.scanning.connect.engine import ConnectEngine
 
     probes: dict[IPAddress, list[PortResult]] = {a: [] for a in addresses}
 
@@ -130,7 +130,7 @@ async def _connect_discovery(
 async def _raw_discovery(
     addresses: Sequence[IPAddress], timing: TimingProfile
 ) -> dict[IPAddress, HostStatus]:
-    from portlib.scanning.rawdiscovery import discover_raw
+    from portlib.scanning.discovery.raw import discover_raw
 
     found = await discover_raw(addresses, discovery_timing(timing))
     statuses = {}

@@ -18,8 +18,8 @@ from ipaddress import IPv4Address, ip_address
 
 from portlib.errors import PrivilegeError, ScanError
 from portlib.model import IPAddress
-from portlib.scanning import bpf
-from portlib.scanning import routes as routes_mod
+from portlib.scanning.raw import bpf
+from portlib.scanning.raw import routes as routes_mod
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263

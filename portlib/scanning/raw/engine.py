@@ -33,15 +33,15 @@ from ipaddress import IPv4Address
 
 from portlib.errors import ScanError
 from portlib.model import IPAddress, PortResult, PortState, Protocol, Reason, ScanMethod
-from portlib.order import ProbeOrder
-from portlib.scanning import bpf, rawsock, routes, templates
-from portlib.scanning.engine import Emit, ScanWork, emit_many
-from portlib.scanning.icmplimit import IcmpLimit
-from portlib.scanning.rxring import RxRing
-from portlib.scanning.sendworker import MAX_INDEX, SendWorker
-from portlib.scanning.timing import CongestionWindow, RateLimiter, RetryPolicy, RttEstimator
-from portlib.scanning.txring import TxRing, ethernet_header, neighbor_mac_v4
-from portlib.scanning.wire import (
+from portlib.scanning.contract import Emit, ScanWork, emit_many
+from portlib.scanning.order import ProbeOrder
+from portlib.scanning.raw import bpf, routes, templates
+from portlib.scanning.raw.icmplimit import IcmpLimit
+from portlib.scanning.raw.io import rawsock
+from portlib.scanning.raw.io.rxring import RxRing
+from portlib.scanning.raw.io.sendworker import MAX_INDEX, SendWorker
+from portlib.scanning.raw.io.txring import TxRing, ethernet_header, neighbor_mac_v4
+from portlib.scanning.raw.wire import (
     PROTO_ICMP,
     PROTO_TCP,
     PROTO_UDP,
@@ -57,6 +57,7 @@ from portlib.scanning.wire import (
     ReplyEvent,
     ipv4_mark,
 )
+from portlib.scanning.timing import CongestionWindow, RateLimiter, RetryPolicy, RttEstimator
 
 _KINDS: dict[ScanMethod, Probe] = {
     ScanMethod.SYN: Probe.SYN,
