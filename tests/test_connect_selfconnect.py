@@ -8,31 +8,12 @@ from pathlib import Path
 import pytest
 
 from portlib.scanning.connect import selfconnect
+from tests.test_connect_engine import HOSTS
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.parametrize(
-    "family, host",
-    [
-        (socket.AF_INET, "127.0.0.1"),
-        pytest.param(
-            socket.AF_INET6,
-            "::1",
-            marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here"),
-        ),
-    ],
-)
-def test_listening_ports_sees_a_listener_and_not_a_bound_socket(
-    family: socket.AddressFamily, host: str
-) -> None:
+@pytest.mark.parametrize("host", HOSTS)
+def test_listening_ports_sees_a_listener_and_not_a_bound_socket(host: str) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as listener, socket.socket(family) as bound:
         listener.bind((host, 0))
         listener.listen()
@@ -49,7 +30,7 @@ def test_a_listener_that_stops_listening_leaves_the_table() -> None:
         port = held.getsockname()[1]
         held.listen()
         assert port in (selfconnect.listening_ports() or ())
-    # The port stays ours to name: rebind it, bound only.
+    # Closed, then bound again without listening: no longer in the table.
     with socket.socket() as again:
         again.bind(("127.0.0.1", port))
         assert port not in (selfconnect.listening_ports() or ())
