@@ -16,8 +16,9 @@ import struct
 from collections.abc import Iterable
 from ipaddress import IPv4Address, ip_address
 
-from portlib.errors import PrivilegeError, ScanError
+from portlib.errors import ScanError
 from portlib.model import IPAddress
+from portlib.scanning.privilege import privilege_error
 from portlib.scanning.raw import bpf
 from portlib.scanning.raw import routes as routes_mod
 
@@ -28,18 +29,13 @@ PACKET_IGNORE_OUTGOING = 23  # Linux 4.20+
 SO_RCVBUFFORCE = 33
 RCVBUF_BYTES = 64 << 20  # replies come in bursts: hold ~250,000 snapped replies
 
-PRIVILEGE_MESSAGE = (
-    "raw scans (method syn, ack, udp and privileged discovery) need CAP_NET_RAW (run as root);"
-    " method='connect' (-sT) needs no privileges"
-)
-
 
 def raw_sender(family: socket.AddressFamily) -> socket.socket:
     """A socket that sends whole IP packets (header included)."""
     try:
         sock = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW)
     except PermissionError:
-        raise PrivilegeError(PRIVILEGE_MESSAGE) from None
+        raise privilege_error("raw scans (syn, ack, udp) and raw discovery") from None
     sock.setblocking(False)
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
@@ -55,7 +51,7 @@ def packet_receiver(program: bytes, *, protocol: int = ETH_P_ALL) -> socket.sock
     try:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(protocol))
     except PermissionError:
-        raise PrivilegeError(PRIVILEGE_MESSAGE) from None
+        raise privilege_error("raw scans (syn, ack, udp) and raw discovery") from None
     try:
         # Our own probes are not replies: not even cloning them for the filter to
         # reject saves the kernel work per probe (on loopback, each packet passes twice).
