@@ -20,7 +20,8 @@ from portlib.errors import ScanError
 from portlib.model import IPAddress
 from portlib.scanning.privilege import privilege_error
 from portlib.scanning.raw import bpf
-from portlib.scanning.raw import routes as routes_mod
+from portlib.scanning.raw.links import read_routes
+from portlib.scanning.raw.routes import egress_interface
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -81,12 +82,12 @@ def receive_interfaces(targets: Iterable[IPAddress], limit: int = 8) -> tuple[in
     Local and loopback targets answer on ``lo``; others on their route's interface.
     """
     names: set[str] = set()
-    routes = {4: routes_mod.read_routes(4), 6: routes_mod.read_routes(6)}
+    routes = {4: read_routes(4), 6: read_routes(6)}
     for target in targets:
         if target.is_loopback or source_address(target) == target:
             names.add("lo")
             continue
-        name = routes_mod.egress_interface(target, routes[target.version])
+        name = egress_interface(target, routes[target.version])
         if name is None:
             return ()
         names.add(name)
@@ -157,13 +158,3 @@ def _refuse_strangers(held: list[socket.socket]) -> None:
         peer = ("127.255.255.254", 9) if sock.family == socket.AF_INET else ("::1", 9)
         with contextlib.suppress(OSError):
             sock.connect(peer)
-
-
-def interface_mac(interface: str) -> bytes | None:
-    """The MAC address of ``interface`` (None for interfaces without one)."""
-    try:
-        with open(f"/sys/class/net/{interface}/address", encoding="ascii") as f:
-            mac = bytes.fromhex(f.read().strip().replace(":", ""))
-    except (OSError, ValueError):
-        return None
-    return mac if len(mac) == 6 and any(mac) else None
