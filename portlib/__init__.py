@@ -55,9 +55,9 @@ __version__ = "0.1.0"
 
 # name -> module that defines it; loaded on first attribute access (PEP 562).
 _LAZY: dict[str, str] = {
-    "scan": "portlib.scanning",
-    "scan_async": "portlib.scanning",
-    "Scanner": "portlib.scanning",
+    "scan": "portlib.scanning.scanner",
+    "scan_async": "portlib.scanning.scanner",
+    "Scanner": "portlib.scanning.scanner",
     "sockets": "portlib.socktable",
     "listening": "portlib.socktable",
     "who_uses": "portlib.socktable",
@@ -82,7 +82,7 @@ _LAZY: dict[str, str] = {
 
 if TYPE_CHECKING:
     from portlib.ports import find_free_port, is_port_free, port_ranges, reserve_port
-    from portlib.scanning import Scanner, scan, scan_async
+    from portlib.scanning.scanner import Scanner, scan, scan_async
     from portlib.services import (
         service_for_port,
         service_name,

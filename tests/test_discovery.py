@@ -12,14 +12,14 @@ import pytest
 
 from portlib.errors import PrivilegeError, ScanError
 from portlib.model import HostState, PortResult, PortState, Protocol, Reason
-from portlib.scanning import discovery
+from portlib.scanning import discovery, privilege
 from portlib.scanning.discovery import (
     DiscoveryMode,
     discover,
-    has_raw_privilege,
     host_status_from_probes,
     is_local_address,
 )
+from portlib.scanning.privilege import has_raw_privilege
 from portlib.scanning.report import HostStatus
 from portlib.scanning.timing import preset
 
@@ -104,7 +104,7 @@ async def test_bad_mode_is_a_scan_error() -> None:
 
 
 async def test_raw_mode_without_privilege_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(discovery, "has_raw_privilege", lambda: False)
+    monkeypatch.setattr(privilege, "has_raw_privilege", lambda: False)
     with pytest.raises(PrivilegeError, match="CAP_NET_RAW"):
         await discover([HOST], preset(3), mode="raw")
 

@@ -19,7 +19,8 @@ from portlib.scanning.connect.verdicts import (
     classify_icmp,
 )
 from portlib.scanning.icmp import icmp_reason
-from portlib.scanning.raw.wire import Classifier, Probe
+from portlib.scanning.raw.replies import Classifier
+from portlib.scanning.raw.wire import Probe
 from tests.test_wire import COOKIE, ME4, ME6, SPORT, TARGET4, TARGET6, probe
 
 # nmap's words for every destination-unreachable code; anything unnamed is dest-unreach.

@@ -23,9 +23,9 @@ from scapy.layers.inet6 import (
 from portlib.model import PortState, Reason
 from portlib.scanning.icmp import UNREACH_REASONS
 from portlib.scanning.raw import bpf, templates
+from portlib.scanning.raw.cookie import Cookie
+from portlib.scanning.raw.replies import Classifier
 from portlib.scanning.raw.wire import (
-    Classifier,
-    Cookie,
     Probe,
     ProbeTemplate,
     checksum,
@@ -428,7 +428,7 @@ ROUTE_V6 = (
 
 
 def test_on_link_lookup_from_kernel_route_tables() -> None:
-    from portlib.scanning.discovery.raw import on_link_interface, parse_route_v4, parse_route_v6
+    from portlib.scanning.raw.routes import on_link_interface, parse_route_v4, parse_route_v6
 
     v4 = parse_route_v4(ROUTE_V4)
     assert on_link_interface(ip_address("192.0.2.10"), v4) == "br0"
@@ -510,7 +510,8 @@ def test_discovery_probe_bytes_are_valid_for_scapy() -> None:
 
 
 def test_neighbor_mac_from_the_arp_table() -> None:
-    from portlib.scanning.raw.io.txring import ethernet_header, neighbor_mac_v4
+    from portlib.scanning.raw.io.txring import ethernet_header
+    from portlib.scanning.raw.routes import neighbor_mac_v4
 
     table = (
         "IP address       HW type     Flags       HW address            Mask     Device\n"

@@ -18,16 +18,14 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Iterable, Sequence
-from typing import Literal
 
 from portlib.errors import PrivilegeError, ScanError
 from portlib.model import HostState, IPAddress, PortResult, PortState, Protocol, Reason, ScanMethod
+from portlib.scanning import privilege
 from portlib.scanning.contract import ScanWork
+from portlib.scanning.options import DISCOVERY_MODES, DiscoveryMode
 from portlib.scanning.report import HostStatus
 from portlib.scanning.timing import TimingProfile
-
-DiscoveryMode = Literal["auto", "connect", "raw", "none"]
-DISCOVERY_MODES: tuple[DiscoveryMode, ...] = ("auto", "connect", "raw", "none")
 
 DISCOVERY_PORTS = (80, 443)
 DISCOVERY_MAX_RETRIES = 2  # a ping is cheap to repeat; a port scan's retries would be overkill
@@ -87,18 +85,6 @@ def is_local_address(address: IPAddress) -> bool:
             return False
         raise ScanError(f"cannot tell whether {address} is a local address: {exc}") from exc
     return True
-
-
-def has_raw_privilege() -> bool:
-    """Whether this process holds ``CAP_NET_RAW`` (bit 13 of CapEff)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) >> 13 & 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    return False
 
 
 def discovery_timing(timing: TimingProfile) -> TimingProfile:
@@ -161,12 +147,9 @@ async def discover(
             remote.append(address)
     if not remote:
         return statuses
-    if mode == "raw" and not has_raw_privilege():
-        raise PrivilegeError(
-            "raw host discovery needs CAP_NET_RAW (run as root); "
-            "discovery='connect' needs no privileges"
-        )
-    if mode == "raw" or (mode == "auto" and has_raw_privilege()):
+    if mode == "raw":
+        privilege.require_raw_privilege("discovery='raw'")
+    if mode == "raw" or (mode == "auto" and privilege.has_raw_privilege()):
         try:
             statuses.update(await _raw_discovery(remote, timing))
             return statuses

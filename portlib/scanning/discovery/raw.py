@@ -26,8 +26,11 @@ from ipaddress import IPv4Address, ip_address
 from portlib.model import HostState, IPAddress, Reason
 from portlib.scanning.icmp import ICMP4_UNREACH, ICMP6_UNREACH, icmp_reason
 from portlib.scanning.raw import bpf
+from portlib.scanning.raw.cookie import Cookie
 from portlib.scanning.raw.io import rawsock
-from portlib.scanning.raw.routes import on_link_interface, parse_route_v4, parse_route_v6
+from portlib.scanning.raw.links import interface_mac, read_routes
+from portlib.scanning.raw.replies import quoted_probe
+from portlib.scanning.raw.routes import on_link_interface
 from portlib.scanning.raw.wire import (
     PROTO_ICMP,
     PROTO_ICMPV6,
@@ -35,10 +38,8 @@ from portlib.scanning.raw.wire import (
     TCP_ACK_FLAG,
     TCP_RST,
     TCP_SYN,
-    Cookie,
     checksum,
     pseudo_header_sum,
-    quoted_probe,
 )
 from portlib.scanning.timing import RttEstimator, TimingProfile
 
@@ -217,23 +218,6 @@ async def discover_raw(
             sock.close()
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="ascii") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-def _mac_of(interface: str) -> bytes | None:
-    text = _read(f"/sys/class/net/{interface}/address").strip()
-    try:
-        mac = bytes.fromhex(text.replace(":", ""))
-    except ValueError:
-        return None
-    return mac if len(mac) == 6 and any(mac) else None
-
-
 async def _discover(
     addresses: list[IPAddress], timing: TimingProfile, sockets: list[socket.socket]
 ) -> dict[IPAddress, tuple[HostState, Reason]]:
@@ -244,8 +228,8 @@ async def _discover(
     rx = rawsock.packet_receiver(bpf.reply_filter((PROTO_TCP,), sport, arp=True))
     sockets.append(rx)
     cookie = Cookie(secrets.token_bytes(16))
-    routes4 = parse_route_v4(_read("/proc/net/route"))
-    routes6 = parse_route_v6(_read("/proc/net/ipv6_route"))
+    routes4 = read_routes(4)
+    routes6 = read_routes(6)
     senders: dict[int, socket.socket] = {}
     targets: dict[bytes, _Target] = {}
     for address in addresses:
@@ -374,7 +358,7 @@ class _LinkProber:
                 self._send_ns(target, target.nd_on)
 
     def _send_arp(self, target: _Target, interface: str) -> None:
-        mac = _mac_of(interface)
+        mac = interface_mac(interface)
         if mac is None:
             return
         if self._arp is None:
@@ -384,7 +368,7 @@ class _LinkProber:
         self._arp.sendto(payload, (interface, bpf.ETH_P_ARP, 0, 0, b"\xff" * 6))
 
     def _send_ns(self, target: _Target, interface: str) -> None:
-        mac = _mac_of(interface)
+        mac = interface_mac(interface)
         if mac is None:
             return
         if self._nd is None:

@@ -1,30 +1,19 @@
-"""Pure wire format of raw probes: header offsets, checksums, cookies, reply classification.
+"""Pure wire format of raw probes: header offsets, checksums, templates and patching.
 
 Nothing here touches a socket or a clock. A probe is a template (raw bytes built
 once by ``templates``) patched in place with ``struct.pack_into``; its checksum
 comes from the template's precomputed partial sum plus the patched words
 (one's complement sums are additive, RFC 1071/1624), so no probe is summed twice.
-
-A reply is classified by fixed offsets into a ``ReplyEvent`` or ``None`` (a
-stray). Replies count only if they prove they answer our probe: TCP replies
-acknowledge the keyed cookie we put in the sequence number, ICMP errors quote our
-probe's header with that cookie (TCP sequence, or for UDP the IPv4 ID / IPv6
-flow label), so late, stray or spoofed packets are ignored.
+What a reply says is ``replies``; the cookie a probe carries is ``cookie``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import sys
 from array import array
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
-
-from portlib.model import PortState, Reason
-from portlib.scanning.icmp import icmp_reason
 
 # --- header layouts (offsets in bytes) ------------------------------------------------
 
@@ -137,61 +126,6 @@ def checksum_update(old_checksum: int, old_word: int, new_word: int) -> int:
 def pseudo_header_sum(src: bytes, dst: bytes, proto: int, length: int) -> int:
     """Unfolded sum of the IPv4 or IPv6 pseudo-header for a transport checksum."""
     return sum16(src) + sum16(dst) + proto + length
-
-
-# --- cookies --------------------------------------------------------------------------
-
-
-class Cookie:
-    """A keyed 32-bit hash of (destination, destination port, source port).
-
-    The key is a per-scan secret, so only someone who saw our probe can forge a
-    valid reply. Pure: the same secret and inputs always give the same cookie.
-    One keyed BLAKE2b digest (64 bytes) holds the cookies of 16 neighbouring
-    destination ports, so ``for_ports`` fills a whole -p- scan's cookies with
-    4096 hash calls instead of 65535, before the first probe goes out; a single
-    cookie (``__call__``, for the odd reply) costs one call as before.
-    """
-
-    __slots__ = ("_base", "_by_dst")
-
-    CACHE_LIMIT = 4096
-    PER_BLOCK = 16  # cookies per digest
-
-    def __init__(self, secret: bytes):
-        if not 1 <= len(secret) <= 64:
-            raise ValueError("cookie secret must be 1 to 64 bytes")
-        self._base = hashlib.blake2b(key=secret, digest_size=64, person=b"portlib-cookie2")
-        self._by_dst: dict[bytes, Any] = {}
-
-    def _block(self, dst: bytes, sport: int, block: int) -> bytes:
-        keyed = self._by_dst.get(dst)
-        if keyed is None:
-            if len(self._by_dst) >= self.CACHE_LIMIT:
-                self._by_dst.clear()
-            keyed = self._base.copy()
-            keyed.update(dst)
-            self._by_dst[dst] = keyed
-        h = keyed.copy()
-        h.update(((sport << 16) | block).to_bytes(4, "big"))
-        digest: bytes = h.digest()
-        return digest
-
-    def __call__(self, dst: bytes, dport: int, sport: int) -> int:
-        at = (dport % self.PER_BLOCK) * 4
-        return int.from_bytes(self._block(dst, sport, dport // self.PER_BLOCK)[at : at + 4], "big")
-
-    def for_ports(self, dst: bytes, sport: int, ports: Sequence[int]) -> array[int]:
-        """The cookie of each of ``ports`` (in that order), as ``__call__`` gives them."""
-        blocks = sorted({p // self.PER_BLOCK for p in ports})
-        table = array("I", bytes(4 * self.PER_BLOCK * (blocks[-1] + 1))) if blocks else array("I")
-        for block in blocks:
-            words = array("I", self._block(dst, sport, block))
-            if sys.byteorder == "little":
-                words.byteswap()  # digest bytes are big-endian words, as in __call__
-            at = block * self.PER_BLOCK
-            table[at : at + self.PER_BLOCK] = words
-        return array("I", map(table.__getitem__, ports))
 
 
 # --- templates and patching -----------------------------------------------------------
@@ -347,172 +281,3 @@ def ipv4_header_checksum(packet: bytes | bytearray) -> int:
     header = bytearray(packet[:ihl])
     header[IP4_CHECKSUM : IP4_CHECKSUM + 2] = b"\0\0"
     return checksum(header)
-
-
-# --- reply classification -------------------------------------------------------------
-
-# (probe, reason of an ICMP error) -> state; the default for a probe is "filtered".
-ICMP_STATE: dict[tuple[Probe, Reason], PortState] = {
-    (Probe.UDP, Reason.PORT_UNREACH): PortState.CLOSED,
-}
-# State after silence through every retry.
-SILENCE_STATE: dict[Probe, PortState] = {
-    Probe.SYN: PortState.FILTERED,
-    Probe.ACK: PortState.FILTERED,
-    Probe.UDP: PortState.OPEN_FILTERED,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyEvent:
-    """One decided probe: ``host`` is the target's packed address (4 or 16 bytes)."""
-
-    host: bytes
-    port: int
-    state: PortState
-    reason: Reason
-    ttl: int
-    from_icmp: bool = False
-
-
-class Classifier:
-    """Turns a received IP packet into a ``ReplyEvent`` for one scan, or None (a stray).
-
-    ``sport`` is the scan's held source port; ``cookie`` the scan's keyed hash.
-    """
-
-    __slots__ = ("cookie", "kind", "sport")
-
-    def __init__(self, kind: Probe, sport: int, cookie: Cookie):
-        self.kind = kind
-        self.sport = sport
-        self.cookie = cookie
-
-    def classify(self, pkt: bytes | bytearray | memoryview) -> ReplyEvent | None:
-        if len(pkt) < IPV4_HEADER_LEN:
-            return None
-        version = pkt[0] >> 4
-        if version == 4:
-            ihl = (pkt[0] & 0x0F) * 4
-            if ihl < IPV4_HEADER_LEN or len(pkt) < ihl + 8:
-                return None
-            if struct.unpack_from("!H", pkt, 6)[0] & 0x1FFF:
-                return None  # a non-first fragment has no transport header
-            return self._transport(
-                pkt[IP4_PROTO], bytes(pkt[IP4_SRC:IP4_DST]), pkt[IP4_TTL], pkt, ihl
-            )
-        if version == 6:
-            if len(pkt) < IPV6_HEADER_LEN + 8:
-                return None
-            return self._transport(
-                pkt[IP6_NEXT_HEADER], bytes(pkt[IP6_SRC:IP6_DST]), pkt[IP6_HOP_LIMIT], pkt, 40
-            )
-        return None
-
-    def _transport(
-        self, proto: int, src: bytes, ttl: int, pkt: bytes | bytearray | memoryview, off: int
-    ) -> ReplyEvent | None:
-        kind = self.kind
-        if proto == PROTO_TCP and kind is not Probe.UDP:
-            if len(pkt) < off + TCP_HEADER_LEN:
-                return None
-            sport, dport, seq, ack = struct.unpack_from("!HHII", pkt, off)
-            if dport != self.sport:
-                return None
-            flags = pkt[off + TCP_FLAGS]
-            cookie = self.cookie(src, sport, dport)
-            if kind is Probe.SYN:
-                if ack != (cookie + 1) & 0xFFFFFFFF or not flags & TCP_ACK_FLAG:
-                    return None
-                if flags & TCP_RST:
-                    return ReplyEvent(src, sport, PortState.CLOSED, Reason.RESET, ttl)
-                if flags & TCP_SYN:
-                    return ReplyEvent(src, sport, PortState.OPEN, Reason.SYN_ACK, ttl)
-                return None
-            # ACK probe: a RST answers with our acknowledgment number as its sequence.
-            if flags & TCP_RST and seq == cookie:
-                return ReplyEvent(src, sport, PortState.UNFILTERED, Reason.RESET, ttl)
-            return None
-        if proto == PROTO_UDP and kind is Probe.UDP:
-            sport, dport = struct.unpack_from("!HH", pkt, off)
-            if dport != self.sport:
-                return None
-            if sport == dport and self._own_probe(pkt, src, sport):
-                return None  # scanning our own port on this host: our probe, looped back
-            return ReplyEvent(src, sport, PortState.OPEN, Reason.UDP_RESPONSE, ttl)
-        if proto == PROTO_ICMP and pkt[0] >> 4 == 4:
-            return self._icmp(pkt, off, src, ttl, 4)
-        if proto == PROTO_ICMPV6 and pkt[0] >> 4 == 6:
-            return self._icmp(pkt, off, src, ttl, 6)
-        return None
-
-    def _own_probe(self, pkt: bytes | bytearray | memoryview, src: bytes, port: int) -> bool:
-        """Whether a UDP packet from our port to our port carries our probe's IP mark."""
-        mark = self.cookie(src, port, port)
-        if len(src) == 4:
-            return bool(struct.unpack_from("!H", pkt, IP4_ID)[0] == ipv4_mark(mark))
-        return bool(
-            struct.unpack_from("!I", pkt, IP6_FLOW)[0] & FLOW_LABEL_MASK == mark & FLOW_LABEL_MASK
-        )
-
-    def _icmp(
-        self,
-        pkt: bytes | bytearray | memoryview,
-        off: int,
-        icmp_src: bytes,
-        ttl: int,
-        version: int,
-    ) -> ReplyEvent | None:
-        reason = icmp_reason(version, pkt[off + ICMP_TYPE], pkt[off + ICMP_CODE])
-        if reason is None:
-            return None
-        quoted = quoted_probe(pkt, off + ICMP_QUOTE)
-        if quoted is None:
-            return None
-        proto, dst, mark, sport, dport, seq = quoted
-        if sport != self.sport:
-            return None
-        cookie = self.cookie(dst, dport, sport)
-        if self.kind is Probe.UDP:
-            if proto != PROTO_UDP:
-                return None
-            expected = ipv4_mark(cookie) if len(dst) == 4 else cookie & FLOW_LABEL_MASK
-            if mark != expected:
-                return None
-        elif proto != PROTO_TCP or seq != cookie:
-            return None
-        state = ICMP_STATE.get((self.kind, reason), PortState.FILTERED)
-        if state is PortState.CLOSED and icmp_src != dst:
-            state = PortState.FILTERED  # a router's port-unreach says nothing about the port
-        return ReplyEvent(dst, dport, state, reason, ttl, from_icmp=True)
-
-
-def quoted_probe(
-    pkt: bytes | bytearray | memoryview, off: int
-) -> tuple[int, bytes, int, int, int, int | None] | None:
-    """(protocol, destination, mark, sport, dport, tcp seq) of the packet an ICMP error quotes.
-
-    ``mark`` is the quoted IPv4 ID or IPv6 flow label; ``seq`` is None for UDP.
-    """
-    if len(pkt) < off + 1:
-        return None
-    version = pkt[off] >> 4
-    if version == 4:
-        ihl = (pkt[off] & 0x0F) * 4
-        if ihl < IPV4_HEADER_LEN or len(pkt) < off + ihl + 8:
-            return None
-        proto = pkt[off + IP4_PROTO]
-        dst = bytes(pkt[off + IP4_DST : off + IP4_DST + 4])
-        mark = struct.unpack_from("!H", pkt, off + IP4_ID)[0]
-        l4 = off + ihl
-    elif version == 6:
-        if len(pkt) < off + IPV6_HEADER_LEN + 8:
-            return None
-        proto = pkt[off + IP6_NEXT_HEADER]
-        dst = bytes(pkt[off + IP6_DST : off + IP6_DST + 16])
-        mark = struct.unpack_from("!I", pkt, off)[0] & FLOW_LABEL_MASK
-        l4 = off + IPV6_HEADER_LEN
-    else:
-        return None
-    sport, dport, seq = struct.unpack_from("!HHI", pkt, l4)
-    return proto, dst, mark, sport, dport, (seq if proto == PROTO_TCP else None)

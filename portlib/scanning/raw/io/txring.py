@@ -104,14 +104,3 @@ class TxRing:
         with contextlib.suppress(Exception):
             self.ring.close()
         self.sock.close()
-
-
-def neighbor_mac_v4(address: str, interface: str, arp_table: str) -> bytes | None:
-    """The resolved MAC of ``address`` on ``interface`` from ``/proc/net/arp`` text (pure)."""
-    for line in arp_table.splitlines()[1:]:
-        fields = line.split()
-        found = len(fields) >= 6 and fields[0] == address and fields[5] == interface
-        if found and int(fields[2], 16) & 0x2:  # ATF_COM: resolution complete
-            mac = bytes.fromhex(fields[3].replace(":", ""))
-            return mac if any(mac) else None
-    return None
