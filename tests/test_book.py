@@ -5,11 +5,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portlib.scanning.book import CONFIRMERS, SILENT_SCAN_HORIZON, Decision, ProbeBook, Review
+from portlib.scanning.book import CONFIRMERS, SILENT_SCAN_HORIZON, Decision, RetryBook, Review
 
 
 def test_silence_is_resent_while_the_budget_allows() -> None:
-    book = ProbeBook.for_retries(10)
+    book = RetryBook.for_retries(10)
     book.on_first_try_answers(1000)  # a clean network: one retransmission is the budget
     assert book.retry.tries_allowed == 2
     assert book.on_silence(7, 1) is Decision.RESEND
@@ -17,7 +17,7 @@ def test_silence_is_resent_while_the_budget_allows() -> None:
 
 
 def test_at_a_budget_that_may_grow_the_probe_waits_on_the_bench() -> None:
-    book = ProbeBook.for_retries(10)
+    book = RetryBook.for_retries(10)
     book.on_first_try_answers(1000)
     assert book.on_silence(7, 2) is Decision.BENCH
     assert book.bench == {7: 2}
@@ -28,7 +28,7 @@ def test_at_a_budget_that_may_grow_the_probe_waits_on_the_bench() -> None:
 
 
 def test_answers_showing_loss_raise_the_budget_and_free_the_bench() -> None:
-    book = ProbeBook.for_retries(10)
+    book = RetryBook.for_retries(10)
     book.on_first_try_answers(1000)
     for index in range(3):
         assert book.on_silence(index, 2) is Decision.BENCH
@@ -41,14 +41,14 @@ def test_answers_showing_loss_raise_the_budget_and_free_the_bench() -> None:
 
 
 def test_without_room_to_grow_silence_is_given_up_at_once() -> None:
-    book = ProbeBook.for_retries(1)  # a budget of 2 tries is already the most
+    book = RetryBook.for_retries(1)  # a budget of 2 tries is already the most
     assert book.on_silence(3, 1) is Decision.RESEND
     assert book.on_silence(3, 2) is Decision.GIVE_UP
     assert not book.bench
 
 
 def test_a_scan_that_heard_nothing_is_confirmed_before_it_is_given_up() -> None:
-    book = ProbeBook.for_retries(10)
+    book = RetryBook.for_retries(10)
     book.on_send(0.0)
     for index in range(6):
         assert book.on_silence(index, 2) is Decision.BENCH  # the no-evidence budget
@@ -60,7 +60,7 @@ def test_a_scan_that_heard_nothing_is_confirmed_before_it_is_given_up() -> None:
 
 
 def test_confirmers_stop_at_the_retry_cap() -> None:
-    book = ProbeBook.for_retries(2)
+    book = RetryBook.for_retries(2)
     book.on_send(0.0)
     assert book.on_silence(1, 2) is Decision.BENCH
     assert book.review(True, 0.5) == Review([(1, 2)], [])  # a third try is allowed
@@ -70,7 +70,7 @@ def test_confirmers_stop_at_the_retry_cap() -> None:
 
 
 def test_a_late_answer_takes_a_probe_off_the_bench() -> None:
-    book = ProbeBook.for_retries(10)
+    book = RetryBook.for_retries(10)
     book.on_first_try_answers(1000)
     assert book.on_silence(5, 2) is Decision.BENCH
     book.on_answer(5, 2)  # a raw engine's reply can still arrive
@@ -95,7 +95,7 @@ _event = st.tuples(st.sampled_from(_KINDS), st.integers(0, 63))
 def test_every_probe_is_decided_exactly_once(
     probes: int, max_retries: int, first_answers: int, events: list[tuple[str, int]]
 ) -> None:
-    book = ProbeBook.for_retries(max_retries)
+    book = RetryBook.for_retries(max_retries)
     book.on_first_try_answers(first_answers)
     now = 0.0
     book.on_send(now)

@@ -42,7 +42,7 @@ _NO_FLOOR = 1 << 30
 
 
 @dataclass(slots=True)
-class ProbeBook:
+class RetryBook:
     """The retry budget and the bench of one engine run.
 
     ``tries`` is always the number of silent sends a probe has had so far. The
@@ -61,7 +61,7 @@ class ProbeBook:
     first_send: float | None = None
 
     @classmethod
-    def for_retries(cls, max_retries: int) -> ProbeBook:
+    def for_retries(cls, max_retries: int) -> RetryBook:
         return cls(RetryPolicy(max_retries))
 
     def on_send(self, now: float) -> None:
@@ -130,4 +130,4 @@ class ProbeBook:
         return sorted(item for item in self.bench.items() if item[1] < cap)[: self.confirmers]
 
 
-__all__ = ["CONFIRMERS", "SILENT_SCAN_HORIZON", "Decision", "ProbeBook", "Review"]
+__all__ = ["CONFIRMERS", "SILENT_SCAN_HORIZON", "Decision", "RetryBook", "Review"]

@@ -20,7 +20,7 @@ from select import EPOLLERR
 
 from portlib.errors import ScanError
 from portlib.model import IPAddress, PortResult, Protocol
-from portlib.scanning.book import ProbeBook
+from portlib.scanning.book import RetryBook
 from portlib.scanning.connect.ledger import Decided, Ledger
 from portlib.scanning.connect.probes import Address, InFlight, Probe, SendQueue
 from portlib.scanning.connect.selfconnect import SelfConnects
@@ -115,7 +115,7 @@ class ConnectCore:
             iter(order), RateLimiter.per_second(profile.rate) if profile.rate else None
         )
         window = CongestionWindow.for_profile(profile, cap)
-        ledger = Ledger(order.count, queue, window, ProbeBook.for_retries(profile.max_retries))
+        ledger = Ledger(order.count, queue, window, RetryBook.for_retries(profile.max_retries))
         return cls(targets, work.ports, queue, ledger, window)
 
     @property

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from portlib.model import PortState, Reason
-from portlib.scanning.book import Decision, ProbeBook
+from portlib.scanning.book import Decision, RetryBook
 from portlib.scanning.connect.probes import Probe, SendQueue
 from portlib.scanning.connect.verdicts import SILENT, Verdict
 from portlib.scanning.timing import CongestionWindow, HostTiming
@@ -26,7 +26,7 @@ class Ledger:
     remaining: int
     queue: SendQueue  # where resends go
     window: CongestionWindow
-    book: ProbeBook
+    book: RetryBook
     results: list[Decided] = field(default_factory=list)
 
     def take(self) -> list[Decided]:
