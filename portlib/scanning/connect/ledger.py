@@ -44,7 +44,7 @@ class Ledger:
         """``probe`` (to the host of ``timing``) got an answer meaning ``verdict``."""
         tries = probe.tries
         rtt = now - probe.sent
-        timing.answered(rtt if tries == 0 else None)
+        timing.answered(rtt if tries == 0 else None)  # Karn: no RTT from a retry
         self.book.on_answer(probe.index, tries)
         if tries:
             self.window.on_drop(now, in_flight, timing.rtt.timeout)
