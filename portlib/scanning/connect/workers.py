@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar, NamedTuple, NoReturn
 
 from portlib.errors import ScanError
-from portlib.model import PortResult, PortState, Reason
-from portlib.scanning.connect.core import ConnectCore, Counts, port_results
+from portlib.model import PortResult, PortState, Protocol, Reason
+from portlib.scanning.connect.core import ConnectCore, Counts
 from portlib.scanning.connect.ledger import Decided
 from portlib.scanning.contract import Emit, ScanWork
 from portlib.scanning.wakeup import Wakeup
@@ -33,7 +33,7 @@ _READ_SIZE = 1 << 18
 class Decoded(NamedTuple):
     """What a chunk of a worker's pipe completed: verdicts, and its trailer if it came."""
 
-    decided: list[Decided]
+    results: list[PortResult]
     done: Counts | None
     failure: str | None
 
@@ -44,6 +44,7 @@ class RecordCodec:
     A record is ``kind, value, state, reason, rtt``; for a result ``value`` is
     the probe index and a NaN rtt means none; for a trailer ``value`` is the
     length of the text that follows it (the counts, or the failure message).
+    Decoding names each probe by the host and port of ``work``.
     """
 
     RECORD: ClassVar[struct.Struct] = struct.Struct("=BQBBd")
@@ -54,9 +55,10 @@ class RecordCodec:
     _REASON_CODES: ClassVar[dict[Reason, int]] = {r: i for i, r in enumerate(REASONS)}
     _NO_RTT = float("nan")
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_buffer", "_work")
 
-    def __init__(self) -> None:
+    def __init__(self, work: ScanWork) -> None:
+        self._work = work
         self._buffer = bytearray()  # received, not yet decoded
 
     @classmethod
@@ -87,37 +89,46 @@ class RecordCodec:
         """Add ``chunk`` to what came before; decode every whole record now there."""
         buf = self._buffer
         buf += chunk
-        size, result = self.RECORD.size, self.RESULT
-        states, reasons = self.STATES, self.REASONS
-        decided: list[Decided] = []
+        size = self.RECORD.size
+        results: list[PortResult] = []
         done: Counts | None = None
         failure: str | None = None
-        offset = 0
-        while len(buf) - offset >= size:
-            whole = (len(buf) - offset) // size
-            block = bytes(buf[offset : offset + whole * size])
-            trailer_next = False
-            for kind, index, state, reason, rtt in self.RECORD.iter_unpack(block):
-                if kind != result:
-                    trailer_next = True
-                    break
-                decided.append((index, states[state], reasons[reason], None if rtt != rtt else rtt))
-                offset += size
-            if not trailer_next:
-                break
-            kind, length, _state, _reason, _rtt = self.RECORD.unpack_from(buf, offset)
-            end = offset + size + length
+        while len(buf) >= size:
+            whole = len(buf) // size
+            kinds = bytes(buf[0 : whole * size : size])
+            leading = whole - len(kinds.lstrip(bytes([self.RESULT])))  # results before a trailer
+            if leading:
+                results += self._decode(bytes(buf[: leading * size]))
+                del buf[: leading * size]
+                continue
+            kind, length, _state, _reason, _rtt = self.RECORD.unpack_from(buf)
+            end = size + length
             if len(buf) < end:
                 break  # the trailer's text is not all here yet
-            text = bytes(buf[offset + size : end]).decode()
-            offset = end
+            text = bytes(buf[size:end]).decode()
+            del buf[:end]
             if kind == self.DONE:
                 sent, self_connects, stalls = (int(x) for x in text.split())
                 done = Counts(sent, self_connects, stalls)
             else:
                 failure = text
-        del buf[:offset]
-        return Decoded(decided, done, failure)
+        return Decoded(results, done, failure)
+
+    def _decode(self, block: bytes) -> list[PortResult]:
+        work = self._work
+        hosts, ports, count, tcp = work.hosts, work.ports, len(work.hosts), Protocol.TCP
+        states, reasons = self.STATES, self.REASONS
+        return [
+            PortResult(
+                hosts[index % count],
+                ports[index // count],
+                tcp,
+                states[state],
+                reasons[reason],
+                None if rtt != rtt else rtt,  # NaN: no answer
+            )
+            for _kind, index, state, reason, rtt in self.RECORD.iter_unpack(block)
+        ]
 
 
 @dataclass(slots=True)
@@ -154,7 +165,7 @@ class WorkerPool:
             os.close(write_fd)
             os.set_blocking(read_fd, False)
             self.children[read_fd] = pid
-            self.codecs[read_fd] = RecordCodec()
+            self.codecs[read_fd] = RecordCodec(self.work)
             loop.add_reader(read_fd, self._readable, read_fd)
         if len(self.children) == len(shards):
             return True
@@ -203,8 +214,7 @@ class WorkerPool:
             self.wakeup.wake()
             return
         decoded = self.codecs[fd].feed(chunk)
-        if decoded.decided:
-            self.pending.extend(port_results(self.work, decoded.decided))
+        self.pending.extend(decoded.results)
         if decoded.done is not None:
             self.counts.add(decoded.done)
             self.finished.add(fd)
