@@ -214,26 +214,37 @@ def _run_end(nums: list[int], inside: int) -> int:
     return bisect_right(range(end), offset, last, end, key=lambda i: nums[i] - i) - 1
 
 
-def expand_ports(spec: str) -> list[int]:
-    """The inverse of :func:`compress_ports`; raises ``ValueError`` on anything else.
+def port_ranges(spec: str) -> list[tuple[int, int]]:
+    """The ``(first, last)`` ranges of a port list, without expanding them (so a reader
+    can count what a list would become before building it); ``ValueError`` on anything
+    but what :func:`compress_ports` writes.
 
-    >>> expand_ports("1-3,80")
-    [1, 2, 3, 80]
+    >>> port_ranges("1-3,80")
+    [(1, 3), (80, 80)]
     """
-    ports: list[int] = []
+    ranges: list[tuple[int, int]] = []
     if not spec.strip():
-        return ports
+        return ranges
     for part in spec.split(","):
         first, sep, last = part.strip().partition("-")
         lo = _port_number(first)
         hi = _port_number(last) if sep else lo
         if hi < lo:
             raise ValueError(f"port range {part!r} runs backwards")
-        ports.extend(range(lo, hi + 1))
-    return ports
+        ranges.append((lo, hi))
+    return ranges
+
+
+def expand_ports(spec: str) -> list[int]:
+    """The inverse of :func:`compress_ports`; raises ``ValueError`` on anything else.
+
+    >>> expand_ports("1-3,80")
+    [1, 2, 3, 80]
+    """
+    return [n for lo, hi in port_ranges(spec) for n in range(lo, hi + 1)]
 
 
 def _port_number(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise ValueError(f"{text!r} is not a port number (0-65535)")
+    if not (text.isascii() and text.isdigit()) or len(text) > 5 or int(text) > 65535:
+        raise ValueError(f"{text[:20]!r} is not a port number (0-65535)")
     return int(text)

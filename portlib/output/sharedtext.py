@@ -1,12 +1,13 @@
-"""Small text pieces every nmap-style output shares: command line, time stamps, plurals.
+"""Text helpers every nmap-style output (and reader) shares: command line, time stamps, plurals.
 
-Kept apart from ``nmapxml`` so the grepable and human outputs (and ``diff``)
-do not import the XML machinery (ElementTree) just for these.
+Kept apart from the XML modules so the grepable and human outputs (and ``diff``)
+do not import the XML machinery just for these. Pure.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import shlex
 from pathlib import PurePath
 
@@ -26,7 +27,7 @@ def command_line(args: tuple[str, ...]) -> str:
         return "portlib"
     program = PurePath(args[0]).name
     if program == "nmap":
-        return shlex.join(args)
+        return shlex.join(("nmap", *args[1:]))
     rest = args[1:] if program in {"portlib", "__main__.py"} else args
     return shlex.join(("portlib", *rest))
 
@@ -43,3 +44,51 @@ def plural(n: int, one: str, many: str) -> str:
     '2 hosts up'
     """
     return f"{n} {one if n == 1 else many}"
+
+
+# A POSIX shell word as shlex.split reads one (whitespace is shlex's four characters):
+# unquoted characters, '...', "..." (backslash escapes only " and \ there) and \x.
+_SEPARATOR = re.compile(r"[ \t\r\n]*")
+_WORD = re.compile(r"""(?:[^ \t\r\n'"\\]+|'[^']*'|"(?:[^"\\]|\\.)*"|\\.)+""", re.DOTALL)
+_PIECE = re.compile(r"""([^'"\\]+)|'([^']*)'|"((?:[^"\\]|\\.)*)"|\\(.)""", re.DOTALL)
+_IN_DOUBLE_QUOTES = re.compile(r"""\\(["\\])""")
+
+
+def split_command_line(text: str) -> tuple[str, ...]:
+    r"""The inverse of :func:`command_line`'s quoting: ``shlex.split(text)``, in time
+    linear in the text (shlex reads a character at a time in Python). Unbalanced
+    quotes, which a hand-edited report may have, give the whitespace-separated words.
+
+    >>> split_command_line(r'''portlib scan 'a b' "c\"d" e\ f''')
+    ('portlib', 'scan', 'a b', 'c"d', 'e f')
+    >>> split_command_line("nmap 'unclosed")
+    ('nmap', "'unclosed")
+    """
+    try:
+        return _shell_words(text)
+    except ValueError:
+        return tuple(text.split())
+
+
+def _shell_words(text: str) -> tuple[str, ...]:
+    words = []
+    position = _SEPARATOR.match(text, 0).end()  # type: ignore[union-attr]
+    while position < len(text):
+        word = _WORD.match(text, position)
+        if word is None:
+            raise ValueError(f"unbalanced quote or escape at character {position}")
+        words.append(_unquote(word.group()))
+        position = _SEPARATOR.match(text, word.end()).end()  # type: ignore[union-attr]
+    return tuple(words)
+
+
+def _unquote(word: str) -> str:
+    if not any(c in word for c in "'\"\\"):
+        return word
+    parts = []
+    for plain, single, double, escaped in _PIECE.findall(word):
+        if double:
+            parts.append(_IN_DOUBLE_QUOTES.sub(r"\1", double))
+        else:
+            parts.append(plain or single or escaped)
+    return "".join(parts)
