@@ -337,6 +337,10 @@ def _octet_pattern(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
+# host:port or [v6]:port, which people paste from URLs and ss
+_WITH_PORT = re.compile(r"(?:\[[^\]]*\]|[^:\[\]]+):\d+")
+
+
 def _v4_key(text: str) -> int:
     groups = text.split(".")
     if len(groups) != 4:
@@ -350,11 +354,15 @@ def _v4_key(text: str) -> int:
 
 
 def _v6_key(text: str) -> int:
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]  # [::1], as URLs write IPv6 addresses
     if "%" in text:
         raise _Bad("scoped IPv6 addresses (with %zone) are not supported")
     try:
         return int(IPv6Address(text)) + _V6_BASE
     except ValueError as exc:
+        if _WITH_PORT.fullmatch(text):
+            raise _Bad("a target takes no port; give ports with -p (ports=)") from None
         raise _Bad(f"not a valid IPv6 address ({exc})") from None
 
 
@@ -468,19 +476,55 @@ def _spec_texts(spec: object, what: str) -> list[str]:
 
 
 def _read_file(path: str | os.PathLike[str], role: str) -> list[tuple[str, str]]:
-    """Tokens of a target file (``-iL``): whitespace separated, ``#`` starts a comment."""
+    """Tokens of a target file (``-iL``): whitespace separated, ``#`` starts a comment.
+
+    At most ``limit`` bytes are read from any input (a file, a pipe, ``/dev/zero``), in
+    chunks, so an input that never ends costs no more; a NUL byte means it is no text.
+    """
+    limit = 64 << 20  # millions of targets; a bigger list belongs in several files
+    longest = 1024  # no address, range or host name is longer
+    name = os.fsdecode(path) if isinstance(path, str | bytes | os.PathLike) else repr(path)
+    chunks: list[bytes] = []
+    problem = ""
     try:
-        if os.fspath(path) == "-":
-            lines = sys.stdin.read().splitlines()
+        from_stdin = os.fspath(path) == "-"
+        if from_stdin:
+            if sys.stdin is None:
+                raise OSError("there is no standard input")
+            binary = getattr(sys.stdin, "buffer", None)  # a text stream set by a caller has none
+            text_in = sys.stdin
+            read = binary.read if binary is not None else lambda n: text_in.read(n).encode()
         else:
-            with open(path, encoding="utf-8") as handle:
-                lines = handle.read().splitlines()
+            stream = open(path, "rb")  # noqa: SIM115 - closed below, stdin is not
+            read = stream.read
+        try:
+            size = 0
+            while chunk := read(min(1 << 20, limit + 1 - size)):
+                size += len(chunk)
+                if b"\0" in chunk:
+                    problem = "it holds NUL bytes, so it is not a text file of targets"
+                elif size > limit:
+                    problem = f"it is larger than {limit} bytes; split it into several files"
+                if problem:
+                    break
+                chunks.append(chunk)
+        finally:
+            if not from_stdin:
+                stream.close()
+        lines = b"".join(chunks).decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError, TypeError, ValueError) as exc:
-        raise TargetSpecError(f"cannot read {role} file {os.fsdecode(path)!r}: {exc}") from None
+        raise TargetSpecError(f"cannot read {role} file {name!r}: {exc}") from None
+    if problem:
+        raise TargetSpecError(f"cannot read {role} file {name!r}: {problem}")
     tokens = []
     for number, line in enumerate(lines, 1):
         for token in line.partition("#")[0].split():
-            tokens.append((token, f" at {os.fsdecode(path)}:{number}"))
+            if len(token) > longest:
+                raise TargetSpecError(
+                    f"bad {role} {token[:40]!r}... at {name}:{number}: longer than any"
+                    f" address, range or host name ({len(token)} characters)"
+                )
+            tokens.append((token, f" at {name}:{number}"))
     return tokens
 
 
