@@ -22,19 +22,9 @@ from portlib.cli.scan_cmd import scanner_from_args
 from portlib.cli.scan_timing import timing_from_args
 from portlib.output import parse
 from portlib.scanning.timing import PRESETS
+from tests.test_cli_outputs import portlib_cli
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def portlib_cli(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "portlib", *argv],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
 
 
 def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:

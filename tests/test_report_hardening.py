@@ -8,6 +8,7 @@ amplify into gigabytes fails the test instead of the machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import shlex
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -191,51 +193,47 @@ def test_dev_zero_is_refused_at_once(good: Path) -> None:
     assert_refused(portlib_cli("diff", str(good), "/dev/zero"), "/dev/zero")
 
 
-def test_a_fifo_that_never_ends_is_refused(tmp_path: Path, good: Path) -> None:
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
+@contextlib.contextmanager
+def fed(
+    target: str | Path | int, chunk: bytes, *, first: bytes = b"", times: int = -1
+) -> Iterator[None]:
+    """A thread writes ``first``, then ``chunk`` (``times`` times, or until the block
+    ends) into a FIFO or a pipe's descriptor, and gives up when the reader leaves."""
     stop = threading.Event()
 
-    def feed() -> None:  # zeros until the reader goes (or the test ends)
+    def feed() -> None:
         try:
-            with open(fifo, "wb") as out:
-                while not stop.is_set():
-                    out.write(b"\0" * 65536)
+            with open(target, "wb") as out:
+                out.write(first)
+                written = 0
+                while not stop.is_set() and written != times:
+                    out.write(chunk)
+                    written += 1
         except OSError:
             pass
 
     writer = threading.Thread(target=feed, daemon=True)
     writer.start()
     try:
-        assert_refused(portlib_cli("diff", str(good), str(fifo)), str(fifo))
+        yield
     finally:
         stop.set()
-        writer.join(timeout=10)
+        writer.join(timeout=30)
+
+
+def test_a_fifo_that_never_ends_is_refused(tmp_path: Path, good: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with fed(fifo, b"\0" * 65536):  # zeros until the reader goes
+        assert_refused(portlib_cli("diff", str(good), str(fifo)), str(fifo))
 
 
 def test_a_pipe_is_read_no_further_than_the_limit() -> None:
     read_end, write_end = os.pipe()
-    stop = threading.Event()
-
-    def feed() -> None:  # a report that never ends: blank lines after its start
-        try:
-            with os.fdopen(write_end, "wb") as out:
-                out.write(b"<nmaprun>")
-                while not stop.is_set():
-                    out.write(b" " * 4096)
-        except OSError:
-            pass
-
-    writer = threading.Thread(target=feed, daemon=True)
-    writer.start()
-    try:
-        with os.fdopen(read_end, "rb") as stream:
-            source = ReportInput.from_stream(stream, "<pipe>", limit=100_000)
-            with pytest.raises(ReportFormatError, match="larger than the 100000 bytes"):
-                source.read_all()
-    finally:
-        stop.set()
-        writer.join(timeout=10)
+    with fed(write_end, b" " * 4096, first=b"<nmaprun>"), os.fdopen(read_end, "rb") as stream:
+        source = ReportInput.from_stream(stream, "<pipe>", limit=100_000)
+        with pytest.raises(ReportFormatError, match="larger than the 100000 bytes"):
+            source.read_all()
 
 
 def test_stdin_from_dev_zero_is_refused(good: Path) -> None:
@@ -248,21 +246,9 @@ def test_target_files_from_dev_zero_and_fifos_are_refused(flag: str, tmp_path: P
     assert_refused(portlib_cli("scan", "-sL", "127.0.0.1", flag, "/dev/zero"), "NUL bytes")
     fifo = tmp_path / "targets"
     os.mkfifo(fifo)
-
-    def feed() -> None:
-        try:
-            with open(fifo, "wb") as out:
-                for _ in range(4096):
-                    out.write(b"127.0.0.1 " * 6554)  # 64 KiB each: 256 MiB in all, past the limit
-        except OSError:
-            pass
-
-    writer = threading.Thread(target=feed, daemon=True)
-    writer.start()
-    try:
+    # 64 KiB at a time, 256 MiB in all: past the 64 MiB a target file may hold
+    with fed(fifo, b"127.0.0.1 " * 6554, times=4096):
         assert_refused(portlib_cli("scan", "-sL", "127.0.0.1", flag, str(fifo)), "larger than")
-    finally:
-        writer.join(timeout=30)
 
 
 # ----------------------------------------------------------------------- args=

@@ -3,7 +3,8 @@ outputs and portlib's JSON, with one ``load`` for every format and one ``dump``.
 
     >>> from portlib.output import dump, load
     >>> dump(report, "monday.xml")                                  # doctest: +SKIP
-    >>> load("monday.xml") == report                                # doctest: +SKIP
+    >>> [p.port for p in load("monday.xml").open_ports()]           # doctest: +SKIP
+    [22, 8000]
 
 ``portlib.load_report``, ``parse_report``, ``dump_report`` and ``render_report`` are
 these four functions.

@@ -9,8 +9,8 @@ Renderers load on first use, so writing the table never imports the XML code.
 
     >>> from portlib.output import dump, load, parse, render
     >>> dump(report, "monday.xml")                                  # doctest: +SKIP
-    >>> load("monday.xml").open_ports() == report.open_ports()      # doctest: +SKIP
-    True
+    >>> [p.port for p in load("monday.xml").open_ports()]           # doctest: +SKIP
+    [22, 8000]
     >>> parse(render(report, "json")) == report                     # doctest: +SKIP
     True
 """

@@ -8,8 +8,8 @@ reads it (and nmap's) back.
 
     >>> from portlib.output import parse
     >>> xml = to_nmap_xml(report)                                  # doctest: +SKIP
-    >>> parse(xml).open_ports() == report.open_ports()             # doctest: +SKIP
-    True
+    >>> [p.port for p in parse(xml).open_ports()]                  # doctest: +SKIP
+    [22, 8000]
 """
 
 from __future__ import annotations

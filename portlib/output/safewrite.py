@@ -35,47 +35,50 @@ def write_text(path: str, text: str, *, append: bool = False) -> None:
     file held and adds ``text`` after it. Raises OutputError naming ``path``."""
     data = text.encode("utf-8")
     try:
-        resolved = resolve(path)
-        info = _stat_or_none(resolved)
-        if info is not None and stat.S_ISDIR(info.st_mode):
-            raise OutputError(f"cannot write {path}: it is a directory")
-        if resolved.startswith(_DESCRIPTORS) or (
-            info is not None and not stat.S_ISREG(info.st_mode)
-        ):
+        resolved, info, in_place = _destination(path)
+        if in_place:
             _write_in_place(resolved, data, append=append or resolved.startswith(_DESCRIPTORS))
         else:
             _replace(resolved, data, info, append=append)
     except OSError as exc:
-        if isinstance(exc, OutputError):
-            raise
-        raise OutputError(f"cannot write {path}: {_why(exc)}") from None
+        raise _named(exc, path) from None
 
 
 def check_writable(path: str) -> None:
     """Raise OutputError now if writing ``path`` later is bound to fail (a missing or
     unwritable directory, a directory in its place, a refused symlink)."""
     try:
-        resolved = resolve(path)
-        info = _stat_or_none(resolved)
-        if info is not None and stat.S_ISDIR(info.st_mode):
-            raise OutputError(f"cannot write {path}: it is a directory")
-        if resolved.startswith(_DESCRIPTORS) or (
-            info is not None and not stat.S_ISREG(info.st_mode)
-        ):
-            target = resolved
-        else:
-            parent = os.path.dirname(resolved)
-            parent_info = _stat_or_none(parent)
-            if parent_info is None or not stat.S_ISDIR(parent_info.st_mode):
+        resolved, _, in_place = _destination(path)
+        target = resolved
+        if not in_place:
+            target = os.path.dirname(resolved)  # the file is replaced: the directory counts
+            parent = _stat_or_none(target)
+            if parent is None or not stat.S_ISDIR(parent.st_mode):
                 shown = os.path.dirname(path) or "."
                 raise OutputError(f"cannot write {path}: directory {shown} does not exist")
-            target = parent  # the file is replaced, so the directory must be writable
         if not os.access(target, os.W_OK):
             raise OutputError(f"cannot write {path}: permission denied")
     except OSError as exc:
-        if isinstance(exc, OutputError):
-            raise
-        raise OutputError(f"cannot write {path}: {_why(exc)}") from None
+        raise _named(exc, path) from None
+
+
+def _destination(path: str) -> tuple[str, os.stat_result | None, bool]:
+    """Where ``path`` resolves to, what is there now, and whether to write in place
+    (a device, a FIFO, a descriptor) rather than replace a file."""
+    resolved = resolve(path)
+    info = _stat_or_none(resolved)
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise OutputError(f"cannot write {path}: it is a directory")
+    in_place = resolved.startswith(_DESCRIPTORS) or (
+        info is not None and not stat.S_ISREG(info.st_mode)
+    )
+    return resolved, info, in_place
+
+
+def _named(exc: OSError, path: str) -> OutputError:
+    if isinstance(exc, OutputError):
+        return exc
+    return OutputError(f"cannot write {path}: {_why(exc)}")
 
 
 def resolve(path: str) -> str:
