@@ -63,7 +63,8 @@ from portlib.scanning.tally import Tally
 from portlib.scanning.timing import TimingProfile
 
 if TYPE_CHECKING:
-    from portlib.targets import PortList, TargetSet
+    from portlib.portspec import PortList
+    from portlib.targets import TargetSet
 
 QUEUE_SIZE = 1024  # verdicts buffered ahead of a slow consumer; engines wait beyond it
 REPEATED_INTERRUPT_S = 5.0  # a Ctrl-C this soon after one that ended a scan() stops the caller
