@@ -1,4 +1,4 @@
-"""Port specifications as nmap's ``-p`` reads them, parsed into a ``PortList``.
+"""Pure: port specifications as nmap's ``-p`` reads them, parsed into a ``PortList``.
 
 ``parse_ports`` takes ``22,80,1000-2000``, ``-``, service names and the
 ``T:``/``U:`` prefixes (see it for the whole syntax); ``compact_ports`` writes

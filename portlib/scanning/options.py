@@ -9,9 +9,10 @@ and ``scan_async`` so that a misspelt option fails the user's type check.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from ipaddress import IPv4Address, IPv6Address
 from typing import Literal, TypedDict
 
-from portlib.errors import PortSpecError, ScanError
+from portlib.errors import PortSpecError, ScanError, TargetSpecError
 from portlib.model import Protocol, ScanMethod
 from portlib.portspec import DEFAULT_TOP_PORTS, PortList, parse_ports
 from portlib.scanning.order import ProbeOrder, parse_shard
@@ -150,4 +151,20 @@ def resolve_discovery(discovery: bool | str) -> DiscoveryMode:
             return mode
     raise ScanError(
         f"discovery must be True, False or one of {', '.join(DISCOVERY_MODES)}, not {discovery!r}"
+    )
+
+
+def check_targets(targets: object) -> None:
+    """Refuse a ``targets`` argument of the wrong type (its specs are parsed later)."""
+    from portlib.targets import TargetSet
+
+    if isinstance(targets, str | TargetSet):
+        return
+    if isinstance(targets, Sequence) and all(
+        isinstance(t, str | IPv4Address | IPv6Address) for t in targets
+    ):
+        return
+    raise TargetSpecError(
+        f"targets must be a spec string, a list of specs or addresses, or a TargetSet, "
+        f"not {targets!r}"
     )

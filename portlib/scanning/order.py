@@ -1,4 +1,4 @@
-"""Randomized probe order over a huge index space, without materializing it.
+"""Pure: randomized probe order over a huge index space, without materializing it.
 
 A scan probes every (host, port) pair; the scanner numbers them 0 .. size-1 and
 asks :class:`ProbeOrder` for the order. Probing in a pseudo-random order spreads

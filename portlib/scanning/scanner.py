@@ -37,7 +37,6 @@ import datetime as _dt
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
-from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, Unpack
 
 from portlib.errors import PortlibError, ScanError, TargetSpecError
@@ -51,6 +50,7 @@ from portlib.scanning.options import (
     RAW_METHODS,
     ProgressCallback,
     ScanOptions,
+    check_targets,
     parse_methods,
     resolve_discovery,
     resolve_ports,
@@ -103,6 +103,22 @@ async def _run_all(coroutines: Sequence[Coroutine[Any, Any, None]]) -> None:
                 group.create_task(coroutine)
     except BaseExceptionGroup as errors:
         raise errors.exceptions[0] from errors.exceptions[0].__cause__
+
+
+async def resolve_targets(
+    targets: Targets, exclude: str | None
+) -> list[tuple[IPAddress, str | None]]:
+    """(address, host name) of every target, names resolved without blocking the loop."""
+    from portlib.targets import TargetSet, parse_targets_async
+
+    if isinstance(targets, TargetSet):
+        if exclude is not None:
+            raise ScanError("pass exclude to parse_targets, not with a parsed TargetSet")
+        target_set = targets
+    else:
+        spec = targets if isinstance(targets, str) else " ".join(str(t) for t in targets)
+        target_set = await parse_targets_async(spec, exclude)
+    return [(t.address, t.hostname) for t in target_set]
 
 
 class Scanner:
@@ -178,7 +194,7 @@ class Scanner:
         self._targets_arg = targets
         self._exclude = exclude
         self._args = tuple(args)
-        self._check_target_type(targets)
+        check_targets(targets)
         # Filled while scanning:
         self._target_list: list[tuple[IPAddress, str | None]] = []
         self._statuses: dict[IPAddress, HostStatus] = {}
@@ -230,39 +246,11 @@ class Scanner:
         """Discovery's verdict per host so far."""
         return dict(self._statuses)
 
-    @staticmethod
-    def _check_target_type(targets: object) -> None:
-        from portlib.targets import TargetSet
-
-        if isinstance(targets, str | TargetSet):
-            return
-        if isinstance(targets, Sequence) and all(
-            isinstance(t, str | IPv4Address | IPv6Address) for t in targets
-        ):
-            return
-        raise TargetSpecError(
-            f"targets must be a spec string, a list of specs or addresses, or a TargetSet, "
-            f"not {targets!r}"
-        )
-
-    async def _resolve_targets(self) -> list[tuple[IPAddress, str | None]]:
-        from portlib.targets import TargetSet, parse_targets_async
-
-        targets = self._targets_arg
-        if isinstance(targets, TargetSet):
-            if self._exclude is not None:
-                raise ScanError("pass exclude to parse_targets, not with a parsed TargetSet")
-            target_set = targets
-        else:
-            spec = targets if isinstance(targets, str) else " ".join(str(t) for t in targets)
-            target_set = await parse_targets_async(spec, self._exclude)
-        return [(t.address, t.hostname) for t in target_set]
-
     # -- the stream -------------------------------------------------------
     async def __aenter__(self) -> Scanner:
         if self._task is not None:
             raise ScanError("a Scanner runs once; make a new one to scan again")
-        self._target_list = await self._resolve_targets()
+        self._target_list = await resolve_targets(self._targets_arg, self._exclude)
         if not self._target_list:
             raise TargetSpecError("no targets left to scan (all excluded?)")
         raw = sorted(m.value for m in self._port_methods if m in RAW_METHODS)
