@@ -1,4 +1,4 @@
-"""The raw engine's sockets: privilege check, senders, the filtered receiver, the held port.
+"""The raw engine's sockets: senders, the filtered receiver, the held port.
 
 Sending goes through ``IPPROTO_RAW`` sockets (we write the IP header; the kernel
 routes and resolves the next hop's link address). Receiving goes through one
