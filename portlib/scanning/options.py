@@ -37,6 +37,7 @@ class ScanOptions(TypedDict, total=False):
     discovery: bool | str
     seed: int | None
     shard: tuple[int, int] | str | None
+    sequential: bool
     exclude: str | None
     on_progress: ProgressCallback | None
     args: Sequence[str]

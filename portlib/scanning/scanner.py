@@ -133,9 +133,10 @@ class Scanner:
     ``retries``, ``rate`` (probes/s), ``concurrency`` override it.
     ``discovery``: True (auto: raw pings when privileged, else connect to 80/443),
     False (``-Pn``: every host up), or ``"connect"``/``"raw"`` to force one.
-    ``seed`` fixes the probe order; ``shard`` is ``(i, n)`` 0-based or ``"I/N"``
-    1-based. ``on_progress(done, total)`` is called once with ``(0, 0)`` when
-    discovery starts, then after every verdict. ``args`` (the command line, if
+    ``seed`` fixes the probe order; ``sequential=True`` probes in order instead
+    (nmap's ``-r``); ``shard`` is ``(i, n)`` 0-based or ``"I/N"`` 1-based.
+    ``on_progress(done, total)`` is called once with ``(0, 0)`` when discovery
+    starts, then after every verdict. ``args`` (the command line, if
     any) is copied into the report.
 
     Every bad option raises a ``PortlibError`` from the constructor (targets: from
@@ -171,6 +172,7 @@ class Scanner:
         discovery: bool | str = True,
         seed: int | None = None,
         shard: tuple[int, int] | str | None = None,
+        sequential: bool = False,
         exclude: str | None = None,
         on_progress: ProgressCallback | None = None,
         args: Sequence[str] = (),
@@ -189,6 +191,9 @@ class Scanner:
             raise ScanError(f"seed must be in 0 .. 2**64-1, not {seed}")
         self._seed = seed if seed is not None else (0 if self._shard else secrets.randbits(63))
         self._discovery = resolve_discovery(discovery)
+        if not isinstance(sequential, bool):
+            raise ScanError(f"sequential must be True or False, not {sequential!r}")
+        self._sequential = sequential
         if on_progress is not None and not callable(on_progress):
             raise ScanError(f"on_progress must be callable, not {on_progress!r}")
         self._targets_arg = targets
@@ -361,6 +366,7 @@ class Scanner:
                 timing=self._timing,
                 seed=self._seed,
                 shard=self._shard,
+                sequential=self._sequential,
             )
             for method in self._port_methods
         ]

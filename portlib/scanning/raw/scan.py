@@ -106,7 +106,7 @@ class RawScan:
         ports = list(dict.fromkeys(work.ports))
         count = len(self.hosts) * len(ports)
         # Seeded pseudo-random walk, nothing materialized; shards partition exactly.
-        self.order = ProbeOrder(count, seed=work.seed, shard=work.shard)
+        self.order = ProbeOrder(count, seed=work.seed, shard=work.shard, sequential=work.sequential)
         book = self.book = ProbeBook(
             [h.address for h in self.hosts], ports, PROTOCOL[kind], to_decide=self.order.count
         )
