@@ -51,8 +51,7 @@ from portlib.model import (
     SocketState,
     UnixSocket,
 )
-
-__version__ = "0.1.0"
+from portlib.version import __version__ as __version__
 
 # name -> module that defines it, or "module:name" when it is called otherwise there;
 # loaded on first attribute access (PEP 562).

@@ -301,3 +301,18 @@ def test_p_given_twice_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bracketed_ipv6_targets_just_work(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["scan", "-Pn", "-p", "1", "[::1]"]) == 0
     assert "portlib scan report for ::1\n" in capsys.readouterr().out
+
+
+@pytest.mark.live
+@pytest.mark.skipif(os.geteuid() != 0, reason="-sS needs root")
+def test_r_probes_ports_in_order() -> None:
+    import json
+
+    def order(*flags: str) -> list[int]:
+        done = portlib_cli("scan", *flags, "-sS", "-Pn", "-p", "1-300", "127.0.0.1", "--jsonl")
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line)["port"] for line in done.stdout.splitlines()]
+
+    assert order("-r") == list(range(1, 301))
+    shuffled = order()
+    assert sorted(shuffled) == list(range(1, 301)) and shuffled != sorted(shuffled)

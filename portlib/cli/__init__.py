@@ -68,7 +68,7 @@ def build_parser() -> OneLineParser:
 
 
 def version_text() -> str:
-    from portlib import __version__
+    from portlib.version import __version__
 
     return f"portlib {__version__}"
 

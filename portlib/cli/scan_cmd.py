@@ -72,7 +72,7 @@ def check_flags(args: argparse.Namespace, methods: list[str], warn: TextIO) -> N
         raise ScanError(f"{flag} scans no ports, so {given} cannot go with it")
     if args.ports is None or set(methods) & {"ping", "list"}:
         return
-    from portlib.targets import parse_ports
+    from portlib.portspec import parse_ports
 
     ports = parse_ports(args.ports)
     tcp_scan = bool(set(methods) & _TCP_METHODS)
@@ -132,6 +132,7 @@ def scanner_from_args(
         discovery=not args.no_ping,
         seed=args.seed,
         shard=args.shard,
+        sequential=args.sequential,
         on_progress=on_progress,
         args=tuple(sys.argv),
     )

@@ -210,6 +210,12 @@ def _what_to_scan(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip host discovery: treat every host as up",
     )
+    parser.add_argument(
+        "-r",
+        dest="sequential",
+        action="store_true",
+        help="probe ports in order instead of in a random order",
+    )
 
 
 def _timing(parser: argparse.ArgumentParser) -> None:

@@ -46,7 +46,7 @@ def to_grepable(report: ScanReport) -> str:
 
 
 def _to_grepable(report: ScanReport) -> str:
-    from portlib import __version__
+    from portlib.version import __version__
 
     started = nmap_time(report.started)
     ended = nmap_time(report.started + _dt.timedelta(seconds=report.elapsed))

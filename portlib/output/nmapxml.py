@@ -67,7 +67,7 @@ def to_nmap_xml(report: ScanReport) -> str:
 
 
 def _to_nmap_xml(report: ScanReport) -> str:
-    from portlib import __version__
+    from portlib.version import __version__
 
     start = int(report.started.timestamp())
     end = int(report.started.timestamp() + report.elapsed)

@@ -163,7 +163,7 @@ def render_normal(
 
 def banner_line(started: _dt.datetime) -> str:
     """``Starting portlib 0.1.0 at 2026-11-28 00:10 UTC``: the first line of the report."""
-    from portlib import __version__
+    from portlib.version import __version__
 
     return f"Starting portlib {__version__} at {started.strftime('%Y-%m-%d %H:%M %Z').strip()}"
 
