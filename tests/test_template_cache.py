@@ -337,7 +337,7 @@ def test_no_cache_path_builds_without_touching_disk(scapy_builds: list[int]) -> 
 
 READ_IN_CHILD = """
 import sys
-from portlib.scanning import templatecache
+from portlib.scanning.raw import templatecache
 print(templatecache.read_json(sys.argv[1]))
 """
 
