@@ -26,7 +26,8 @@ from portlib.model import (
 )
 from portlib.output import load, parse
 from portlib.output.nmapxml import to_nmap_xml
-from portlib.output.portsummary import compress_ports, expand_ports, summarise
+from portlib.output.portsummary import expand_ports, summarise
+from portlib.portspec import compress_ports
 from tests.report_samples import LOCAL, port, reports, sample_report, verdicts
 
 NMAP_DTD = Path("/usr/share/nmap/nmap.dtd")

@@ -22,8 +22,9 @@ from operator import is_
 
 from portlib.model import HostResult, HostState, PortResult, Protocol, ScanMethod, ScanReport
 from portlib.output.columns import columns_of, sharing
-from portlib.output.portsummary import compress_ports, summary_of
+from portlib.output.portsummary import summary_of
 from portlib.output.sharedtext import command_line, nmap_time, plural
+from portlib.portspec import compress_ports
 
 XML_OUTPUT_VERSION = "1.05"  # the xmloutputversion nmap 7.9x writes
 
