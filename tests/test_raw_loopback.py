@@ -490,7 +490,7 @@ def test_window_counts_undecided_probes_not_the_send_queue() -> None:
             book.fly(idx)
         assert book.pending == 100
         # Every probe but the first (a DROPped port, still silent) is answered.
-        book.settle(
+        book.decide_first_tries(
             [(idx, PortState.CLOSED, Reason.RESET, 1000.001) for idx in range(1, 100)],
             scan.window,
             scan.retry,

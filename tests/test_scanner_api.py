@@ -415,6 +415,18 @@ async def test_partial_report_of_an_interrupted_stream() -> None:
 
 
 @pytest.mark.live
+def python_script(code: str) -> subprocess.Popen[str]:
+    """``code`` in a fresh interpreter using this checkout, its output piped back."""
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
 def test_ctrl_c_in_blocking_scan_returns_the_partial_report() -> None:
     code = textwrap.dedent(
         """
@@ -424,14 +436,7 @@ def test_ctrl_c_in_blocking_scan_returns_the_partial_report() -> None:
         print(report.interrupted, len(report.hosts[0].ports), flush=True)
         """
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    proc = python_script(code)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "started"
     import time
@@ -457,14 +462,7 @@ def _scan_loop_under_ctrl_c(option: str, presses: int) -> tuple[int, str, str]:
         print("loop ended", flush=True)
         """
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    proc = python_script(code)
     assert proc.stdout is not None
     import time
 

@@ -441,7 +441,7 @@ def test_on_link_lookup_from_kernel_route_tables() -> None:
 
 def test_discovery_replies_are_validated() -> None:
     from portlib.model import HostState
-    from portlib.scanning.discovery import raw as rd
+    from portlib.scanning.discovery import packets as rd
 
     me, target = packed(ME4), packed(TARGET4)
     ident, seq = rd.icmp_id_seq(COOKIE(target, 0, rd.ECHO))
@@ -484,7 +484,7 @@ def test_discovery_replies_are_validated() -> None:
 def test_discovery_probe_bytes_are_valid_for_scapy() -> None:
     from scapy.layers.inet6 import ICMPv6EchoRequest
 
-    from portlib.scanning.discovery import raw as rd
+    from portlib.scanning.discovery import packets as rd
 
     me, target = packed(ME4), packed(TARGET4)
     for wire in (

@@ -43,7 +43,8 @@ class ScanWork:
     """What one engine run probes: every port of ``ports`` on every host of ``hosts``.
 
     ``seed`` fixes the randomized probe order; ``shard=(i, n)`` keeps only this
-    shard's share of the host x port space (see ``portlib.scanning.order``).
+    shard's share of the host x port space; ``sequential`` probes in index order
+    instead (see ``portlib.scanning.order``).
     """
 
     hosts: tuple[IPAddress, ...]
@@ -52,6 +53,7 @@ class ScanWork:
     timing: TimingProfile
     seed: int
     shard: tuple[int, int] | None = None
+    sequential: bool = False
 
 
 class ScanEngine(TypingProtocol):

@@ -9,15 +9,14 @@ and ``scan_async`` so that a misspelt option fails the user's type check.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Literal, TypedDict
+from ipaddress import IPv4Address, IPv6Address
+from typing import Literal, TypedDict
 
-from portlib.errors import PortSpecError, ScanError
+from portlib.errors import PortSpecError, ScanError, TargetSpecError
 from portlib.model import Protocol, ScanMethod
+from portlib.portspec import DEFAULT_TOP_PORTS, PortList, parse_ports
 from portlib.scanning.order import ProbeOrder, parse_shard
 from portlib.scanning.timing import TimingProfile, preset
-
-if TYPE_CHECKING:
-    from portlib.targets import PortList
 
 DiscoveryMode = Literal["auto", "connect", "raw", "none"]
 DISCOVERY_MODES: tuple[DiscoveryMode, ...] = ("auto", "connect", "raw", "none")
@@ -38,6 +37,7 @@ class ScanOptions(TypedDict, total=False):
     discovery: bool | str
     seed: int | None
     shard: tuple[int, int] | str | None
+    sequential: bool
     exclude: str | None
     on_progress: ProgressCallback | None
     args: Sequence[str]
@@ -50,7 +50,6 @@ METHOD_PROTOCOL: dict[ScanMethod, Protocol] = {
     ScanMethod.UDP: Protocol.UDP,
 }
 RAW_METHODS = frozenset({ScanMethod.SYN, ScanMethod.ACK, ScanMethod.UDP})
-DEFAULT_TOP_PORTS = 1000
 
 
 def parse_methods(method: ScanMethod | str | Sequence[ScanMethod | str]) -> tuple[ScanMethod, ...]:
@@ -113,38 +112,22 @@ def resolve_ports(
     ports: str | Iterable[int] | PortList | None, protocols: Sequence[Protocol]
 ) -> dict[Protocol, tuple[int, ...]]:
     """The ports to probe per protocol; None means nmap's default, the top 1000 of each."""
-    from portlib.targets import PortList, parse_ports
-
-    wanted: dict[Protocol, tuple[int, ...]] = {}
     if ports is None:
         from portlib.services import top_ports
 
         return {p: tuple(top_ports(DEFAULT_TOP_PORTS, p.value)) for p in protocols}
-    if isinstance(ports, str):
-        ports = parse_ports(ports)
-    if isinstance(ports, PortList):
-        by_protocol = {Protocol.TCP: tuple(ports.tcp), Protocol.UDP: tuple(ports.udp)}
-        for protocol in protocols:
-            wanted[protocol] = by_protocol[protocol]
-    else:
-        numbers: list[int] = []
-        try:
-            items = list(ports)
-        except TypeError:
-            raise PortSpecError(
-                f"ports must be a spec string, a list of integers or a PortList, not {ports!r}"
-            ) from None
-        for item in items:
-            if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= 65535:
-                raise PortSpecError(f"bad port {item!r}: ports are integers 0-65535")
-            if item not in numbers:
-                numbers.append(item)
-        wanted = dict.fromkeys(protocols, tuple(numbers))
-    for protocol in protocols:
-        if not wanted[protocol]:
+    if isinstance(ports, int | bytes) or not isinstance(ports, str | PortList | Iterable):
+        raise PortSpecError(
+            f"ports must be a spec string, a list of integers or a PortList, not {ports!r}"
+        )
+    given = ports if isinstance(ports, PortList) else parse_ports(ports)
+    wanted = {protocol: given.for_protocol(protocol) for protocol in protocols}
+    for protocol, numbers in wanted.items():
+        if not numbers:
+            spec = ports if isinstance(ports, str) else given.to_spec()
             prefix = "U:" if protocol is Protocol.UDP else "T:"
             raise PortSpecError(
-                f"no {protocol.value.upper()} ports to scan in {ports!r} "
+                f"no {protocol.value.upper()} ports to scan in {spec!r} "
                 f"(give some, for example {prefix}53)"
             )
     return wanted
@@ -169,4 +152,20 @@ def resolve_discovery(discovery: bool | str) -> DiscoveryMode:
             return mode
     raise ScanError(
         f"discovery must be True, False or one of {', '.join(DISCOVERY_MODES)}, not {discovery!r}"
+    )
+
+
+def check_targets(targets: object) -> None:
+    """Refuse a ``targets`` argument of the wrong type (its specs are parsed later)."""
+    from portlib.targets import TargetSet
+
+    if isinstance(targets, str | TargetSet):
+        return
+    if isinstance(targets, Sequence) and all(
+        isinstance(t, str | IPv4Address | IPv6Address) for t in targets
+    ):
+        return
+    raise TargetSpecError(
+        f"targets must be a spec string, a list of specs or addresses, or a TargetSet, "
+        f"not {targets!r}"
     )

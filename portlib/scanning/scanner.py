@@ -37,7 +37,6 @@ import datetime as _dt
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
-from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, Unpack
 
 from portlib.errors import PortlibError, ScanError, TargetSpecError
@@ -51,6 +50,7 @@ from portlib.scanning.options import (
     RAW_METHODS,
     ProgressCallback,
     ScanOptions,
+    check_targets,
     parse_methods,
     resolve_discovery,
     resolve_ports,
@@ -63,7 +63,8 @@ from portlib.scanning.tally import Tally
 from portlib.scanning.timing import TimingProfile
 
 if TYPE_CHECKING:
-    from portlib.targets import PortList, TargetSet
+    from portlib.portspec import PortList
+    from portlib.targets import TargetSet
 
 QUEUE_SIZE = 1024  # verdicts buffered ahead of a slow consumer; engines wait beyond it
 REPEATED_INTERRUPT_S = 5.0  # a Ctrl-C this soon after one that ended a scan() stops the caller
@@ -104,6 +105,22 @@ async def _run_all(coroutines: Sequence[Coroutine[Any, Any, None]]) -> None:
         raise errors.exceptions[0] from errors.exceptions[0].__cause__
 
 
+async def resolve_targets(
+    targets: Targets, exclude: str | None
+) -> list[tuple[IPAddress, str | None]]:
+    """(address, host name) of every target, names resolved without blocking the loop."""
+    from portlib.targets import TargetSet, parse_targets_async
+
+    if isinstance(targets, TargetSet):
+        if exclude is not None:
+            raise ScanError("pass exclude to parse_targets, not with a parsed TargetSet")
+        target_set = targets
+    else:
+        spec = targets if isinstance(targets, str) else " ".join(str(t) for t in targets)
+        target_set = await parse_targets_async(spec, exclude)
+    return [(t.address, t.hostname) for t in target_set]
+
+
 class Scanner:
     """A scan as an async stream of PortResults; see the module doc for the decisions.
 
@@ -116,9 +133,10 @@ class Scanner:
     ``retries``, ``rate`` (probes/s), ``concurrency`` override it.
     ``discovery``: True (auto: raw pings when privileged, else connect to 80/443),
     False (``-Pn``: every host up), or ``"connect"``/``"raw"`` to force one.
-    ``seed`` fixes the probe order; ``shard`` is ``(i, n)`` 0-based or ``"I/N"``
-    1-based. ``on_progress(done, total)`` is called once with ``(0, 0)`` when
-    discovery starts, then after every verdict. ``args`` (the command line, if
+    ``seed`` fixes the probe order; ``sequential=True`` probes in order instead
+    (nmap's ``-r``); ``shard`` is ``(i, n)`` 0-based or ``"I/N"`` 1-based.
+    ``on_progress(done, total)`` is called once with ``(0, 0)`` when discovery
+    starts, then after every verdict. ``args`` (the command line, if
     any) is copied into the report.
 
     Every bad option raises a ``PortlibError`` from the constructor (targets: from
@@ -154,6 +172,7 @@ class Scanner:
         discovery: bool | str = True,
         seed: int | None = None,
         shard: tuple[int, int] | str | None = None,
+        sequential: bool = False,
         exclude: str | None = None,
         on_progress: ProgressCallback | None = None,
         args: Sequence[str] = (),
@@ -172,12 +191,15 @@ class Scanner:
             raise ScanError(f"seed must be in 0 .. 2**64-1, not {seed}")
         self._seed = seed if seed is not None else (0 if self._shard else secrets.randbits(63))
         self._discovery = resolve_discovery(discovery)
+        if not isinstance(sequential, bool):
+            raise ScanError(f"sequential must be True or False, not {sequential!r}")
+        self._sequential = sequential
         if on_progress is not None and not callable(on_progress):
             raise ScanError(f"on_progress must be callable, not {on_progress!r}")
         self._targets_arg = targets
         self._exclude = exclude
         self._args = tuple(args)
-        self._check_target_type(targets)
+        check_targets(targets)
         # Filled while scanning:
         self._target_list: list[tuple[IPAddress, str | None]] = []
         self._statuses: dict[IPAddress, HostStatus] = {}
@@ -229,39 +251,11 @@ class Scanner:
         """Discovery's verdict per host so far."""
         return dict(self._statuses)
 
-    @staticmethod
-    def _check_target_type(targets: object) -> None:
-        from portlib.targets import TargetSet
-
-        if isinstance(targets, str | TargetSet):
-            return
-        if isinstance(targets, Sequence) and all(
-            isinstance(t, str | IPv4Address | IPv6Address) for t in targets
-        ):
-            return
-        raise TargetSpecError(
-            f"targets must be a spec string, a list of specs or addresses, or a TargetSet, "
-            f"not {targets!r}"
-        )
-
-    async def _resolve_targets(self) -> list[tuple[IPAddress, str | None]]:
-        from portlib.targets import TargetSet, parse_targets_async
-
-        targets = self._targets_arg
-        if isinstance(targets, TargetSet):
-            if self._exclude is not None:
-                raise ScanError("pass exclude to parse_targets, not with a parsed TargetSet")
-            target_set = targets
-        else:
-            spec = targets if isinstance(targets, str) else " ".join(str(t) for t in targets)
-            target_set = await parse_targets_async(spec, self._exclude)
-        return [(t.address, t.hostname) for t in target_set]
-
     # -- the stream -------------------------------------------------------
     async def __aenter__(self) -> Scanner:
         if self._task is not None:
             raise ScanError("a Scanner runs once; make a new one to scan again")
-        self._target_list = await self._resolve_targets()
+        self._target_list = await resolve_targets(self._targets_arg, self._exclude)
         if not self._target_list:
             raise TargetSpecError("no targets left to scan (all excluded?)")
         raw = sorted(m.value for m in self._port_methods if m in RAW_METHODS)
@@ -372,6 +366,7 @@ class Scanner:
                 timing=self._timing,
                 seed=self._seed,
                 shard=self._shard,
+                sequential=self._sequential,
             )
             for method in self._port_methods
         ]

@@ -111,7 +111,7 @@ class ProbeBook:
             )
         )
 
-    def settle(
+    def decide_first_tries(
         self,
         batch: list[FirstTry],
         window: CongestionWindow,

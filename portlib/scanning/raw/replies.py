@@ -226,7 +226,7 @@ Frame = tuple[bytes | bytearray | memoryview | object, int, int]
 """(buffer, offset of the IP header, length): how a receive ring hands a packet over."""
 
 FirstTry = tuple[int, PortState, Reason, float]
-"""(probe index, state, reason, time of arrival): a first try's answer, settled in bulk."""
+"""(probe index, state, reason, time of arrival): a first try's answer, decided in bulk."""
 
 Answer = tuple[int, int, PortState, Reason, bool]
 """(probe index, host number, state, reason, from ICMP): an answer needing the full path."""
@@ -243,7 +243,7 @@ class ReplyReader:
     host number), ``port_index`` (port -> port number), the per-probe
     ``cookies``, ``sends`` (tries so far) and ``decided`` flags, indexed
     ``host * nports + port``. Per host, ``fast`` says whether a first-try answer
-    may be settled in bulk and ``icmp_untracked`` whether its ICMP answers may
+    may be decided in bulk and ``icmp_untracked`` whether its ICMP answers may
     be (a host whose ICMP errors may be rate-limited counts each one).
     """
 
@@ -310,7 +310,7 @@ class ReplyReader:
         syn = self.kind is Probe.SYN
         fast = self.fast
         icmp_untracked = self.icmp_untracked
-        settle = first.append
+        in_bulk = first.append
         queued: set[int] = set()  # in ``later`` already: a duplicate in the same drain
         for buf, o, size in frames:
             b: bytes = buf  # type: ignore[assignment]  # bytes, bytearray or an mmap
@@ -385,7 +385,7 @@ class ReplyReader:
                     continue
             if sends[idx] == 1 and fast[h] and (not icmp or icmp_untracked[h]):
                 decided[idx] = 1
-                settle((idx, state, reason, clock()))
+                in_bulk((idx, state, reason, clock()))
             elif idx not in queued:
                 queued.add(idx)
                 later.append((idx, h, state, reason, icmp))

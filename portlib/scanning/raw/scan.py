@@ -106,13 +106,13 @@ class RawScan:
         ports = list(dict.fromkeys(work.ports))
         count = len(self.hosts) * len(ports)
         # Seeded pseudo-random walk, nothing materialized; shards partition exactly.
-        self.order = ProbeOrder(count, seed=work.seed, shard=work.shard)
+        self.order = ProbeOrder(count, seed=work.seed, shard=work.shard, sequential=work.sequential)
         book = self.book = ProbeBook(
             [h.address for h in self.hosts], ports, PROTOCOL[kind], to_decide=self.order.count
         )
         cookie = Cookie(secrets.token_bytes(16))
         self.sender = RawSender(book, self.hosts, cookie, self.sport, self.clock)
-        # Per host: may a first-try answer be settled in bulk? Not while its link
+        # Per host: may a first-try answer be decided in bulk? Not while its link
         # header is unresolved; ICMP answers from a host that may rate-limit them
         # (one with an ``IcmpLimit``) always count one by one.
         self.reader = ReplyReader(
@@ -281,13 +281,13 @@ class RawScan:
     # --- replies ------------------------------------------------------------------
 
     def on_readable(self) -> None:
-        """Drain the receive socket, then settle what it proved."""
+        """Drain the receive socket, then decide what it proved."""
         first: list[FirstTry] = []
         later: list[Answer] = []
         frames = self.rx_ring.frames() if self.rx_ring is not None else self._received()
         self.reader.read(frames, first, later, self.clock)
         if first:
-            self.book.settle(first, self.window, self.retry, self.rtt)
+            self.book.decide_first_tries(first, self.window, self.retry, self.rtt)
         for idx, h, state, reason, from_icmp in later:
             self._on_answer(idx, h, state, reason, from_icmp)
         if self.book.out:

@@ -1,4 +1,4 @@
-"""The raw engine's sockets: privilege check, senders, the filtered receiver, the held port.
+"""The raw engine's sockets: senders, the filtered receiver, the held port.
 
 Sending goes through ``IPPROTO_RAW`` sockets (we write the IP header; the kernel
 routes and resolves the next hop's link address). Receiving goes through one
@@ -9,6 +9,7 @@ routes and resolves the next hop's link address). Receiving goes through one
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import random
 import socket
@@ -58,7 +59,7 @@ def packet_receiver(program: bytes, *, protocol: int = ETH_P_ALL) -> socket.sock
         # reject saves the kernel work per probe (on loopback, each packet passes twice).
         with contextlib.suppress(OSError):
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-        bpf.attach(sock, program)
+        attach_filter(sock, program)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF_BYTES)
         except PermissionError:
@@ -158,3 +159,10 @@ def _refuse_strangers(held: list[socket.socket]) -> None:
         peer = ("127.255.255.254", 9) if sock.family == socket.AF_INET else ("::1", 9)
         with contextlib.suppress(OSError):
             sock.connect(peer)
+
+
+def attach_filter(sock: socket.socket, program: bytes) -> None:
+    """SO_ATTACH_FILTER: ``struct sock_fprog { u16 len; struct sock_filter *filter; }``."""
+    buf = ctypes.create_string_buffer(program)
+    fprog = struct.pack("@HP", len(program) // 8, ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, bpf.SO_ATTACH_FILTER, fprog)

@@ -2,8 +2,8 @@
 
 Frames are written into the shared ring with slice copies and ``pack_into``;
 one ``send`` hands every ready frame to the kernel, instead of one system call
-per probe. The frames carry their link-layer header: zero MACs on ``lo``, the
-interface's and the neighbor's MAC on an Ethernet segment.
+per probe. The frames carry their Ethernet header: our interface's MAC and the
+neighbor's (``links`` finds both; local targets never take a ring).
 """
 
 from __future__ import annotations
