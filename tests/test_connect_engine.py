@@ -201,6 +201,27 @@ def test_cancellation_closes_every_socket() -> None:
         _close(listeners, fillers, closed)
 
 
+def test_sequential_probes_ports_in_the_order_given() -> None:
+    # nmap's -r: closed and open ports on loopback are decided as they are sent.
+    open_ = _listeners("127.0.0.1", 3)
+    try:
+        ports = tuple(sorted({_port(s) for s in open_} | set(range(1, 2000))))
+        host = ip_address("127.0.0.1")
+        got: list[int] = []
+
+        async def emit(result: PortResult) -> None:
+            got.append(result.port)
+
+        for sequential in (True, False):
+            got.clear()
+            work = ScanWork((host,), ports, Protocol.TCP, preset(4), seed=3, sequential=sequential)
+            asyncio.run(ConnectEngine(workers=1).run(work, emit))
+            assert sorted(got) == list(ports)
+            assert (got == list(ports)) is sequential
+    finally:
+        _close(open_)
+
+
 def test_rate_cap_spaces_probes() -> None:
     closed = _bound_only("127.0.0.1", 30)
     try:

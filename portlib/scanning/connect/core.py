@@ -110,7 +110,9 @@ class ConnectCore:
         targets = [
             Target(h, str(h), _family(h), HostTiming.for_profile(profile)) for h in work.hosts
         ]
-        order = ProbeOrder(len(targets) * len(work.ports), seed=work.seed, shard=shard)
+        order = ProbeOrder(
+            len(targets) * len(work.ports), seed=work.seed, shard=shard, sequential=work.sequential
+        )
         queue = SendQueue(
             iter(order), RateLimiter.per_second(profile.rate) if profile.rate else None
         )
