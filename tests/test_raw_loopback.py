@@ -493,7 +493,7 @@ def test_window_counts_undecided_probes_not_the_send_queue() -> None:
         book.decide_first_tries(
             [(idx, PortState.CLOSED, Reason.RESET, 1000.001) for idx in range(1, 100)],
             scan.window,
-            scan.retry,
+            scan.retries,
             scan.rtt,
         )
         for idx in range(1, 100):

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from portlib.model import PortState, Protocol, Reason
+from portlib.scanning.book import Decision, RetryBook
 from portlib.scanning.contract import Emit, ScanWork, emit_many
 from portlib.scanning.order import ProbeOrder
 from portlib.scanning.raw import bpf
@@ -130,7 +131,9 @@ class RawScan:
         self.window = CongestionWindow.for_profile(timing, RAW_WINDOW_CAP)
         self.window.cwnd = max(self.window.cwnd, min(64.0, float(self.window.high)))
         self.window.ssthresh = float(self.window.high)  # slow start until the first loss
-        self.retry = RetryPolicy(timing.max_retries)
+        # No silent-scan horizon: a raw scan that hears nothing at all is done after
+        # its tries (the connect engine confirms such a silence for a few seconds).
+        self.retries = RetryBook(RetryPolicy(timing.max_retries), horizon=0.0)
         self.rate = RateLimiter.per_second(timing.rate) if timing.rate else None
         self.drop_mark = float("-inf")
         self.wakeup = Wakeup()
@@ -178,6 +181,8 @@ class RawScan:
             now = self.clock()
             self._check_drops(now)
             self._expire(now)
+            if self.retries.bench:
+                self._review_bench(now, final=not fresh_left and self._idle())
             wait = 0.01
             budget = min(BATCH, self.window.available(book.pending))
             unpaced = self.rate is None and not scan_delay
@@ -213,6 +218,7 @@ class RawScan:
                     break
                 book.fly(idx)
                 budget -= 1
+            self.retries.on_send(now)
             wait = min(wait, sender.send_paced(now, self.rate))
             self.links.flush()
             if book.out:
@@ -273,10 +279,33 @@ class RawScan:
         if limit is not None and not limit.on_silence(idx, book.sent_at[idx]):
             return  # no ICMP token was certainly waiting for it: queued, not a try
         book.silences[idx] = min(255, book.silences[idx] + 1)
-        if not self.retry.should_retry(book.silences[idx]):
+        decision = self.retries.on_silence(idx, book.silences[idx])
+        if decision is Decision.GIVE_UP:
             book.decide(idx, SILENCE_STATE[self.kind], Reason.NO_RESPONSE, None)
-        elif limit is None or not limit.retry_later(idx, book.sent_at[idx]):
-            book.resend.append(idx)
+        elif decision is Decision.RESEND:
+            self._send_again(idx)
+
+    def _send_again(self, idx: int) -> None:
+        """Queue a silent probe for another try, paced by its host's ICMP bucket if any."""
+        limit = self.hosts[idx // self.book.nports].limit
+        if limit is None or not limit.retry_later(idx, self.book.sent_at[idx]):
+            self.book.resend.append(idx)
+
+    def _idle(self) -> bool:
+        """Nothing in flight or queued: no answer can come that would raise the budget."""
+        book = self.book
+        if book.pending or book.resend or book.paced_out:
+            return False
+        return not any(h.limit is not None and h.limit.waiting for h in self.hosts)
+
+    def _review_bench(self, now: float, *, final: bool) -> None:
+        """Benched probes the budget now allows go again; when ``final``, the rest are silent."""
+        review = self.retries.review(final, now)
+        for idx, _tries in review.resend:
+            if not self.book.decided[idx]:
+                self._send_again(idx)
+        for idx in review.give_up:
+            self.book.decide(idx, SILENCE_STATE[self.kind], Reason.NO_RESPONSE, None)
 
     # --- replies ------------------------------------------------------------------
 
@@ -287,7 +316,7 @@ class RawScan:
         frames = self.rx_ring.frames() if self.rx_ring is not None else self._received()
         self.reader.read(frames, first, later, self.clock)
         if first:
-            self.book.decide_first_tries(first, self.window, self.retry, self.rtt)
+            self.book.decide_first_tries(first, self.window, self.retries, self.rtt)
         for idx, h, state, reason, from_icmp in later:
             self._on_answer(idx, h, state, reason, from_icmp)
         if self.book.out:
@@ -320,9 +349,9 @@ class RawScan:
             idx, book.sent_at[idx], self.sender.datagrams(host, idx), icmp=icmp
         )
         if starved:  # its earlier silences were the limit, not loss: the try that counted worked
-            self.retry.on_answer(0)
+            self.retries.on_answer(idx, 0)
         else:
-            self.retry.on_answer(tries - 1)
+            self.retries.on_answer(idx, tries - 1)
             if tries == 1:
                 self.rtt.observe(rtt)
                 self.window.on_answer()
