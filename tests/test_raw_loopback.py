@@ -499,7 +499,7 @@ def test_window_counts_undecided_probes_not_the_send_queue() -> None:
         for idx in range(1, 100):
             book.decided[idx] = 1
         assert book.pending == 1 and len(book.in_flight) == 100  # the queue empties lazily
-        scan._expire(1000.0 + scan.rtt.timeout + 1)
+        scan.silences.expire(1000.0 + scan.rtt.timeout + 1)
         assert book.pending == 0 and not book.in_flight
         assert list(book.resend) == [0]  # the silent one goes around again
     finally:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from portlib.model import PortState, Protocol, Reason
-from portlib.scanning.book import Decision, RetryBook
+from portlib.scanning.book import RetryBook
 from portlib.scanning.contract import Emit, ScanWork, emit_many
 from portlib.scanning.order import ProbeOrder
 from portlib.scanning.raw import bpf
@@ -34,7 +34,6 @@ from portlib.scanning.raw.io.rxring import RxRing
 from portlib.scanning.raw.links import Links
 from portlib.scanning.raw.probes import ProbeBook
 from portlib.scanning.raw.replies import (
-    SILENCE_STATE,
     Answer,
     Classifier,
     FirstTry,
@@ -42,6 +41,7 @@ from portlib.scanning.raw.replies import (
     ReplyReader,
 )
 from portlib.scanning.raw.sending import RawSender
+from portlib.scanning.raw.silences import Silences
 from portlib.scanning.raw.wire import PROTO_TCP, PROTO_UDP, Probe
 from portlib.scanning.timing import CongestionWindow, RateLimiter, RetryPolicy, RttEstimator
 from portlib.scanning.wakeup import Wakeup
@@ -135,7 +135,7 @@ class RawScan:
         # its tries (the connect engine confirms such a silence for a few seconds).
         self.retries = RetryBook(RetryPolicy(timing.max_retries), horizon=0.0)
         self.rate = RateLimiter.per_second(timing.rate) if timing.rate else None
-        self.drop_mark = float("-inf")
+        self.silences = Silences(self.book, self.hosts, kind, self.retries, self.rtt)
         self.wakeup = Wakeup()
 
     @property
@@ -180,9 +180,9 @@ class RawScan:
                 sender.worker_errors()
             now = self.clock()
             self._check_drops(now)
-            self._expire(now)
+            self.silences.expire(now)
             if self.retries.bench:
-                self._review_bench(now, final=not fresh_left and self._idle())
+                self.silences.review_bench(now, final=not fresh_left)
             wait = 0.01
             budget = min(BATCH, self.window.available(book.pending))
             unpaced = self.rate is None and not scan_delay
@@ -231,81 +231,17 @@ class RawScan:
                 # (the targets' answers) is what we are waiting for.
                 await self.wakeup.sleep(wait)
             else:
-                await self.wakeup.sleep(max(0.0, min(wait, self._next_expiry(now) - now)))
+                await self.wakeup.sleep(max(0.0, min(wait, self.silences.next_expiry(now) - now)))
                 self.on_readable()
         if book.out:
             await hand_over(book.take_out())
-
-    def _next_expiry(self, now: float) -> float:
-        book = self.book
-        heads = [q[0] for q in (book.in_flight, book.paced_out) if q]
-        if not heads:
-            return now + 0.01
-        return min(book.sent_at[i] for i in heads) + self.rtt.timeout
-
-    # --- silence ------------------------------------------------------------------
 
     def _check_drops(self, now: float) -> None:
         drops = rawsock.packet_drops(self.rx)
         if drops:
             # Replies were lost in our own buffer: silences until now prove nothing.
             self.rx_drops += drops
-            self.drop_mark = now
-
-    def _expire(self, now: float) -> None:
-        book = self.book
-        timeout = self.rtt.timeout
-        for queue, paced in ((book.in_flight, False), (book.paced_out, True)):
-            while queue:
-                idx = queue[0]
-                if book.decided[idx]:
-                    queue.popleft()
-                    continue
-                if book.sent_at[idx] + timeout > now:
-                    break
-                queue.popleft()
-                if not paced:
-                    book.land(idx)
-                self._on_silence(idx)
-
-    def _on_silence(self, idx: int) -> None:
-        book = self.book
-        limit = self.hosts[idx // book.nports].limit
-        if book.sent_at[idx] <= self.drop_mark:
-            if limit is not None:
-                limit.forget(idx)
-            book.resend.append(idx)  # the answer may have been dropped by us: not a try
-            return
-        if limit is not None and not limit.on_silence(idx, book.sent_at[idx]):
-            return  # no ICMP token was certainly waiting for it: queued, not a try
-        book.silences[idx] = min(255, book.silences[idx] + 1)
-        decision = self.retries.on_silence(idx, book.silences[idx])
-        if decision is Decision.GIVE_UP:
-            book.decide(idx, SILENCE_STATE[self.kind], Reason.NO_RESPONSE, None)
-        elif decision is Decision.RESEND:
-            self._send_again(idx)
-
-    def _send_again(self, idx: int) -> None:
-        """Queue a silent probe for another try, paced by its host's ICMP bucket if any."""
-        limit = self.hosts[idx // self.book.nports].limit
-        if limit is None or not limit.retry_later(idx, self.book.sent_at[idx]):
-            self.book.resend.append(idx)
-
-    def _idle(self) -> bool:
-        """Nothing in flight or queued: no answer can come that would raise the budget."""
-        book = self.book
-        if book.pending or book.resend or book.paced_out:
-            return False
-        return not any(h.limit is not None and h.limit.waiting for h in self.hosts)
-
-    def _review_bench(self, now: float, *, final: bool) -> None:
-        """Benched probes the budget now allows go again; when ``final``, the rest are silent."""
-        review = self.retries.review(final, now)
-        for idx, _tries in review.resend:
-            if not self.book.decided[idx]:
-                self._send_again(idx)
-        for idx in review.give_up:
-            self.book.decide(idx, SILENCE_STATE[self.kind], Reason.NO_RESPONSE, None)
+            self.silences.drop_mark = now
 
     # --- replies ------------------------------------------------------------------
 
