@@ -24,6 +24,7 @@ PURE = (
     "portlib.scanning.options",
     "portlib.scanning.order",
     "portlib.scanning.raw.bpf",
+    "portlib.scanning.raw.columns",
     "portlib.scanning.raw.cookie",
     "portlib.scanning.raw.icmplimit",
     "portlib.scanning.raw.probes",

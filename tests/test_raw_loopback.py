@@ -456,6 +456,48 @@ def test_rx_ring_hands_over_every_packet_once_and_recycles_its_blocks() -> None:
         rx.close()
 
 
+def test_tcp_replies_are_cut_to_one_length_and_laid_at_one_stride() -> None:
+    """TCP replies to our port (a SYN|ACK with options too) fill blocks of TCP_SNAP-byte frames."""
+    import time
+
+    from portlib.scanning.raw import bpf
+    from portlib.scanning.raw.io import rawsock
+    from portlib.scanning.raw.io.rxring import RxRing
+
+    ours, *closed = closed_ports(HOSTS[0], socket.SOCK_STREAM, 21)
+    rx = rawsock.packet_receiver(bpf.reply_filter((6,), ours))
+    ring = RxRing(rx, block_size=1 << 16, blocks=4, retire_ms=50)
+    sizes, ports, flags = [], [], set()
+    with tcp_listeners(HOSTS[0], 1) as (listening,):
+        try:
+            for dport in [listening, *closed]:  # RST|ACKs, and a SYN|ACK with TCP options
+                with socket.socket() as c:
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    c.bind(("127.0.0.1", ours))
+                    with contextlib.suppress(OSError):
+                        c.connect(("127.0.0.1", dport))
+            time.sleep(0.2)
+            for frames, buf, ip, count, stride in ring.blocks(bpf.TCP_SNAP):
+                offsets, lengths = [], set()
+                for _, at, size in frames:
+                    offsets.append(at)
+                    lengths.add(size)
+                    if buf[at + 9] != 6:  # the filter passes all ICMP: others' scans
+                        continue
+                    sizes.append(size)
+                    ports.append(struct.unpack_from("!H", buf, at + 20)[0])
+                    flags.add(buf[at + 33])
+                if count > 1 and lengths == {bpf.TCP_SNAP}:  # one stride from the first
+                    assert stride and offsets == [ip + i * stride for i in range(count)]
+                elif count > 1:
+                    assert not stride
+        finally:
+            ring.close()
+            rx.close()
+    assert set(ports) == {listening, *closed} and set(sizes) == {bpf.TCP_SNAP}
+    assert 0x12 in flags  # 60 bytes on the wire, cut to 40
+
+
 @pytest.mark.parametrize("method", ["syn", "udp"])
 async def test_engine_without_rx_ring_decides_the_same(method: str) -> None:
     """The recv path (kernels that refuse a ring) gives the ring path's verdicts."""

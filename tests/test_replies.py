@@ -1,9 +1,11 @@
-"""The raw engine's inline reply path and the general classifier agree on every frame.
+"""The raw engine's column path, inline reply path and general classifier agree.
 
 ``ReplyReader.read`` reads the common replies by fixed offsets for speed and
-hands everything else to ``Classifier``; a frame must get the same verdict
-(or none) either way. Frames are built byte by byte (no sockets), close
-enough to real replies that the cookie and port checks are what decides.
+hands everything else to ``Classifier``; ``ReplyReader.read_blocks`` reads a
+uniform ring block of TCP replies by columns and the rest frame by frame; a
+frame must get the same verdict (or none) every way. Frames are built byte by
+byte (no sockets), close enough to real replies that the cookie and port
+checks are what decides.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portlib.model import PortState, Reason
+from portlib.scanning.raw.bpf import TCP_SNAP
 from portlib.scanning.raw.cookie import Cookie
-from portlib.scanning.raw.replies import Answer, Classifier, FirstTry, ReplyReader
+from portlib.scanning.raw.io.rxring import block_frames, uniform_stride
+from portlib.scanning.raw.replies import Answer, Block, Classifier, FirstTry, ReplyReader
 from portlib.scanning.raw.wire import Probe, ipv4_mark
 
 SPORT = 40404
@@ -121,18 +125,20 @@ def replies(draw: st.DrawFn) -> tuple[Probe, bytes]:
     return kind, frame if cut is None else frame[:cut]
 
 
-def reader_for(kind: Probe, tries: int) -> ReplyReader:
-    nports = len(PORTS)
+def reader_for(
+    kind: Probe, tries: int, ports: list[int] = PORTS, fast: bytes = b"\x01\x01"
+) -> ReplyReader:
+    nports = len(ports)
     count = len(HOSTS) * nports
-    cookies = array("I", [cookie_of(h, p) for h in HOSTS for p in PORTS])
+    cookies = array("I", [cookie_of(h, p) for h in HOSTS for p in ports])
     return ReplyReader(
         Classifier(kind, SPORT, COOKIE),
         host_index={h: i for i, h in enumerate(HOSTS)},
-        port_index={p: i for i, p in enumerate(PORTS)},
+        port_index={p: i for i, p in enumerate(ports)},
         cookies=cookies,
         sends=bytearray([tries]) * count,
         decided=bytearray(count),
-        fast=bytearray([1]) * len(HOSTS),
+        fast=bytearray(fast),
         icmp_untracked=bytearray([1]) * len(HOSTS),
     )
 
@@ -184,3 +190,168 @@ def test_a_duplicate_in_one_drain_is_answered_once() -> None:
         later: list[Answer] = []
         reader.read([(reply, 0, len(reply))] * 3, first, later, lambda: 0.0)
         assert len(first) + len(later) == 1
+
+
+# --- whole ring blocks, by columns ----------------------------------------------
+
+BLOCK_PORTS = list(range(1000, 1040))
+NET = 96  # where a TPACKET_V3 frame's network header starts (SOCK_DGRAM)
+
+
+def ring_block(frames: list[bytes]) -> bytes:
+    """TPACKET_V3-like frames: header, packet (cut as the filter cuts it) at ``NET``, padding."""
+    out = bytearray()
+    for i, frame in enumerate(frames):
+        packet = frame[:TCP_SNAP]
+        step = -(-(NET + len(packet)) // 8) * 8
+        last = i == len(frames) - 1
+        header = struct.pack(
+            "=IIIIIIHH", 0 if last else step, 0, 0, len(packet), len(frame), 1, 0, NET
+        )
+        out += (header.ljust(NET, b"\0") + packet).ljust(step, b"\0")
+    return bytes(out)
+
+
+def as_block(buf: bytes, count: int) -> Block:
+    stride, ip = uniform_stride(buf, 0, count, TCP_SNAP)
+    return block_frames(buf, 0, count), buf, ip, count, stride
+
+
+def tcp_answer(kind: Probe, host: bytes, port: int, flags: int) -> bytes:
+    cookie = cookie_of(host, port)
+    seq, ack = (cookie, 0) if kind is Probe.ACK else (7, (cookie + 1) & 0xFFFFFFFF)
+    return ipv4(host, ME, 6, tcp(port, SPORT, seq, ack, flags))
+
+
+@st.composite
+def blocks(draw: st.DrawFn) -> tuple[Probe, list[bytes], list[int], bytes]:
+    """A kind, a block's frames, the book's tries per probe and the hosts' fast flags.
+
+    Mostly the plain case (distinct first-try answers from one host); now and
+    then a frame is replaced, repeated or spoiled, or the book disagrees.
+    """
+    kind = draw(st.sampled_from([Probe.SYN, Probe.ACK]))
+    count = draw(st.integers(1, 24))
+    ports = draw(st.permutations(BLOCK_PORTS))[:count]
+    plain = 0x04 if kind is Probe.ACK else 0x14
+    answers = [plain, 0x12] if kind is Probe.SYN else [plain]
+    noisy = draw(st.booleans())  # else only what the column path reads
+    frames = []
+    for port in ports:
+        if noisy:
+            flags = draw(usually(plain, st.sampled_from([0x12, 0x14, 0x04, 0x10, 0x16, 0x1C])))
+            host = draw(usually(HOSTS[0], st.sampled_from([HOSTS[1], STRANGER])))
+        else:
+            flags, host = draw(st.sampled_from(answers)), HOSTS[0]
+        frames.append(tcp_answer(kind, host, port, flags))
+    for _ in range(draw(st.integers(0, 2)) if noisy else 0):
+        odd = draw(
+            st.one_of(
+                replies().map(lambda reply: reply[1]),
+                st.sampled_from(frames),  # a duplicate
+                st.binary(min_size=40, max_size=40),
+                st.just(frames[0][:-4] + b"\0\0\0\1"),  # wrong cookie
+            )
+        )
+        frames.insert(draw(st.integers(0, len(frames))), odd)
+    some_tries = st.lists(st.sampled_from([0, 1, 2]), min_size=80, max_size=80)
+    tries = draw(usually(None, some_tries)) if noisy else None
+    fast = draw(usually(b"\x01\x01", st.sampled_from([b"\x00\x01", b"\x01\x00"])))
+    return kind, frames, [1] * 80 if tries is None else tries, fast  # type: ignore[return-value]
+
+
+def block_reader(kind: Probe, tries: list[int], fast: bytes) -> ReplyReader:
+    reader = reader_for(kind, 1, BLOCK_PORTS, fast)
+    reader.sends[:] = bytes(tries)
+    return reader
+
+
+def found(first: list[FirstTry], later: list[Answer]) -> list[tuple[int, PortState, Reason]]:
+    return [(i, s, r) for i, s, r, _ in first] + [(i, s, r) for i, _, s, r, _ in later]
+
+
+@settings(max_examples=600, deadline=None)
+@given(blocks(), st.integers(0, 79))
+def test_column_path_frame_path_and_classifier_agree(
+    block: tuple[Probe, list[bytes], list[int], bytes], decided: int
+) -> None:
+    kind, frames, tries, fast = block
+    buf = ring_block(frames)
+    by_columns = block_reader(kind, tries, fast)
+    by_frames = block_reader(kind, tries, fast)
+    for reader in (by_columns, by_frames):
+        if decided % 3 == 0:
+            reader.decided[decided] = 1  # answered in an earlier drain
+    col_first: list[FirstTry] = []
+    col_later: list[Answer] = []
+    by_columns.read_blocks([as_block(buf, len(frames))], col_first, col_later, lambda: 0.0)
+    frame_first: list[FirstTry] = []
+    frame_later: list[Answer] = []
+    by_frames.read(block_frames(buf, 0, len(frames)), frame_first, frame_later, lambda: 0.0)
+    assert col_first == frame_first and col_later == frame_later
+    assert by_columns.decided == by_frames.decided
+    # The classifier, frame by frame, with the book's rules: probed, undecided, once.
+    classify = Classifier(kind, SPORT, COOKIE).classify
+    expected = []
+    seen = set()
+    nports = len(BLOCK_PORTS)
+    for frame in frames:
+        event = classify(frame[:TCP_SNAP])
+        if event is None or event.host not in HOSTS or event.port not in BLOCK_PORTS:
+            continue
+        idx = HOSTS.index(event.host) * nports + BLOCK_PORTS.index(event.port)
+        if (decided % 3 == 0 and idx == decided) or not tries[idx] or idx in seen:
+            continue
+        seen.add(idx)
+        expected.append((idx, event.state, event.reason))
+    assert sorted(found(col_first, col_later)) == sorted(expected)
+
+
+def test_a_plain_block_is_read_by_columns_and_an_odd_one_is_not() -> None:
+    """Sixteen first-try answers by columns; each kind of oddity declines the block, unchanged."""
+    for kind, plain in ((Probe.SYN, 0x14), (Probe.ACK, 0x04)):
+        frames = [tcp_answer(kind, HOSTS[0], port, plain) for port in BLOCK_PORTS[:16]]
+        if kind is Probe.SYN:
+            frames[3] = tcp_answer(kind, HOSTS[0], BLOCK_PORTS[3], 0x12)  # one open port
+        buf = ring_block(frames)
+        _, _, ip, count, stride = as_block(buf, 16)
+        assert stride == 136 and ip == NET
+        reader = block_reader(kind, [1] * 80, b"\x01\x01")
+        first: list[FirstTry] = []
+        assert reader.columns is not None
+        assert reader.columns.tcp_block(buf, ip, count, stride, first, lambda: 2.0)
+        states = {PortState.OPEN: 1, PortState.CLOSED: 15} if kind is Probe.SYN else None
+        if states is not None:
+            assert {s: sum(1 for _, t, _, _ in first if t is s) for s in states} == states
+        assert [i for i, _, _, _ in first] == list(range(16)) and bytes(
+            reader.decided[:16]
+        ) == b"\x01" * 16
+        oddities = [
+            [*frames[:15], frames[0]],  # a duplicate
+            [*frames[:15], tcp_answer(kind, HOSTS[1], 1020, plain)],  # a second host
+            [*frames[:15], tcp_answer(kind, HOSTS[0], 1020, 16)],  # flags that say nothing
+            [*frames[:15], tcp_answer(kind, HOSTS[0], 9999, plain)],  # a port not scanned
+            [*frames[:15], frames[15][:-8] + b"\x00" * 8],  # not our cookie
+        ]
+        for odd in oddities:
+            reader = block_reader(kind, [1] * 80, b"\x01\x01")
+            first = []
+            buf = ring_block(odd)
+            assert not reader.columns or not reader.columns.tcp_block(
+                buf, NET, 16, 136, first, lambda: 2.0
+            )
+            assert not first and not any(reader.decided)
+        for tries, fast in (([2] + [1] * 79, b"\x01\x01"), ([1] * 80, b"\x00\x01")):
+            reader = block_reader(kind, tries, fast)  # a retry; a host not yet fast
+            assert reader.columns and not reader.columns.tcp_block(
+                ring_block(frames), NET, 16, 136, first, lambda: 2.0
+            )
+
+
+def test_a_block_with_a_frame_of_another_length_has_no_stride() -> None:
+    frames = [tcp_answer(Probe.SYN, HOSTS[0], port, 0x14) for port in BLOCK_PORTS[:10]]
+    assert uniform_stride(ring_block(frames), 0, 10, TCP_SNAP) == (136, NET)
+    frames[6] = frames[6][:36]
+    assert uniform_stride(ring_block(frames), 0, 10, TCP_SNAP) == (0, 0)
+    frames[6] = ipv4(HOSTS[0], ME, 17, udp(1000, SPORT))  # 28 bytes, then a TCP one again
+    assert uniform_stride(ring_block(frames), 0, 10, TCP_SNAP) == (0, 0)

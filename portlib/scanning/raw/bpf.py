@@ -11,6 +11,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from portlib.scanning.raw.wire import PROTO_TCP
+
 # Instruction classes and modes (linux/filter.h, linux/bpf_common.h).
 _LD_W_ABS = 0x20
 _LD_H_ABS = 0x28
@@ -34,6 +36,12 @@ SO_ATTACH_FILTER = 26
 
 SNAPLEN = 256
 """Bytes kept per accepted packet: enough for IPv6 + ICMPv6 + quoted IPv6 + TCP."""
+TCP_SNAP = 40
+"""Bytes kept of an IPv4 TCP reply without options: both headers, all a reply is read for.
+
+One length for the most common reply lays a ring block's frames out at one
+stride, so the block can be read by columns (``raw/columns.py``).
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +116,11 @@ def reply_filter(
         Insn(_JSET_K, 0x1FFF, "drop", 0),  # non-first fragment
         Insn(_LDX_B_MSH, 0),
         Insn(_LD_H_IND, 2),
-        Insn(_JEQ_K, dport, "accept", "drop"),
+        Insn(_JEQ_K, dport, 0, "drop"),
+        Insn(_LD_B_ABS, 9),
+        Insn(_JEQ_K, PROTO_TCP, 0, "accept"),
+        Insn(_LD_B_ABS, 0),
+        Insn(_JEQ_K, 0x45, "tcp_snap", "accept"),  # IPv4 without options
         "v6",
         Insn(_LD_B_ABS, 6),
         Insn(_JEQ_K, 58, "accept", 0),
@@ -120,6 +132,8 @@ def reply_filter(
         "v6ports",
         Insn(_LD_H_ABS, 42),
         Insn(_JEQ_K, dport, "accept", "drop"),
+        "tcp_snap",
+        Insn(_RET_K, TCP_SNAP),
         "accept",
         Insn(_RET_K, SNAPLEN),
         "drop",

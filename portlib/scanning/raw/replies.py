@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 from portlib.model import PortState, Reason
 from portlib.scanning.icmp import icmp_reason
+from portlib.scanning.raw.columns import BlockColumns
+from portlib.scanning.raw.columns import FirstTry as FirstTry
 from portlib.scanning.raw.cookie import Cookie
 from portlib.scanning.raw.wire import (
     FLOW_LABEL_MASK,
@@ -225,8 +227,14 @@ def quoted_probe(
 Frame = tuple[bytes | bytearray | memoryview | object, int, int]
 """(buffer, offset of the IP header, length): how a receive ring hands a packet over."""
 
-FirstTry = tuple[int, PortState, Reason, float]
-"""(probe index, state, reason, time of arrival): a first try's answer, decided in bulk."""
+
+Block = tuple[Iterable[Frame], object, int, int, int]
+"""(its frames, buffer, offset of the first IP header, count, stride): a receive ring's block.
+
+``stride`` is 0 unless every frame holds ``TCP_SNAP`` bytes, that far apart.
+"""
+
+COLUMN_BLOCK = 8  # fewer frames than this: frame by frame is as quick
 
 Answer = tuple[int, int, PortState, Reason, bool]
 """(probe index, host number, state, reason, from ICMP): an answer needing the full path."""
@@ -249,6 +257,7 @@ class ReplyReader:
 
     __slots__ = (
         "classifier",
+        "columns",
         "cookies",
         "decided",
         "fast",
@@ -284,6 +293,38 @@ class ReplyReader:
         self.decided = decided
         self.fast = fast
         self.icmp_untracked = icmp_untracked
+        self.columns = None
+        if self.kind is not Probe.UDP:
+            self.columns = BlockColumns(
+                self.kind,
+                self.sport,
+                host_index=host_index,
+                port_index=port_index,
+                cookies=cookies,
+                sends=sends,
+                decided=decided,
+                fast=fast,
+            )
+
+    def read_blocks(
+        self,
+        blocks: Iterable[Block],
+        first: list[FirstTry],
+        later: list[Answer],
+        clock: Callable[[], float],
+    ) -> None:
+        """``read`` for a ring's blocks: a uniform block of TCP replies by columns, if it can."""
+        queued: set[int] = set()
+        columns = self.columns
+        for frames, buf, ip, count, stride in blocks:
+            if (
+                stride
+                and columns is not None
+                and count >= COLUMN_BLOCK
+                and columns.tcp_block(buf, ip, count, stride, first, clock)
+            ):
+                continue
+            self.read(frames, first, later, clock, queued)
 
     def read(
         self,
@@ -291,12 +332,14 @@ class ReplyReader:
         first: list[FirstTry],
         later: list[Answer],
         clock: Callable[[], float],
+        queued: set[int] | None = None,
     ) -> None:
         """Sort the proven answers among ``frames`` into ``first`` and ``later``.
 
         A first try's answer from a fast host is marked decided here and goes to
         ``first``; every other proven answer to an undecided, probed port goes to
-        ``later`` once, for the engine's full bookkeeping.
+        ``later`` once per ``queued`` (the probes in ``later`` already), for the
+        engine's full bookkeeping.
         """
         classify = self.classifier.classify
         host_index = self.host_index
@@ -311,7 +354,8 @@ class ReplyReader:
         fast = self.fast
         icmp_untracked = self.icmp_untracked
         in_bulk = first.append
-        queued: set[int] = set()  # in ``later`` already: a duplicate in the same drain
+        if queued is None:
+            queued = set()  # in ``later`` already: a duplicate in the same drain
         for buf, o, size in frames:
             b: bytes = buf  # type: ignore[assignment]  # bytes, bytearray or an mmap
             if size < 28 or b[o] != 0x45 or b[o + 6] & 0x1F or b[o + 7]:

@@ -249,8 +249,11 @@ class RawScan:
         """Drain the receive socket, then decide what it proved."""
         first: list[FirstTry] = []
         later: list[Answer] = []
-        frames = self.rx_ring.frames() if self.rx_ring is not None else self._received()
-        self.reader.read(frames, first, later, self.clock)
+        if self.rx_ring is not None:
+            snaplen = bpf.TCP_SNAP if self.kind is not Probe.UDP else 0
+            self.reader.read_blocks(self.rx_ring.blocks(snaplen), first, later, self.clock)
+        else:
+            self.reader.read(self._received(), first, later, self.clock)
         if first:
             self.book.decide_first_tries(first, self.window, self.retries, self.rtt)
         for idx, h, state, reason, from_icmp in later:

@@ -21,6 +21,8 @@ import socket
 import struct
 from collections.abc import Iterator
 
+from portlib.scanning.raw.replies import Block, Frame
+
 SOL_PACKET = 263
 PACKET_RX_RING = 5
 PACKET_VERSION = 10
@@ -32,6 +34,7 @@ _REQ3 = struct.Struct("=IIIIIII")  # block_size, block_nr, frame_size, frame_nr,
 _BLOCK = struct.Struct("=III")  # block_status, num_pkts, offset_to_first_pkt (at byte 8)
 _FRAME = struct.Struct("=IIIIIIHH")  # tp_next_offset ... tp_mac, tp_net
 _STATUS_AT = 8
+_NEXT_AT, _SNAPLEN_AT, _NET_AT = 0, 12, 26  # in tpacket3_hdr
 FRAME_ALIGN = 16  # TPACKET_ALIGNMENT
 
 
@@ -63,27 +66,74 @@ class RxRing:
         self._blocks = blocks
         self._block = 0
 
-    def frames(self) -> Iterator[tuple[mmap.mmap, int, int]]:
-        """Every packet of every block the kernel has handed over, oldest first.
+    def blocks(self, snaplen: int = 0) -> Iterator[Block]:
+        """Every block the kernel has handed over, oldest first (see ``replies.Block``).
 
-        A block goes back to the kernel once its last packet has been yielded;
-        a consumer that stops early (a ``break``) gets that block again, whole.
+        With ``snaplen``, a block whose frames all hold ``snaplen`` bytes comes
+        with their stride. A block goes back to the kernel when the consumer
+        asks for the next one; one that stops early gets the block again.
         """
         ring = self.map
         unpack_block = _BLOCK.unpack_from
-        unpack_frame = _FRAME.unpack_from
         while True:
             base = self._block * self._block_size
             status, count, first = unpack_block(ring, base + _STATUS_AT)
             if not status & TP_STATUS_USER:
                 return
             at = base + first
-            for _ in range(count):
-                step, _, _, snaplen, _, _, _, net = unpack_frame(ring, at)
-                yield ring, at + net, snaplen
-                at += step
+            stride, ip = uniform_stride(ring, at, count, snaplen) if snaplen else (0, 0)
+            yield block_frames(ring, at, count), ring, ip, count, stride
             struct.pack_into("=I", ring, base + _STATUS_AT, TP_STATUS_KERNEL)
             self._block = (self._block + 1) % self._blocks
 
+    def frames(self) -> Iterator[Frame]:
+        """Every packet of every block the kernel has handed over, oldest first.
+
+        A block goes back to the kernel once its last packet has been yielded;
+        a consumer that stops early (a ``break``) gets that block again, whole.
+        """
+        for frames, *_ in self.blocks():
+            yield from frames
+
     def close(self) -> None:
         self.map.close()
+
+
+def block_frames(buf: mmap.mmap | bytes, at: int, count: int) -> Iterator[Frame]:
+    """(buffer, offset of the IP header, length) of the ``count`` frames from offset ``at``."""
+    unpack_frame = _FRAME.unpack_from
+    for _ in range(count):
+        step, _, _, snaplen, _, _, _, net = unpack_frame(buf, at)
+        yield buf, at + net, snaplen
+        at += step
+
+
+def uniform_stride(buf: mmap.mmap | bytes, at: int, count: int, snaplen: int) -> tuple[int, int]:
+    """(stride, offset of the first IP header) if the block's frames all hold ``snaplen`` bytes.
+
+    (0, 0) when they do not. The first frame is a frame; if each of the rest
+    but the last says the next one is ``stride`` on, every ``stride`` step is a
+    frame, so the checks read only the header fields' columns.
+    """
+    step, _, _, first_snaplen, _, _, _, net = _FRAME.unpack_from(buf, at)
+    if count < 2 or first_snaplen != snaplen or not 0 < step < 0x10000:
+        return 0, 0
+
+    def column(offset: int, frames: int = count) -> bytes:
+        return buf[at + offset : at + offset + (frames - 1) * step + 1 : step]
+
+    for offset, value, frames in (
+        (_NEXT_AT, step & 0xFF, count - 1),  # the last frame's may be 0
+        (_NEXT_AT + 1, step >> 8, count - 1),
+        (_NEXT_AT + 2, 0, count - 1),
+        (_NEXT_AT + 3, 0, count - 1),
+        (_SNAPLEN_AT, snaplen & 0xFF, count),
+        (_SNAPLEN_AT + 1, snaplen >> 8 & 0xFF, count),
+        (_SNAPLEN_AT + 2, 0, count),
+        (_SNAPLEN_AT + 3, 0, count),
+        (_NET_AT, net & 0xFF, count),
+        (_NET_AT + 1, net >> 8, count),
+    ):
+        if column(offset, frames).count(value) != frames:
+            return 0, 0
+    return step, at + net
