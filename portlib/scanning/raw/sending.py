@@ -13,7 +13,8 @@ import errno
 import itertools
 import os
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from portlib.errors import ScanError
 from portlib.model import PortState, Reason
@@ -166,13 +167,16 @@ class RawSender:
         worker = self._idle_worker()
         if self.workers and worker is None:
             return budget, True, True  # every worker still has a batch to take: wait
+        chunk = list(itertools.islice(fresh, budget))
+        more = len(chunk) == budget
+        if worker is not None and self._plain(chunk):
+            self._hand_over(worker, chunk)
+            return budget - len(chunk), more, False
         batch = array("I")
         sent = 0
+        todo = iter(chunk)
         try:
-            while budget > 0:
-                idx = next(fresh, -1)
-                if idx < 0:
-                    return budget, False, False
+            for idx in todo:
                 h = idx // nports
                 host = hosts[h]
                 port = ports[idx % nports]
@@ -202,17 +206,52 @@ class RawSender:
                         budget -= 1
                         continue
                 if not self.send(idx, clock()):
-                    book.resend.appendleft(idx)
+                    book.resend.extendleft(reversed([idx, *todo]))
                     return budget, True, True
                 book.fly(idx)
                 budget -= 1
-            return budget, True, False
+            return budget, more, False
         finally:
             self.sent += sent
             book.pending += sent
             if batch:
                 assert worker is not None
                 worker.send(batch)
+
+    def _plain(self, chunk: list[int]) -> bool:
+        """Whether every probe of ``chunk`` is one datagram with its cookie ready (filled here)."""
+        book = self.book
+        hosts = self.hosts
+        if len(hosts) == 1:  # then a probe's index is its port's number
+            by_port = hosts[0].by_port
+            if by_port and not by_port.keys().isdisjoint(map(book.ports.__getitem__, chunk)):
+                return False
+            numbers: Iterable[int] = (0,)
+        else:
+            numbers = set(map(book.nports.__rfloordiv__, chunk))
+            if any(hosts[h].by_port for h in numbers):
+                return False
+        for h in numbers:
+            if not book.cookies_ready[h]:
+                self._cookies_of(h)
+        return True
+
+    def _hand_over(self, worker: SendWorker, chunk: list[int]) -> None:
+        """First tries of ``chunk`` to a send worker, booked by columns (no statement per probe)."""
+        book = self.book
+        count = len(chunk)
+        records = array("I", bytes(8 * count))
+        records[0::2] = array("I", chunk)
+        records[1::2] = array("I", map(book.cookies.__getitem__, chunk))
+        worker.send(records)
+        sends = book.sends.__setitem__
+        deque(map(sends, chunk, itertools.repeat(1)), maxlen=0)  # fresh: no try before
+        deque(map(book.flying.__setitem__, chunk, itertools.repeat(1)), maxlen=0)
+        now = self.clock()
+        deque(map(book.sent_at.__setitem__, chunk, itertools.repeat(now)), maxlen=0)
+        book.in_flight.extend(chunk)
+        self.sent += count
+        book.pending += count
 
     def send_paced(self, now: float, rate: RateLimiter | None) -> float:
         """Probe again the ports whose silence proved nothing, as each ICMP bucket allows.
