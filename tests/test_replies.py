@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from array import array
+from collections import Counter
 from ipaddress import ip_address
 
 from hypothesis import given, settings
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from portlib.model import PortState, Reason
 from portlib.scanning.raw.bpf import TCP_SNAP
+from portlib.scanning.raw.columns import SNAP
 from portlib.scanning.raw.cookie import Cookie
 from portlib.scanning.raw.io.rxring import block_frames, uniform_stride
 from portlib.scanning.raw.replies import Answer, Block, Classifier, FirstTry, ReplyReader
@@ -198,11 +200,11 @@ BLOCK_PORTS = list(range(1000, 1040))
 NET = 96  # where a TPACKET_V3 frame's network header starts (SOCK_DGRAM)
 
 
-def ring_block(frames: list[bytes]) -> bytes:
+def ring_block(frames: list[bytes], snap: int = TCP_SNAP) -> bytes:
     """TPACKET_V3-like frames: header, packet (cut as the filter cuts it) at ``NET``, padding."""
     out = bytearray()
     for i, frame in enumerate(frames):
-        packet = frame[:TCP_SNAP]
+        packet = frame[:snap]
         step = -(-(NET + len(packet)) // 8) * 8
         last = i == len(frames) - 1
         header = struct.pack(
@@ -212,57 +214,76 @@ def ring_block(frames: list[bytes]) -> bytes:
     return bytes(out)
 
 
-def as_block(buf: bytes, count: int) -> Block:
-    stride, ip = uniform_stride(buf, 0, count, TCP_SNAP)
+def as_block(buf: bytes, count: int, snap: int = TCP_SNAP) -> Block:
+    stride, ip = uniform_stride(buf, 0, count, snap)
     return block_frames(buf, 0, count), buf, ip, count, stride
 
 
-def tcp_answer(kind: Probe, host: bytes, port: int, flags: int) -> bytes:
+def answer(kind: Probe, host: bytes, port: int, flags: int, sender: bytes | None = None) -> bytes:
+    """A TCP answer (``flags``); for UDP an ICMP unreachable (code ``flags``) from ``sender``."""
     cookie = cookie_of(host, port)
+    if kind is Probe.UDP:
+        body = struct.pack("!BBHI", 3, flags, 0, 0) + quoted_udp_probe(
+            host, port, ipv4_mark(cookie)
+        )
+        return ipv4(sender or host, ME, 1, body + b"payload quoted too")
     seq, ack = (cookie, 0) if kind is Probe.ACK else (7, (cookie + 1) & 0xFFFFFFFF)
     return ipv4(host, ME, 6, tcp(port, SPORT, seq, ack, flags))
 
 
+PLAIN = {Probe.SYN: [0x14, 0x12], Probe.ACK: [0x04], Probe.UDP: [3]}
+ODD_FLAGS = {
+    Probe.SYN: [0x12, 0x14, 0x04, 0x10, 0x16, 0x1C],
+    Probe.ACK: [0x04, 0x14, 0x10, 0x02],
+    Probe.UDP: [3, 1, 13, 10],
+}
+
+
 @st.composite
-def blocks(draw: st.DrawFn) -> tuple[Probe, list[bytes], list[int], bytes]:
-    """A kind, a block's frames, the book's tries per probe and the hosts' fast flags.
+def blocks(draw: st.DrawFn) -> tuple[Probe, list[bytes], list[int], bytes, bytes]:
+    """A kind, a block's frames, the book's tries per probe, the hosts' fast and ICMP flags.
 
     Mostly the plain case (distinct first-try answers from one host); now and
     then a frame is replaced, repeated or spoiled, or the book disagrees.
     """
-    kind = draw(st.sampled_from([Probe.SYN, Probe.ACK]))
+    kind = draw(st.sampled_from(list(Probe)))
     count = draw(st.integers(1, 24))
     ports = draw(st.permutations(BLOCK_PORTS))[:count]
-    plain = 0x04 if kind is Probe.ACK else 0x14
-    answers = [plain, 0x12] if kind is Probe.SYN else [plain]
     noisy = draw(st.booleans())  # else only what the column path reads
     frames = []
     for port in ports:
+        sender = None
         if noisy:
-            flags = draw(usually(plain, st.sampled_from([0x12, 0x14, 0x04, 0x10, 0x16, 0x1C])))
+            flags = draw(usually(PLAIN[kind][0], st.sampled_from(ODD_FLAGS[kind])))
             host = draw(usually(HOSTS[0], st.sampled_from([HOSTS[1], STRANGER])))
+            sender = draw(usually(None, st.just(HOSTS[1])))  # a router's port unreachable
         else:
-            flags, host = draw(st.sampled_from(answers)), HOSTS[0]
-        frames.append(tcp_answer(kind, host, port, flags))
+            flags, host = draw(st.sampled_from(PLAIN[kind])), HOSTS[0]
+        frames.append(answer(kind, host, port, flags, sender))
     for _ in range(draw(st.integers(0, 2)) if noisy else 0):
         odd = draw(
             st.one_of(
                 replies().map(lambda reply: reply[1]),
                 st.sampled_from(frames),  # a duplicate
-                st.binary(min_size=40, max_size=40),
-                st.just(frames[0][:-4] + b"\0\0\0\1"),  # wrong cookie
+                st.binary(min_size=SNAP[kind], max_size=SNAP[kind]),
+                st.just(frames[0][:-4] + b"\0\0\0\1"),  # wrong cookie (TCP)
+                st.just(frames[0][:32] + b"\0\1" + frames[0][34:]),  # wrong mark (UDP)
             )
         )
         frames.insert(draw(st.integers(0, len(frames))), odd)
     some_tries = st.lists(st.sampled_from([0, 1, 2]), min_size=80, max_size=80)
     tries = draw(usually(None, some_tries)) if noisy else None
     fast = draw(usually(b"\x01\x01", st.sampled_from([b"\x00\x01", b"\x01\x00"])))
-    return kind, frames, [1] * 80 if tries is None else tries, fast  # type: ignore[return-value]
+    untracked = draw(usually(b"\x01\x01", st.just(b"\x00\x01")))
+    return kind, frames, [1] * 80 if tries is None else tries, fast, untracked  # type: ignore[return-value]
 
 
-def block_reader(kind: Probe, tries: list[int], fast: bytes) -> ReplyReader:
+def block_reader(
+    kind: Probe, tries: list[int], fast: bytes, untracked: bytes = b"\x01\x01"
+) -> ReplyReader:
     reader = reader_for(kind, 1, BLOCK_PORTS, fast)
     reader.sends[:] = bytes(tries)
+    reader.icmp_untracked[:] = untracked
     return reader
 
 
@@ -270,21 +291,23 @@ def found(first: list[FirstTry], later: list[Answer]) -> list[tuple[int, PortSta
     return [(i, s, r) for i, s, r, _ in first] + [(i, s, r) for i, _, s, r, _ in later]
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(blocks(), st.integers(0, 79))
 def test_column_path_frame_path_and_classifier_agree(
-    block: tuple[Probe, list[bytes], list[int], bytes], decided: int
+    block: tuple[Probe, list[bytes], list[int], bytes, bytes], decided: int
 ) -> None:
-    kind, frames, tries, fast = block
-    buf = ring_block(frames)
-    by_columns = block_reader(kind, tries, fast)
-    by_frames = block_reader(kind, tries, fast)
+    kind, frames, tries, fast, untracked = block
+    snap = SNAP[kind]
+    buf = ring_block(frames, snap)
+    by_columns = block_reader(kind, tries, fast, untracked)
+    by_frames = block_reader(kind, tries, fast, untracked)
     for reader in (by_columns, by_frames):
         if decided % 3 == 0:
             reader.decided[decided] = 1  # answered in an earlier drain
     col_first: list[FirstTry] = []
     col_later: list[Answer] = []
-    by_columns.read_blocks([as_block(buf, len(frames))], col_first, col_later, lambda: 0.0)
+    block_read = as_block(buf, len(frames), snap)
+    by_columns.read_blocks([block_read], col_first, col_later, lambda: 0.0)
     frame_first: list[FirstTry] = []
     frame_later: list[Answer] = []
     by_frames.read(block_frames(buf, 0, len(frames)), frame_first, frame_later, lambda: 0.0)
@@ -296,7 +319,7 @@ def test_column_path_frame_path_and_classifier_agree(
     seen = set()
     nports = len(BLOCK_PORTS)
     for frame in frames:
-        event = classify(frame[:TCP_SNAP])
+        event = classify(frame[:snap])
         if event is None or event.host not in HOSTS or event.port not in BLOCK_PORTS:
             continue
         idx = HOSTS.index(event.host) * nports + BLOCK_PORTS.index(event.port)
@@ -309,47 +332,66 @@ def test_column_path_frame_path_and_classifier_agree(
 
 def test_a_plain_block_is_read_by_columns_and_an_odd_one_is_not() -> None:
     """Sixteen first-try answers by columns; each kind of oddity declines the block, unchanged."""
-    for kind, plain in ((Probe.SYN, 0x14), (Probe.ACK, 0x04)):
-        frames = [tcp_answer(kind, HOSTS[0], port, plain) for port in BLOCK_PORTS[:16]]
+    for kind in Probe:
+        plain = PLAIN[kind][0]
+        snap = SNAP[kind]
+        frames = [answer(kind, HOSTS[0], port, plain) for port in BLOCK_PORTS[:16]]
         if kind is Probe.SYN:
-            frames[3] = tcp_answer(kind, HOSTS[0], BLOCK_PORTS[3], 0x12)  # one open port
-        buf = ring_block(frames)
-        _, _, ip, count, stride = as_block(buf, 16)
-        assert stride == 136 and ip == NET
+            frames[3] = answer(kind, HOSTS[0], BLOCK_PORTS[3], 0x12)  # one open port
+        buf = ring_block(frames, snap)
+        _, _, ip, count, stride = as_block(buf, 16, snap)
+        assert stride == -(-(NET + snap) // 8) * 8 and ip == NET
         reader = block_reader(kind, [1] * 80, b"\x01\x01")
         first: list[FirstTry] = []
-        assert reader.columns is not None
-        assert reader.columns.tcp_block(buf, ip, count, stride, first, lambda: 2.0)
-        states = {PortState.OPEN: 1, PortState.CLOSED: 15} if kind is Probe.SYN else None
-        if states is not None:
-            assert {s: sum(1 for _, t, _, _ in first if t is s) for s in states} == states
-        assert [i for i, _, _, _ in first] == list(range(16)) and bytes(
-            reader.decided[:16]
-        ) == b"\x01" * 16
+        assert reader.columns.block(buf, ip, count, stride, first, lambda: 2.0)
+        expected = Counter({PortState.OPEN: 1, PortState.CLOSED: 15})
+        if kind is not Probe.SYN:
+            expected = Counter(
+                {PortState.UNFILTERED if kind is Probe.ACK else PortState.CLOSED: 16}
+            )
+        assert Counter(state for _, state, _, _ in first) == expected
+        assert [i for i, _, _, _ in first] == list(range(16))
+        assert bytes(reader.decided[:16]) == b"\x01" * 16
+        odd_flags = 0x10 if kind is not Probe.UDP else 1  # a TCP ACK; ICMP host unreachable
         oddities = [
             [*frames[:15], frames[0]],  # a duplicate
-            [*frames[:15], tcp_answer(kind, HOSTS[1], 1020, plain)],  # a second host
-            [*frames[:15], tcp_answer(kind, HOSTS[0], 1020, 16)],  # flags that say nothing
-            [*frames[:15], tcp_answer(kind, HOSTS[0], 9999, plain)],  # a port not scanned
-            [*frames[:15], frames[15][:-8] + b"\x00" * 8],  # not our cookie
+            [*frames[:15], answer(kind, HOSTS[1], 1020, plain)],  # a second host
+            [*frames[:15], answer(kind, HOSTS[0], 1020, odd_flags)],  # an answer of another kind
+            [*frames[:15], answer(kind, HOSTS[0], 9999, plain)],  # a port not scanned
         ]
+        if kind is Probe.UDP:
+            mark = ipv4_mark(cookie_of(HOSTS[0], 1020))  # right for the sender, not the quote
+            quote = quoted_udp_probe(HOSTS[1], 1020, mark)
+            misquoted = ipv4(HOSTS[0], ME, 1, struct.pack("!BBHI", 3, 3, 0, 0) + quote)
+            oddities += [
+                [*frames[:15], frames[15][:32] + b"\0\1" + frames[15][34:]],  # not our mark
+                [*frames[:15], answer(kind, HOSTS[0], 1020, plain, HOSTS[1])],  # a router's
+                [*frames[:15], misquoted],  # quoting a probe to another host
+            ]
+        else:
+            oddities.append([*frames[:15], frames[15][:-8] + b"\0" * 8])  # not our cookie
         for odd in oddities:
             reader = block_reader(kind, [1] * 80, b"\x01\x01")
             first = []
-            buf = ring_block(odd)
-            assert not reader.columns or not reader.columns.tcp_block(
-                buf, NET, 16, 136, first, lambda: 2.0
-            )
+            assert not reader.columns.block(ring_block(odd, snap), NET, 16, stride, first, time0)
             assert not first and not any(reader.decided)
-        for tries, fast in (([2] + [1] * 79, b"\x01\x01"), ([1] * 80, b"\x00\x01")):
-            reader = block_reader(kind, tries, fast)  # a retry; a host not yet fast
-            assert reader.columns and not reader.columns.tcp_block(
-                ring_block(frames), NET, 16, 136, first, lambda: 2.0
-            )
+        for tries, fast, untracked in (
+            ([2] + [1] * 79, b"\x01\x01", b"\x01\x01"),  # a retry
+            ([1] * 80, b"\x00\x01", b"\x01\x01"),  # a host whose answers are not yet fast
+            ([1] * 80, b"\x01\x01", b"\x00\x01"),  # ICMP answers counted one by one (UDP)
+        ):
+            if kind is not Probe.UDP and untracked != b"\x01\x01":
+                continue
+            reader = block_reader(kind, tries, fast, untracked)
+            assert not reader.columns.block(buf, NET, 16, stride, first, time0)
+
+
+def time0() -> float:
+    return 0.0
 
 
 def test_a_block_with_a_frame_of_another_length_has_no_stride() -> None:
-    frames = [tcp_answer(Probe.SYN, HOSTS[0], port, 0x14) for port in BLOCK_PORTS[:10]]
+    frames = [answer(Probe.SYN, HOSTS[0], port, 0x14) for port in BLOCK_PORTS[:10]]
     assert uniform_stride(ring_block(frames), 0, 10, TCP_SNAP) == (136, NET)
     frames[6] = frames[6][:36]
     assert uniform_stride(ring_block(frames), 0, 10, TCP_SNAP) == (0, 0)

@@ -42,6 +42,9 @@ TCP_SNAP = 40
 One length for the most common reply lays a ring block's frames out at one
 stride, so the block can be read by columns (``raw/columns.py``).
 """
+ICMP_SNAP = 56
+"""Bytes kept of an IPv4 ICMP message without options quoting such a header: the
+quoted header and the first 8 bytes after it, all an ICMP error is read for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +108,7 @@ def reply_filter(
         Insn(_JEQ_K, ETH_P_IPV6, "v6", "drop"),
         "v4",
         Insn(_LD_B_ABS, 9),
-        Insn(_JEQ_K, 1, "accept", 0),
+        Insn(_JEQ_K, 1, "v4icmp", 0),
     ]
     for proto in l4_protos:
         prog.append(Insn(_JEQ_K, proto, "v4ports", 0))
@@ -121,6 +124,11 @@ def reply_filter(
         Insn(_JEQ_K, PROTO_TCP, 0, "accept"),
         Insn(_LD_B_ABS, 0),
         Insn(_JEQ_K, 0x45, "tcp_snap", "accept"),  # IPv4 without options
+        "v4icmp",
+        Insn(_LD_B_ABS, 0),
+        Insn(_JEQ_K, 0x45, 0, "accept"),
+        Insn(_LD_B_ABS, 28),  # too short to quote a header: dropped, it proves nothing
+        Insn(_JEQ_K, 0x45, "icmp_snap", "accept"),  # quoting an IPv4 header without options
         "v6",
         Insn(_LD_B_ABS, 6),
         Insn(_JEQ_K, 58, "accept", 0),
@@ -134,6 +142,8 @@ def reply_filter(
         Insn(_JEQ_K, dport, "accept", "drop"),
         "tcp_snap",
         Insn(_RET_K, TCP_SNAP),
+        "icmp_snap",
+        Insn(_RET_K, ICMP_SNAP),
         "accept",
         Insn(_RET_K, SNAPLEN),
         "drop",

@@ -1,16 +1,18 @@
-"""Pure: a whole block of TCP replies read by columns, with no Python statement per frame.
+"""Pure: a whole block of replies read by columns, with no Python statement per frame.
 
 The receive filter cuts every IPv4 TCP reply without options to ``TCP_SNAP``
-bytes, so a ring block of nothing but such replies holds them at one fixed
-stride. Each header field is then one extended slice of the block
+bytes, and every IPv4 ICMP message quoting such a header to ``ICMP_SNAP``, so a
+ring block of nothing but TCP answers (or ICMP port unreachables, for a UDP
+scan) holds them at one fixed stride. Each header field is then one extended slice of the block
 (``buf[at::stride]``): constant fields are checked with ``count``, the source
 ports, sequence and acknowledgement numbers are joined from their byte
 columns into ``array``s, and every lookup (port number, probe flags, cookie)
 is one ``map`` over a column.
 
-``tcp_block`` only accepts the plain case: every frame a first-try answer,
-proven by its cookie, from one fast host, to a distinct undecided probe, with
-flags that say one thing. Anything else (a stray, a retry, a duplicate, a
+``BlockColumns.block`` only accepts the plain case: every frame a first-try
+answer, proven by its cookie, from one fast host, to a distinct undecided
+probe, with flags that say one thing (a UDP scan: port unreachables from the
+target itself, whose ICMP answers need no counting). Anything else (a stray, a retry, a duplicate, a
 decided probe, odd flags, another host) makes it decline the whole block,
 which then takes ``ReplyReader.read``, frame by frame; so a block gets the same
 verdicts either way.
@@ -27,7 +29,19 @@ from operator import sub
 from typing import cast
 
 from portlib.model import PortState, Reason
-from portlib.scanning.raw.wire import PROTO_TCP, TCP_ACK_FLAG, TCP_RST, TCP_SYN, Probe
+from portlib.scanning.raw.bpf import ICMP_SNAP, TCP_SNAP
+from portlib.scanning.raw.wire import (
+    PROTO_ICMP,
+    PROTO_TCP,
+    PROTO_UDP,
+    TCP_ACK_FLAG,
+    TCP_RST,
+    TCP_SYN,
+    Probe,
+)
+
+# The length of the replies a scan of each kind reads by columns.
+SNAP: dict[Probe, int] = {Probe.SYN: TCP_SNAP, Probe.ACK: TCP_SNAP, Probe.UDP: ICMP_SNAP}
 
 FirstTry = tuple[int, PortState, Reason, float]
 """(probe index, state, reason, time of arrival): a first try's answer, decided in bulk."""
@@ -46,18 +60,30 @@ def _verdict_codes(kind: Probe) -> bytes:
     return bytes(codes)
 
 
-CODES: dict[Probe, bytes] = {kind: _verdict_codes(kind) for kind in (Probe.SYN, Probe.ACK)}
+CODES: dict[Probe, bytes] = {kind: _verdict_codes(kind) for kind in Probe}
 # Verdict code -> state and -> reason, per kind; code 0 never reaches these.
 STATES: dict[Probe, tuple[PortState, ...]] = {
     Probe.SYN: (PortState.CLOSED, PortState.CLOSED, PortState.OPEN),
     Probe.ACK: (PortState.UNFILTERED, PortState.UNFILTERED),
+    Probe.UDP: (PortState.CLOSED, PortState.CLOSED),  # a port unreachable from the target
 }
 REASONS: dict[Probe, tuple[Reason, ...]] = {
     Probe.SYN: (Reason.RESET, Reason.RESET, Reason.SYN_ACK),
     Probe.ACK: (Reason.RESET, Reason.RESET),
+    Probe.UDP: (Reason.PORT_UNREACH, Reason.PORT_UNREACH),
 }
 # Fragment-offset byte values of a first (or only) fragment: the flags bits only.
 _FIRST_FRAGMENT = bytes(b for b in range(256) if not b & 0x1F)
+
+
+def _low_halves(values: array[int]) -> array[int]:
+    """The low 16 bits of each of ``values`` (an ``array('I')``), as an ``array('H')``."""
+    raw = values.tobytes()
+    low = 0 if _SWAP else 2  # where the low half sits in a native 32-bit integer
+    halves = bytearray(len(values) * 2)
+    halves[0::2] = raw[low::4]
+    halves[1::2] = raw[low + 1 :: 4]
+    return array("H", halves)
 
 
 def _join(columns: list[bytes], typecode: str) -> array[int]:
@@ -85,6 +111,7 @@ class BlockColumns:
         "decided",
         "fast",
         "host_index",
+        "icmp_untracked",
         "kind",
         "nports",
         "port_index",
@@ -105,6 +132,7 @@ class BlockColumns:
         sends: bytearray,
         decided: bytearray,
         fast: bytearray,
+        icmp_untracked: bytearray,
     ) -> None:
         self.kind = kind
         self.sport = sport
@@ -118,8 +146,9 @@ class BlockColumns:
         self.sends = sends
         self.decided = decided
         self.fast = fast
+        self.icmp_untracked = icmp_untracked
 
-    def tcp_block(
+    def block(
         self,
         buf: bytes | bytearray | memoryview | object,
         at: int,
@@ -130,7 +159,8 @@ class BlockColumns:
     ) -> bool:
         """Decide the ``count`` replies whose IP headers start at ``at``, ``stride`` apart.
 
-        Each frame holds ``TCP_SNAP`` bytes (the caller has checked). Returns
+        Each frame holds ``SNAP[kind]`` bytes (the caller has checked): TCP
+        answers for a TCP scan, ICMP port unreachables for a UDP one. Returns
         False, having changed nothing, when the block is not the plain case.
         """
         b: bytes = buf  # type: ignore[assignment]  # bytes, bytearray or an mmap
@@ -139,47 +169,45 @@ class BlockColumns:
         def column(offset: int) -> bytes:
             return bytes(b[at + offset : at + offset + span : stride])
 
+        def constant(checks: tuple[tuple[int, int], ...]) -> bool:
+            return all(column(offset).count(value) == count for offset, value in checks)
+
         sport = self.sport
         key = bytes(b[at + 12 : at + 16])  # the first frame's source address
-        for offset, value in (
-            (0, 0x45),  # IPv4, no options
-            (7, 0),  # fragment offset, low byte
-            (9, PROTO_TCP),
-            (12, key[0]),
-            (13, key[1]),
-            (14, key[2]),
-            (15, key[3]),
-            (22, sport >> 8),  # destination port: the held one
-            (23, sport & 0xFF),
-        ):
-            if column(offset).count(value) != count:
-                return False
+        if not constant(((0, 0x45), (7, 0), *zip(range(12, 16), key, strict=True))):
+            return False  # IPv4 without options, a first fragment (below), from one host
         if column(6).translate(None, _FIRST_FRAGMENT):
             return False
         h = self.host_index.get(key)
         if h is None or not self.fast[h]:
             return False
-        codes = column(33).translate(self.codes)
-        if codes.count(0):
+        if self.kind is Probe.UDP:
+            # A port unreachable from the target itself, quoting our probe to it.
+            quoted = (*zip(range(44, 48), key, strict=True), (48, sport >> 8), (49, sport & 0xFF))
+            if not self.icmp_untracked[h] or not constant(
+                ((9, PROTO_ICMP), (20, 3), (21, 3), (28, 0x45), (37, PROTO_UDP), *quoted)
+            ):
+                return False
+            port_at, codes = 50, b"\x01" * count
+        else:
+            if not constant(((9, PROTO_TCP), (22, sport >> 8), (23, sport & 0xFF))):
+                return False
+            codes = column(33).translate(self.codes)
+            if codes.count(0):
+                return False
+            port_at = 20
+        probes = self._first_tries(h, _join([column(port_at), column(port_at + 1)], "H"), count)
+        if probes is None:
             return False
-        numbers = list(map(self.port_index.get, _join([column(20), column(21)], "H")))
-        if None in numbers:
-            return False
-        base = h * self.nports
-        known = cast(list[int], numbers)
-        probes = known if not base else list(map(base.__add__, known))
-        if any(map(self.decided.__getitem__, probes)):
-            return False
-        if bytes(map(self.sends.__getitem__, probes)).count(1) != count:
-            return False
-        if len(set(probes)) != count:
-            return False
-        cookies = list(map(self.cookies.__getitem__, probes))
-        if self.kind is Probe.SYN:
+        cookies = array("I", map(self.cookies.__getitem__, probes))
+        if self.kind is Probe.UDP:
+            if _join([column(32), column(33)], "H") != _low_halves(cookies):
+                return False  # the quoted IPv4 ID is our mark (one of 0 goes the slow path)
+        elif self.kind is Probe.SYN:
             acks = _join([column(28), column(29), column(30), column(31)], "I")
             if list(map(sub, acks, cookies)).count(1) != count:
                 return False  # the ack must be cookie + 1 (a wrapped one takes the slow path)
-        elif _join([column(24), column(25), column(26), column(27)], "I").tolist() != cookies:
+        elif _join([column(24), column(25), column(26), column(27)], "I") != cookies:
             return False  # an ACK probe's RST carries the cookie as its sequence number
         deque(map(self.decided.__setitem__, probes, repeat(1)), maxlen=0)
         first.extend(
@@ -192,3 +220,19 @@ class BlockColumns:
             )
         )
         return True
+
+    def _first_tries(self, h: int, ports: array[int], count: int) -> list[int] | None:
+        """Host ``h``'s probes that ``ports`` answer, if each is a distinct undecided first try."""
+        numbers = list(map(self.port_index.get, ports))
+        if None in numbers:
+            return None
+        base = h * self.nports
+        known = cast(list[int], numbers)
+        probes = known if not base else list(map(base.__add__, known))
+        if any(map(self.decided.__getitem__, probes)):
+            return None
+        if bytes(map(self.sends.__getitem__, probes)).count(1) != count:
+            return None
+        if len(set(probes)) != count:
+            return None
+        return probes

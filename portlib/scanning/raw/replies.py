@@ -231,7 +231,7 @@ Frame = tuple[bytes | bytearray | memoryview | object, int, int]
 Block = tuple[Iterable[Frame], object, int, int, int]
 """(its frames, buffer, offset of the first IP header, count, stride): a receive ring's block.
 
-``stride`` is 0 unless every frame holds ``TCP_SNAP`` bytes, that far apart.
+``stride`` is 0 unless every frame holds ``columns.SNAP[kind]`` bytes, that far apart.
 """
 
 COLUMN_BLOCK = 8  # fewer frames than this: frame by frame is as quick
@@ -293,18 +293,17 @@ class ReplyReader:
         self.decided = decided
         self.fast = fast
         self.icmp_untracked = icmp_untracked
-        self.columns = None
-        if self.kind is not Probe.UDP:
-            self.columns = BlockColumns(
-                self.kind,
-                self.sport,
-                host_index=host_index,
-                port_index=port_index,
-                cookies=cookies,
-                sends=sends,
-                decided=decided,
-                fast=fast,
-            )
+        self.columns = BlockColumns(
+            self.kind,
+            self.sport,
+            host_index=host_index,
+            port_index=port_index,
+            cookies=cookies,
+            sends=sends,
+            decided=decided,
+            fast=fast,
+            icmp_untracked=icmp_untracked,
+        )
 
     def read_blocks(
         self,
@@ -313,15 +312,14 @@ class ReplyReader:
         later: list[Answer],
         clock: Callable[[], float],
     ) -> None:
-        """``read`` for a ring's blocks: a uniform block of TCP replies by columns, if it can."""
+        """``read`` for a ring's blocks: a uniform block of common replies by columns, if it can."""
         queued: set[int] = set()
-        columns = self.columns
+        by_columns = self.columns.block
         for frames, buf, ip, count, stride in blocks:
             if (
                 stride
-                and columns is not None
                 and count >= COLUMN_BLOCK
-                and columns.tcp_block(buf, ip, count, stride, first, clock)
+                and by_columns(buf, ip, count, stride, first, clock)
             ):
                 continue
             self.read(frames, first, later, clock, queued)

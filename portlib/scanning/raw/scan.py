@@ -27,6 +27,7 @@ from portlib.scanning.book import RetryBook
 from portlib.scanning.contract import Emit, ScanWork, emit_many
 from portlib.scanning.order import ProbeOrder
 from portlib.scanning.raw import bpf
+from portlib.scanning.raw.columns import SNAP
 from portlib.scanning.raw.cookie import Cookie
 from portlib.scanning.raw.hosts import HostBuilder, RawHost
 from portlib.scanning.raw.io import rawsock
@@ -250,8 +251,8 @@ class RawScan:
         first: list[FirstTry] = []
         later: list[Answer] = []
         if self.rx_ring is not None:
-            snaplen = bpf.TCP_SNAP if self.kind is not Probe.UDP else 0
-            self.reader.read_blocks(self.rx_ring.blocks(snaplen), first, later, self.clock)
+            blocks = self.rx_ring.blocks(SNAP[self.kind])
+            self.reader.read_blocks(blocks, first, later, self.clock)
         else:
             self.reader.read(self._received(), first, later, self.clock)
         if first:
