@@ -9,14 +9,37 @@ which forgets decided probes only lazily.
 
 from __future__ import annotations
 
+import dataclasses
 from array import array
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
+from operator import sub
 
 from portlib.model import IPAddress, PortResult, PortState, Protocol, Reason
 from portlib.scanning.book import RetryBook
 from portlib.scanning.raw.replies import FirstTry
 from portlib.scanning.timing import CongestionWindow, RttEstimator
+
+_FIELDS = dataclasses.fields(PortResult)
+
+
+def port_results(columns: Mapping[str, Iterable[object]], count: int) -> list[PortResult]:
+    """``count`` results from one column per ``PortResult`` field (its default where none is).
+
+    What ``PortResult(...)`` makes, made by columns: bare objects, then each
+    field set through its slot with one ``map``, where the frozen dataclass's
+    ``__init__`` would run Python for every object.
+    """
+    out: list[PortResult] = list(map(object.__new__, repeat(PortResult, count)))
+    for field in _FIELDS:
+        column = columns.get(field.name)
+        if column is None:
+            if field.default is dataclasses.MISSING:
+                raise TypeError(f"port_results() needs a {field.name!r} column")
+            column = repeat(field.default)
+        deque(map(getattr(PortResult, field.name).__set__, out, column), maxlen=0)
+    return out
 
 
 class ProbeBook:
@@ -128,36 +151,26 @@ class ProbeBook:
         """
         count = len(batch)
         self.undecided -= count
+        probes, states, reasons, whens = zip(*batch, strict=True) if batch else ((),) * 4
         flying = self.flying
-        landed = 0
-        for idx, _, _, _ in batch:
-            landed += flying[idx]
-            flying[idx] = 0
-        self.pending -= landed
+        self.pending -= sum(map(flying.__getitem__, probes))
+        deque(map(flying.__setitem__, probes, repeat(0)), maxlen=0)
         window.on_answer(count)
         retries.on_first_try_answers(count)
-        sent_at = self.sent_at
+        rtts = list(map(sub, whens, map(self.sent_at.__getitem__, probes)))
         step = max(1, count // 8)
         for i in range(step - 1, count, step):
-            idx, _, _, when = batch[i]
-            rtt.observe(when - sent_at[idx])
+            rtt.observe(rtts[i])
         nports = self.nports
-        addresses = self.addresses
-        ports = self.ports
-        protocol = self.protocol
-        self.out.extend(
-            [
-                PortResult(
-                    addresses[idx // nports],
-                    ports[idx % nports],
-                    protocol,
-                    state,
-                    reason,
-                    when - sent_at[idx],
-                )
-                for idx, state, reason, when in batch
-            ]
-        )
+        columns: dict[str, Iterable[object]] = {
+            "host": map(self.addresses.__getitem__, map(nports.__rfloordiv__, probes)),
+            "port": map(self.ports.__getitem__, map(nports.__rmod__, probes)),
+            "protocol": repeat(self.protocol),
+            "state": states,
+            "reason": reasons,
+            "rtt": rtts,
+        }
+        self.out.extend(port_results(columns, count))
 
     def take_out(self) -> list[PortResult]:
         """The decided probes' results since the last call."""
