@@ -13,6 +13,8 @@ unreachable quoting a UDP probe) are read inline against the cookie column,
 and every other frame goes to the ``Classifier``. Both give the same verdict
 for the same frame (a property test holds them to it); the inline path exists
 because a -p- scan of a near host reads 65535 replies in well under a second.
+``read_blocks`` first offers each ring block to ``columns.BlockColumns``, which
+reads a block of nothing but plain answers at once, and reads the rest here.
 """
 
 from __future__ import annotations
