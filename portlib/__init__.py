@@ -33,6 +33,9 @@ from portlib.errors import (
     UnknownService,
 )
 from portlib.model import (
+    Certificate,
+    DetectedService,
+    DetectionMethod,
     Endpoint,
     Family,
     HostResult,
@@ -58,6 +61,8 @@ _LAZY: dict[str, str] = {
     "scan": "portlib.scanning",
     "scan_async": "portlib.scanning",
     "Scanner": "portlib.scanning",
+    "detect_services": "portlib.scanning.versions",
+    "detect_services_async": "portlib.scanning.versions",
     "sockets": "portlib.socktable",
     "listening": "portlib.socktable",
     "who_uses": "portlib.socktable",
@@ -83,6 +88,7 @@ _LAZY: dict[str, str] = {
 if TYPE_CHECKING:
     from portlib.ports import find_free_port, is_port_free, port_ranges, reserve_port
     from portlib.scanning import Scanner, scan, scan_async
+    from portlib.scanning.versions import detect_services, detect_services_async
     from portlib.services import (
         service_for_port,
         service_name,
@@ -109,6 +115,9 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "Certificate",
+    "DetectedService",
+    "DetectionMethod",
     "Endpoint",
     "Family",
     "HostResult",
@@ -143,6 +152,8 @@ __all__ = [
     "TargetSpecError",
     "UnixSocket",
     "UnknownService",
+    "detect_services",
+    "detect_services_async",
     "find_free_port",
     "is_port_free",
     "kill_port",
