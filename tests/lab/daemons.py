@@ -7,7 +7,7 @@ unusual port: an iptables REDIRECT in the target namespace sends that port to th
 daemon's standard one, so the detector sees the real daemon where the registry names
 something else.
 
->>> daemons = DaemonSet(host, workdir)  # doctest: +SKIP
+>>> daemons = DaemonSet(host)  # doctest: +SKIP
 >>> daemons.start_all()  # doctest: +SKIP
 >>> daemons.tcp_ports()  # doctest: +SKIP
 {22: 'ssh', 2222: 'ssh', ...}
@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -75,12 +76,13 @@ def missing_daemons() -> list[str]:
 
 
 class DaemonSet:
-    """Starts the lab's daemons in ``host``'s namespace with configs under ``workdir``."""
+    """Starts the lab's daemons in ``host``'s namespace; ``stop()`` ends them and removes
+    their directory."""
 
-    def __init__(self, host: LabHost, workdir: Path):
+    def __init__(self, host: LabHost):
         self.host = host
-        self.dir = workdir
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # its own directory under /tmp, open to the daemons' users (pytest's are not)
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{host.ns}-daemons-"))
         os.chmod(self.dir, 0o755)
         self._procs: list[subprocess.Popen[bytes]] = []
         self.started: list[Daemon] = []
@@ -136,6 +138,7 @@ class DaemonSet:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=3)
         self._procs.clear()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def start_all(self, keys: Sequence[str] | None = None) -> list[Daemon]:
         """Start the daemons (all, or those named by ``keys``), redirect the unusual
@@ -197,7 +200,8 @@ class DaemonSet:
         )
         self._spawn("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)])
 
-    def _certificate(self) -> tuple[Path, Path]:
+    def certificate(self) -> tuple[Path, Path]:
+        """A self-signed certificate and its key for lab.example (made once per set)."""
         cert, key = self.dir / "lab.crt", self.dir / "lab.key"
         if not cert.exists():
             subprocess.run(
@@ -212,7 +216,7 @@ class DaemonSet:
         return cert, key
 
     def _nginx(self) -> None:
-        cert, key = self._certificate()
+        cert, key = self.certificate()
         root = self.dir / "www"
         root.mkdir(exist_ok=True)
         (root / "index.html").write_text("<html><head><title>portlib lab</title></head></html>\n")

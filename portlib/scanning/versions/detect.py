@@ -33,7 +33,7 @@ from portlib.model import (
 )
 from portlib.scanning.versions.probes import probe_order, tcp_probes
 from portlib.scanning.versions.session import Progress, TcpSession, Waits
-from portlib.scanning.versions.udp import detect_udp
+from portlib.scanning.versions.udp import detect_udp, udp_payloads
 
 DEFAULT_INTENSITY = 7
 MAX_CONCURRENCY = 4096
@@ -111,6 +111,8 @@ async def _detect_tcp(
         rtt = asyncio.get_running_loop().time() - started
     session.waits = Waits.for_rtt(rtt)
     session.probes = probe_order(tcp_probes(), result.port, options.intensity)
+    if result.reason is Reason.USER_SET:  # a pair we were given: now we know why it is open
+        result = dataclasses.replace(result, reason=Reason.SYN_ACK)
     found = await session.run(stream)
     return dataclasses.replace(result, detected=found or progress.verdict())
 
@@ -134,6 +136,11 @@ async def _detect_one(
 
 
 async def _detect_all(ports: Sequence[PortResult], options: DetectionOptions) -> list[PortResult]:
+    # The tables are built before the first connection: building them may take seconds
+    # (scapy), and a blocked loop would cut every wait short.
+    tcp_probes()
+    if any(p.protocol is Protocol.UDP for p in ports):
+        udp_payloads(0, options.intensity)
     slots = asyncio.Semaphore(_concurrency(options))
     loop = asyncio.get_running_loop()
     by_host: dict[IPAddress, list[int]] = defaultdict(list)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import cache
 
 from portlib.model import Protocol
 
@@ -125,8 +126,10 @@ _TLS_PORTS = _ports(443, 465, 563, 636, 853, 989, 990, 992, 993, 994, 995, 5061,
                     8443, 8444, 9443)  # fmt: skip
 
 
+@cache
 def tcp_probes() -> tuple[Probe, ...]:
-    """Every TCP probe, cheapest and most common first."""
+    """Every TCP probe, cheapest and most common first (built once: the DNS one comes
+    from the raw scanner's payload table, which may need scapy the first time)."""
     tcp = Protocol.TCP
     return (
         Probe(NULL, tcp, b"", frozenset(), 1),
