@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 from ipaddress import ip_address
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 from portlib.model import DetectionMethod, PortResult, PortState, Protocol
 from tests.lab.daemons import DAEMONS, DaemonSet, missing_daemons
 from tests.lab.netns import ns_argv
+from tests.lab.oracle import disagreements, nmap_argv, nmap_services
 from tests.lab.procs import python_module_argv
 
 pytestmark = pytest.mark.lab
@@ -57,50 +57,6 @@ def scan_then_detect(target: str, ports: str) -> object:
     return portlib.detect_services(portlib.scan(target, ports, timing=4))
 
 
-# ---- oracle ------------------------------------------------------------------------------
-
-
-def _nmap_argv(protocol: str, ports: list[int]) -> list[str]:
-    kind = ["-sU"] if protocol == "udp" else ["-sS"]
-    spec = ",".join(map(str, ports))
-    return ["nmap", *kind, "-sV", "-Pn", "-n", "-p", spec, "-oX", "-", SERVICE_HOST]
-
-
-def nmap_services(xml_text: str) -> dict[tuple[int, str], dict[str, str]]:
-    """(port, protocol) -> the attributes of nmap's <service> element."""
-    found = {}
-    for port in ET.fromstring(xml_text).iter("port"):
-        service = port.find("service")
-        key = (int(port.get("portid", "0")), port.get("protocol", ""))
-        found[key] = dict(service.attrib) if service is not None else {}
-    return found
-
-
-def _announced(version: str) -> bool:
-    """A version the server said, not one nmap inferred from a fingerprint."""
-    return not any(word in version for word in ("or later", " - ", ".X"))
-
-
-def disagreements(ours: PortResult, theirs: dict[str, str]) -> list[str]:
-    """Where portlib's answer differs from nmap's, on what nmap itself is sure of."""
-    found = ours.detected
-    assert found is not None
-    where = f"{ours.port}/{ours.protocol}"
-    out = []
-    name = theirs.get("name", "")
-    if theirs.get("method") == "probed" and " " not in name and found.name != name:
-        out.append(f"{where}: name {found.name!r}, nmap {name!r}")
-    product = theirs.get("product")
-    if product and (found.product is None or found.product.lower() not in product.lower()):
-        out.append(f"{where}: product {found.product!r}, nmap {product!r}")
-    version = theirs.get("version")
-    if version and _announced(version) and found.version != version:
-        out.append(f"{where}: version {found.version!r}, nmap {version!r}")
-    if theirs.get("tunnel") != found.tunnel and theirs.get("method") == "probed":
-        out.append(f"{where}: tunnel {found.tunnel!r}, nmap {theirs.get('tunnel')!r}")
-    return out
-
-
 # ---- the lab -----------------------------------------------------------------------------
 
 
@@ -130,7 +86,7 @@ def detected_and_nmap(services):  # type: ignore[no-untyped-def]
     ours = lab.call(detect_in_lab, pairs, timeout_s=120)
     oracles = [
         subprocess.Popen(
-            ns_argv(lab.scanner_ns, _nmap_argv(proto, ports)),
+            ns_argv(lab.scanner_ns, nmap_argv(SERVICE_HOST, proto, ports)),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
