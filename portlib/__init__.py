@@ -58,9 +58,9 @@ __version__ = "0.1.0"
 
 # name -> module that defines it; loaded on first attribute access (PEP 562).
 _LAZY: dict[str, str] = {
-    "scan": "portlib.scanning",
-    "scan_async": "portlib.scanning",
-    "Scanner": "portlib.scanning",
+    "scan": "portlib.scanning.scanner",
+    "scan_async": "portlib.scanning.scanner",
+    "Scanner": "portlib.scanning.scanner",
     "detect_services": "portlib.scanning.versions",
     "detect_services_async": "portlib.scanning.versions",
     "sockets": "portlib.socktable",
@@ -78,16 +78,17 @@ _LAZY: dict[str, str] = {
     "service_ports": "portlib.services",
     "service_names": "portlib.services",
     "service_for_port": "portlib.services",
-    "parse_ports": "portlib.targets",
+    "parse_ports": "portlib.portspec",
     "parse_targets": "portlib.targets",
-    "PortList": "portlib.targets",
+    "PortList": "portlib.portspec",
     "Target": "portlib.targets",
     "TargetSet": "portlib.targets",
 }
 
 if TYPE_CHECKING:
     from portlib.ports import find_free_port, is_port_free, port_ranges, reserve_port
-    from portlib.scanning import Scanner, scan, scan_async
+    from portlib.portspec import PortList, parse_ports
+    from portlib.scanning.scanner import Scanner, scan, scan_async
     from portlib.scanning.versions import detect_services, detect_services_async
     from portlib.services import (
         service_for_port,
@@ -98,7 +99,7 @@ if TYPE_CHECKING:
         top_ports,
     )
     from portlib.socktable import kill_port, listening, ports_of, sockets, who_uses
-    from portlib.targets import PortList, Target, TargetSet, parse_ports, parse_targets
+    from portlib.targets import Target, TargetSet, parse_targets
 
 
 def __getattr__(name: str) -> Any:

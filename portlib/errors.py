@@ -1,4 +1,4 @@
-"""The one error family every public portlib function raises.
+"""Pure: the one error family every public portlib function raises.
 
 Each class also derives from the built-in exception a caller would naturally
 catch (``ValueError`` for bad input, ``PermissionError`` for missing rights,

@@ -86,6 +86,11 @@ class Reason(StrEnum):
     HOST_PROHIBITED = "host-prohibited"
     NET_PROHIBITED = "net-prohibited"
     TIME_EXCEEDED = "time-exceeded"
+    DEST_UNREACH = "dest-unreach"  # an unreachable code nmap gives no name of its own
+    NO_ROUTE = "no-route"  # ICMPv6 unreachable code 0
+    BEYOND_SCOPE = "beyond-scope"  # ICMPv6 unreachable code 2
+    REJECT_ROUTE = "reject-route"  # ICMPv6 unreachable code 6
+    PARAM_PROBLEM = "param-problem"  # ICMPv6 parameter problem
     UDP_RESPONSE = "udp-response"
     ECHO_REPLY = "echo-reply"
     TIMESTAMP_REPLY = "timestamp-reply"

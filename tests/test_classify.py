@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portlib.model import PortState, Reason
-from portlib.scanning.classify import (
+from portlib.scanning.connect.verdicts import (
     CLOSED,
     ERRNO_VERDICTS,
     OPEN,
@@ -79,9 +79,9 @@ def test_named_verdicts() -> None:
         (ORIGIN_ICMP, 3, 10, Verdict(F, Reason.HOST_PROHIBITED)),
         (ORIGIN_ICMP, 3, 13, Verdict(F, Reason.ADMIN_PROHIBITED)),
         (ORIGIN_ICMP, 11, 0, Verdict(F, Reason.TIME_EXCEEDED)),
-        (ORIGIN_ICMP, 3, 4, None),  # fragmentation needed: no verdict
+        (ORIGIN_ICMP, 3, 4, Verdict(F, Reason.DEST_UNREACH)),  # a code nmap does not name
         (ORIGIN_ICMP, 0, 0, None),
-        (ORIGIN_ICMP6, 1, 0, Verdict(F, Reason.NET_UNREACH)),
+        (ORIGIN_ICMP6, 1, 0, Verdict(F, Reason.NO_ROUTE)),
         (ORIGIN_ICMP6, 1, 1, Verdict(F, Reason.ADMIN_PROHIBITED)),
         (ORIGIN_ICMP6, 1, 3, Verdict(F, Reason.HOST_UNREACH)),
         (ORIGIN_ICMP6, 1, 4, CLOSED),

@@ -25,8 +25,8 @@ import pytest
 
 from portlib.errors import ScanError
 from portlib.model import PortResult, Protocol, ScanMethod
-from portlib.scanning.connect import ConnectEngine, descriptor_budget
-from portlib.scanning.engine import ScanWork
+from portlib.scanning.connect.engine import ConnectEngine, descriptor_budget
+from portlib.scanning.contract import ScanWork
 from portlib.scanning.timing import preset
 from tests.connect_probe import run_engine
 
@@ -303,8 +303,8 @@ def test_descriptor_exhaustion_mid_scan_is_retried_not_misreported() -> None:
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
         from portlib.model import Protocol
-        from portlib.scanning.connect import ConnectEngine
-        from portlib.scanning.engine import ScanWork
+        from portlib.scanning.connect.engine import ConnectEngine
+        from portlib.scanning.contract import ScanWork
         from portlib.scanning.timing import preset
         from tests.test_connect_engine import _full_backlog, _listeners, listening_ports
         mine = _listeners("127.0.0.1", 10)
@@ -442,7 +442,7 @@ def test_fork_failure_falls_back_to_one_process(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_phantom_check_on_hand_made_connections(monkeypatch: pytest.MonkeyPatch) -> None:
-    from portlib.scanning import connect
+    from portlib.scanning.connect import engine as connect
 
     work = ScanWork((ip_address("127.0.0.1"),), (1,), Protocol.TCP, preset(3), seed=1)
     core = ConnectEngine(workers=1)._core(work, None, 10)

@@ -21,9 +21,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portlib.scanning import templatecache, templates
-from portlib.scanning.templates import GENERIC_PAYLOAD, build_template, scapy_template
-from portlib.scanning.wire import Probe, layout_of
+from portlib.scanning.raw import templatecache, templates
+from portlib.scanning.raw.templates import GENERIC_PAYLOAD, build_template, scapy_template
+from portlib.scanning.raw.wire import Probe, layout_of
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = {4: ip_address("192.0.2.1"), 6: ip_address("2001:db8::1")}
@@ -337,8 +337,8 @@ def test_no_cache_path_builds_without_touching_disk(scapy_builds: list[int]) -> 
 BUILD_ALL = """
 import json, sys
 from ipaddress import ip_address
-from portlib.scanning import templates
-from portlib.scanning.wire import Probe
+from portlib.scanning.raw import templates
+from portlib.scanning.raw.wire import Probe
 built = []
 for source in (ip_address("127.0.0.1"), ip_address("::1")):
     for kind in Probe:

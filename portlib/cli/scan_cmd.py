@@ -168,8 +168,8 @@ def ports_from_args(args: argparse.Namespace, methods: list[str]) -> object:
     """The ``ports`` argument for Scanner: a spec, a PortList for --top-ports, or None."""
     if args.top_ports is None:
         return args.ports
+    from portlib.portspec import PortList
     from portlib.services import top_ports
-    from portlib.targets import PortList
 
     tcp = top_ports(args.top_ports, "tcp") if set(methods) - {"udp", "ping"} else ()
     udp = top_ports(args.top_ports, "udp") if "udp" in methods else ()

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from portlib.scanning.templates import payloads_for
+from portlib.scanning.raw.templates import payloads_for
 from portlib.scanning.versions.probes import snmp_v3_discovery, tcp_probes
 from portlib.scanning.versions.rules import RULES
 from portlib.scanning.versions.tls import client_context

@@ -68,7 +68,7 @@ class DetectionOptions:
 
 
 def _concurrency(options: DetectionOptions) -> int:
-    from portlib.scanning.connect import descriptor_budget
+    from portlib.scanning.connect.engine import descriptor_budget
 
     budget = min(descriptor_budget(), MAX_CONCURRENCY)
     return max(1, min(options.concurrency or budget, budget))

@@ -97,7 +97,7 @@ def _smb2_negotiate() -> bytes:
 
 def _dns_tcp_version_bind() -> bytes:
     # The UDP version.bind query portlib already builds, framed for TCP (RFC 1035 4.2.2).
-    from portlib.scanning.templates import payloads_for
+    from portlib.scanning.raw.templates import payloads_for
 
     query = payloads_for(53)[0]
     return struct.pack("!H", len(query)) + query

@@ -1,6 +1,6 @@
 """Service detection over UDP: portlib's service payloads, answers decoded per protocol.
 
-The payloads are the raw scanner's (``portlib.scanning.templates``): the port's own
+The payloads are the raw scanner's (``portlib.scanning.raw.templates``): the port's own
 first, then those of the other services detection can decode, since a service on an
 unusual port still answers its own protocol. Each is sent twice at most.
 """
@@ -22,8 +22,8 @@ TRIES = 2
 
 def udp_payloads(port: int, intensity: int) -> list[bytes]:
     """What to send to ``port``, in order (none at intensity 0 beyond the port's own)."""
-    from portlib.scanning.templates import payloads_for
-    from portlib.scanning.templates import udp_payloads as table
+    from portlib.scanning.raw.templates import payloads_for
+    from portlib.scanning.raw.templates import udp_payloads as table
 
     own = list(table().get(port, ()))
     if port in UDP_PAYLOAD_PORTS and port == 161:

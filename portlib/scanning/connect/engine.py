@@ -58,8 +58,7 @@ from typing import NoReturn
 
 from portlib.errors import ScanError
 from portlib.model import IPAddress, PortResult, PortState, Protocol, Reason, ScanMethod
-from portlib.order import ProbeOrder
-from portlib.scanning.classify import (
+from portlib.scanning.connect.verdicts import (
     CLOSED,
     OPEN,
     PENDING_ERRNOS,
@@ -71,7 +70,8 @@ from portlib.scanning.classify import (
     classify_icmp,
     parse_extended_err,
 )
-from portlib.scanning.engine import Emit, ScanWork
+from portlib.scanning.contract import Emit, ScanWork
+from portlib.scanning.order import ProbeOrder
 from portlib.scanning.timing import (
     CongestionWindow,
     HostTiming,
@@ -770,7 +770,7 @@ class ConnectEngine:
 
     async def _run_workers(self, work: ScanWork, emit: Emit, workers: int) -> None:
         first, shards = work.shard if work.shard is not None else (0, 1)
-        # Shard i of n splits exactly into shards i + n*j of n*k (see portlib.order).
+        # Shard i of n splits exactly into shards i + n*j of n*k (see portlib.scanning.order).
         sub_shards = [(first + shards * j, shards * workers) for j in range(workers)]
         sub_shards = [s for s in sub_shards if s[0] < len(work.hosts) * len(work.ports)]
         cap = self.resource_cap(len(sub_shards))

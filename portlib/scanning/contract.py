@@ -1,4 +1,4 @@
-"""The contract between the Scanner and its probing engines (connect, raw).
+"""Pure: the contract between the Scanner and its probing engines (connect, raw).
 
 The Scanner owns everything around the probes: parsing targets and ports,
 host discovery, the result stream and the report. An engine only probes: it
@@ -43,7 +43,8 @@ class ScanWork:
     """What one engine run probes: every port of ``ports`` on every host of ``hosts``.
 
     ``seed`` fixes the randomized probe order; ``shard=(i, n)`` keeps only this
-    shard's share of the host x port space (see ``portlib.order``).
+    shard's share of the host x port space; ``sequential`` probes in index order
+    instead (see ``portlib.scanning.order``).
     """
 
     hosts: tuple[IPAddress, ...]
@@ -52,6 +53,7 @@ class ScanWork:
     timing: TimingProfile
     seed: int
     shard: tuple[int, int] | None = None
+    sequential: bool = False
 
 
 class ScanEngine(TypingProtocol):
@@ -60,6 +62,11 @@ class ScanEngine(TypingProtocol):
     ``run`` returns when all are decided. Cancelling it must close every socket
     it opened before the ``CancelledError`` propagates. Errors it raises are
     ``PortlibError``s (``PrivilegeError`` when it lacks ``CAP_NET_RAW``).
+    ``probes_sent`` counts the probes of every run so far (retries included);
+    the report carries the sum over a scan's engines.
     """
+
+    @property
+    def probes_sent(self) -> int: ...
 
     async def run(self, work: ScanWork, emit: Emit) -> None: ...

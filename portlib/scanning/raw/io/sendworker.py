@@ -23,7 +23,7 @@ import time
 from array import array
 from collections.abc import Sequence
 
-from portlib.scanning.wire import BoundProbe
+from portlib.scanning.raw.wire import BoundProbe
 
 # Errors that mean "not now": the child waits and sends again.
 _TRANSIENT = {errno.EAGAIN, errno.ENOBUFS, errno.EINTR}

@@ -21,6 +21,7 @@ import struct
 from dataclasses import dataclass
 
 from portlib.model import PortState, Reason
+from portlib.scanning.icmp import icmp_reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,39 +96,7 @@ def classify_errno(code: int) -> Verdict | None:
 ORIGIN_LOCAL = 1
 ORIGIN_ICMP = 2
 ORIGIN_ICMP6 = 3
-
-# (ICMPv4 type 3 "destination unreachable") code -> reason (RFC 792, RFC 1812).
-ICMP4_UNREACH_REASONS: dict[int, Reason] = {
-    0: Reason.NET_UNREACH,
-    1: Reason.HOST_UNREACH,
-    2: Reason.PROTO_UNREACH,
-    3: Reason.PORT_UNREACH,
-    5: Reason.HOST_UNREACH,  # source route failed
-    6: Reason.NET_UNREACH,  # destination network unknown
-    7: Reason.HOST_UNREACH,  # destination host unknown
-    8: Reason.HOST_UNREACH,  # source host isolated
-    9: Reason.NET_PROHIBITED,
-    10: Reason.HOST_PROHIBITED,
-    11: Reason.NET_UNREACH,  # for this type of service
-    12: Reason.HOST_UNREACH,
-    13: Reason.ADMIN_PROHIBITED,  # iptables --reject-with icmp-admin-prohibited
-    14: Reason.ADMIN_PROHIBITED,  # host precedence violation
-    15: Reason.ADMIN_PROHIBITED,  # precedence cutoff
-}
-
-# (ICMPv6 type 1 "destination unreachable") code -> reason (RFC 4443).
-ICMP6_UNREACH_REASONS: dict[int, Reason] = {
-    0: Reason.NET_UNREACH,  # no route to destination
-    1: Reason.ADMIN_PROHIBITED,  # icmp6-adm-prohibited
-    2: Reason.HOST_UNREACH,  # beyond scope of source address
-    3: Reason.HOST_UNREACH,  # address unreachable (neighbor discovery failed)
-    4: Reason.PORT_UNREACH,
-    5: Reason.ADMIN_PROHIBITED,  # source address failed ingress/egress policy
-    6: Reason.ADMIN_PROHIBITED,  # reject route to destination
-}
-
-ICMP4_UNREACH, ICMP4_TIME_EXCEEDED = 3, 11
-ICMP6_UNREACH, ICMP6_TIME_EXCEEDED = 1, 3
+_ORIGIN_VERSION = {ORIGIN_ICMP: 4, ORIGIN_ICMP6: 6}
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,20 +123,16 @@ def parse_extended_err(data: bytes) -> IcmpError | None:
 def classify_icmp(err: IcmpError) -> Verdict | None:
     """The verdict an ICMP error gives a TCP connect probe; None if it names none.
 
-    A port-unreachable is what the kernel reports as ``ECONNREFUSED``; for a
-    connect probe it stays closed/conn-refused, as nmap's ``-sT`` calls it.
+    The reason comes from the one ICMP table (``portlib.scanning.icmp``). A
+    port-unreachable is what the kernel reports as ``ECONNREFUSED``: for a
+    connect probe it is closed/conn-refused, as nmap's ``-sT`` calls it.
     """
-    if err.origin == ORIGIN_ICMP:
-        unreach, exceeded, table = ICMP4_UNREACH, ICMP4_TIME_EXCEEDED, ICMP4_UNREACH_REASONS
-    elif err.origin == ORIGIN_ICMP6:
-        unreach, exceeded, table = ICMP6_UNREACH, ICMP6_TIME_EXCEEDED, ICMP6_UNREACH_REASONS
-    else:
+    version = _ORIGIN_VERSION.get(err.origin)
+    if version is None:
         return None
-    if err.type == exceeded:
-        return _filtered(Reason.TIME_EXCEEDED)
-    if err.type != unreach or err.code not in table:
+    reason = icmp_reason(version, err.type, err.code)
+    if reason is None:
         return None
-    reason = table[err.code]
     if reason is Reason.PORT_UNREACH:
         return CLOSED
     return _filtered(reason)

@@ -28,8 +28,8 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from portlib.model import IPAddress
-from portlib.scanning import templatecache
-from portlib.scanning.wire import (
+from portlib.scanning.raw import templatecache
+from portlib.scanning.raw.wire import (
     IP4_CHECKSUM,
     IP4_TOTAL_LEN,
     IP4_TTL,
@@ -207,7 +207,7 @@ def _scapy_version() -> str | None:
 def _scapy_version_file() -> str | None:
     """The ``VERSION`` file scapy's wheels and sdists ship, found as the import would.
 
-    Cheaper than ``importlib.metadata``, whose import alone costs ~8 ms of a
+    Cheaper than ``importlib.metadata``, whose import is a noticeable share of a
     scan's start-up; scapy itself is not imported.
     """
     for entry in sys.path:

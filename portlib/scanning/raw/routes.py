@@ -1,7 +1,8 @@
-"""Which interface reaches a target: the kernel's main routing tables, parsed (pure).
+"""Pure: which interface reaches a target, and its neighbor's MAC, from the kernel's tables.
 
-``/proc/net/route`` and ``/proc/net/ipv6_route`` are read by the callers; the
-functions here only parse text and pick the longest matching prefix.
+The text of ``/proc/net/route``, ``/proc/net/ipv6_route`` and ``/proc/net/arp``
+is read by ``links``; the functions here only parse it and pick the longest
+matching prefix.
 """
 
 from __future__ import annotations
@@ -82,12 +83,12 @@ def egress_interface(target: IPAddress, routes: Sequence[Route]) -> str | None:
     return None if best is None else best.interface
 
 
-def read_routes(version: int) -> list[Route]:
-    """This namespace's main routing table for IPv4 or IPv6 (empty if unreadable)."""
-    path = "/proc/net/route" if version == 4 else "/proc/net/ipv6_route"
-    try:
-        with open(path, encoding="ascii") as f:
-            text = f.read()
-    except OSError:
-        return []
-    return parse_route_v4(text) if version == 4 else parse_route_v6(text)
+def neighbor_mac_v4(address: str, interface: str, arp_table: str) -> bytes | None:
+    """The resolved MAC of ``address`` on ``interface`` from ``/proc/net/arp`` text."""
+    for line in arp_table.splitlines()[1:]:
+        fields = line.split()
+        found = len(fields) >= 6 and fields[0] == address and fields[5] == interface
+        if found and int(fields[2], 16) & 0x2:  # ATF_COM: resolution complete
+            mac = bytes.fromhex(fields[3].replace(":", ""))
+            return mac if any(mac) else None
+    return None

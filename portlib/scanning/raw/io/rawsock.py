@@ -1,4 +1,4 @@
-"""The raw engine's sockets: privilege check, senders, the filtered receiver, the held port.
+"""The raw engine's sockets: senders, the filtered receiver, the held port.
 
 Sending goes through ``IPPROTO_RAW`` sockets (we write the IP header; the kernel
 routes and resolves the next hop's link address). Receiving goes through one
@@ -9,6 +9,7 @@ routes and resolves the next hop's link address). Receiving goes through one
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import random
 import socket
@@ -16,10 +17,12 @@ import struct
 from collections.abc import Iterable
 from ipaddress import IPv4Address, ip_address
 
-from portlib.errors import PrivilegeError, ScanError
+from portlib.errors import ScanError
 from portlib.model import IPAddress
-from portlib.scanning import bpf
-from portlib.scanning import routes as routes_mod
+from portlib.scanning.privilege import privilege_error
+from portlib.scanning.raw import bpf
+from portlib.scanning.raw.links import read_routes
+from portlib.scanning.raw.routes import egress_interface
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -28,18 +31,13 @@ PACKET_IGNORE_OUTGOING = 23  # Linux 4.20+
 SO_RCVBUFFORCE = 33
 RCVBUF_BYTES = 64 << 20  # replies come in bursts: hold ~250,000 snapped replies
 
-PRIVILEGE_MESSAGE = (
-    "raw scans (method syn, ack, udp and privileged discovery) need CAP_NET_RAW (run as root);"
-    " method='connect' (-sT) needs no privileges"
-)
-
 
 def raw_sender(family: socket.AddressFamily) -> socket.socket:
     """A socket that sends whole IP packets (header included)."""
     try:
         sock = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW)
     except PermissionError:
-        raise PrivilegeError(PRIVILEGE_MESSAGE) from None
+        raise privilege_error("raw scans (syn, ack, udp) and raw discovery") from None
     sock.setblocking(False)
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
@@ -55,13 +53,13 @@ def packet_receiver(program: bytes, *, protocol: int = ETH_P_ALL) -> socket.sock
     try:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(protocol))
     except PermissionError:
-        raise PrivilegeError(PRIVILEGE_MESSAGE) from None
+        raise privilege_error("raw scans (syn, ack, udp) and raw discovery") from None
     try:
         # Our own probes are not replies: not even cloning them for the filter to
         # reject saves the kernel work per probe (on loopback, each packet passes twice).
         with contextlib.suppress(OSError):
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-        bpf.attach(sock, program)
+        attach_filter(sock, program)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF_BYTES)
         except PermissionError:
@@ -85,12 +83,12 @@ def receive_interfaces(targets: Iterable[IPAddress], limit: int = 8) -> tuple[in
     Local and loopback targets answer on ``lo``; others on their route's interface.
     """
     names: set[str] = set()
-    routes = {4: routes_mod.read_routes(4), 6: routes_mod.read_routes(6)}
+    routes = {4: read_routes(4), 6: read_routes(6)}
     for target in targets:
         if target.is_loopback or source_address(target) == target:
             names.add("lo")
             continue
-        name = routes_mod.egress_interface(target, routes[target.version])
+        name = egress_interface(target, routes[target.version])
         if name is None:
             return ()
         names.add(name)
@@ -163,11 +161,8 @@ def _refuse_strangers(held: list[socket.socket]) -> None:
             sock.connect(peer)
 
 
-def interface_mac(interface: str) -> bytes | None:
-    """The MAC address of ``interface`` (None for interfaces without one)."""
-    try:
-        with open(f"/sys/class/net/{interface}/address", encoding="ascii") as f:
-            mac = bytes.fromhex(f.read().strip().replace(":", ""))
-    except (OSError, ValueError):
-        return None
-    return mac if len(mac) == 6 and any(mac) else None
+def attach_filter(sock: socket.socket, program: bytes) -> None:
+    """SO_ATTACH_FILTER: ``struct sock_fprog { u16 len; struct sock_filter *filter; }``."""
+    buf = ctypes.create_string_buffer(program)
+    fprog = struct.pack("@HP", len(program) // 8, ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, bpf.SO_ATTACH_FILTER, fprog)

@@ -1,4 +1,4 @@
-"""A tiny classic-BPF assembler and the receive filter of the raw engine.
+"""Pure: a tiny classic-BPF assembler and the receive filter of the raw engine.
 
 The kernel runs the filter on every packet before it is queued on our packet
 socket, so the socket buffer only ever holds candidate replies, truncated to
@@ -8,8 +8,6 @@ socket is ``SOCK_DGRAM``: the link header is already stripped).
 
 from __future__ import annotations
 
-import ctypes
-import socket
 import struct
 from dataclasses import dataclass
 
@@ -128,10 +126,3 @@ def reply_filter(
         Insn(_RET_K, 0),
     ]
     return assemble(prog)
-
-
-def attach(sock: socket.socket, program: bytes) -> None:
-    """SO_ATTACH_FILTER: ``struct sock_fprog { u16 len; struct sock_filter *filter; }``."""
-    buf = ctypes.create_string_buffer(program)
-    fprog = struct.pack("@HP", len(program) // 8, ctypes.addressof(buf))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)

@@ -7,7 +7,7 @@
   refused, means up (``syn-ack`` / ``conn-refused``), as nmap does without
   privileges.
 - ``mode="raw"``: ICMP echo/timestamp, SYN 443, ACK 80, ARP/ND through the raw
-  engine (``portlib.scanning.rawdiscovery``); needs ``CAP_NET_RAW``.
+  engine (``portlib.scanning.discovery.raw``); needs ``CAP_NET_RAW``.
 - ``mode="auto"``: raw when this process has ``CAP_NET_RAW`` and the raw
   prober loads, connect otherwise (nmap, too, pings with raw packets whenever
   it is privileged).
@@ -18,16 +18,14 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Iterable, Sequence
-from typing import Literal
 
 from portlib.errors import PrivilegeError, ScanError
 from portlib.model import HostState, IPAddress, PortResult, PortState, Protocol, Reason, ScanMethod
-from portlib.scanning.engine import ScanWork
+from portlib.scanning import privilege
+from portlib.scanning.contract import ScanWork
+from portlib.scanning.options import DISCOVERY_MODES, DiscoveryMode
 from portlib.scanning.report import HostStatus
 from portlib.scanning.timing import TimingProfile
-
-DiscoveryMode = Literal["auto", "connect", "raw", "none"]
-DISCOVERY_MODES: tuple[DiscoveryMode, ...] = ("auto", "connect", "raw", "none")
 
 DISCOVERY_PORTS = (80, 443)
 DISCOVERY_MAX_RETRIES = 2  # a ping is cheap to repeat; a port scan's retries would be overkill
@@ -89,18 +87,6 @@ def is_local_address(address: IPAddress) -> bool:
     return True
 
 
-def has_raw_privilege() -> bool:
-    """Whether this process holds ``CAP_NET_RAW`` (bit 13 of CapEff)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) >> 13 & 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    return False
-
-
 def discovery_timing(timing: TimingProfile) -> TimingProfile:
     """The scan's timing with fewer retries: two ports answer for a host."""
     return timing.with_overrides(retries=min(timing.max_retries, DISCOVERY_MAX_RETRIES))
@@ -109,7 +95,7 @@ def discovery_timing(timing: TimingProfile) -> TimingProfile:
 async def _connect_discovery(
     addresses: Sequence[IPAddress], timing: TimingProfile, seed: int
 ) -> dict[IPAddress, HostStatus]:
-    from portlib.scanning.connect import ConnectEngine
+    from portlib.scanning.connect.engine import ConnectEngine
 
     probes: dict[IPAddress, list[PortResult]] = {a: [] for a in addresses}
 
@@ -130,7 +116,7 @@ async def _connect_discovery(
 async def _raw_discovery(
     addresses: Sequence[IPAddress], timing: TimingProfile
 ) -> dict[IPAddress, HostStatus]:
-    from portlib.scanning.rawdiscovery import discover_raw
+    from portlib.scanning.discovery.raw import discover_raw
 
     found = await discover_raw(addresses, discovery_timing(timing))
     statuses = {}
@@ -161,12 +147,9 @@ async def discover(
             remote.append(address)
     if not remote:
         return statuses
-    if mode == "raw" and not has_raw_privilege():
-        raise PrivilegeError(
-            "raw host discovery needs CAP_NET_RAW (run as root); "
-            "discovery='connect' needs no privileges"
-        )
-    if mode == "raw" or (mode == "auto" and has_raw_privilege()):
+    if mode == "raw":
+        privilege.require_raw_privilege("discovery='raw'")
+    if mode == "raw" or (mode == "auto" and privilege.has_raw_privilege()):
         try:
             statuses.update(await _raw_discovery(remote, timing))
             return statuses

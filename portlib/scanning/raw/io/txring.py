@@ -2,8 +2,8 @@
 
 Frames are written into the shared ring with slice copies and ``pack_into``;
 one ``send`` hands every ready frame to the kernel, instead of one system call
-per probe. The frames carry their link-layer header: zero MACs on ``lo``, the
-interface's and the neighbor's MAC on an Ethernet segment.
+per probe. The frames carry their Ethernet header: our interface's MAC and the
+neighbor's (``links`` finds both; local targets never take a ring).
 """
 
 from __future__ import annotations
@@ -104,14 +104,3 @@ class TxRing:
         with contextlib.suppress(Exception):
             self.ring.close()
         self.sock.close()
-
-
-def neighbor_mac_v4(address: str, interface: str, arp_table: str) -> bytes | None:
-    """The resolved MAC of ``address`` on ``interface`` from ``/proc/net/arp`` text (pure)."""
-    for line in arp_table.splitlines()[1:]:
-        fields = line.split()
-        found = len(fields) >= 6 and fields[0] == address and fields[5] == interface
-        if found and int(fields[2], 16) & 0x2:  # ATF_COM: resolution complete
-            mac = bytes.fromhex(fields[3].replace(":", ""))
-            return mac if any(mac) else None
-    return None
