@@ -11,7 +11,9 @@ Rows (targets from issue 15):
   addresses. No ratio target; the issue asks for well under a minute.
 
 Each side is a fresh process in the lab's scanner namespace, started the same way
-(``ip netns exec``): interpreter and nmap start-up both count. Runs alternate
+(``ip netns exec``), doing the same work: ``portlib scan -sS -sV`` (or ``-sU -sV``)
+against ``nmap -sS -sV``, both with ``-Pn``, XML on stdout (portlib's read back with
+``ScanReport.from_nmap_xml``). Interpreter and nmap start-up both count. Runs alternate
 (portlib, nmap, portlib, ...). Both tools' answers are recorded side by side in the
 result file and in ``results/versions_side_by_side.md``; ``same answer`` means portlib
 agrees with nmap wherever nmap itself is sure (tests/lab/oracle.py's rule).
@@ -24,8 +26,6 @@ agrees with nmap wherever nmap itself is sure (tests/lab/oracle.py's rule).
 from __future__ import annotations
 
 import argparse
-import base64
-import pickle
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -40,14 +40,6 @@ ANYIP_HOST = "192.0.2.12"
 ANYIP_BLOCK = "198.18.0.0/22"
 ANYIP_COUNT = 1000
 
-DETECT_SNIPPET = """
-import base64, pickle, sys
-import portlib
-host, protocol = sys.argv[1], sys.argv[2]
-pairs = [(h, int(p), protocol) for h in host.split(",") for p in sys.argv[3].split(",")]
-print(base64.b64encode(pickle.dumps(portlib.detect_services(pairs))).decode())
-"""
-
 
 def skip_reason() -> str | None:
     reason = lab_skip_reason()
@@ -61,9 +53,13 @@ def skip_reason() -> str | None:
 
 
 def _portlib(ns: str, hosts: str, protocol: str, ports: Sequence[int]) -> dict[Any, Any]:
-    argv = [sys.executable, "-c", DETECT_SNIPPET, hosts, protocol, ",".join(map(str, ports))]
-    results = pickle.loads(base64.b64decode(netns_exec(ns, argv)))
-    return {(str(r.host), r.port, str(r.protocol)): r for r in results}
+    from portlib.model import ScanReport
+
+    kind = "-sU" if protocol == "udp" else "-sS"
+    spec = ",".join(map(str, ports))
+    argv = [sys.executable, "-m", "portlib", "scan", kind, "-sV", "-Pn", "-p", spec, "-oX", "-"]
+    report = ScanReport.from_nmap_xml(netns_exec(ns, [*argv, *hosts.split(",")]))
+    return {(str(p.host), p.port, str(p.protocol)): p for h in report.hosts for p in h.ports}
 
 
 def _nmap(ns: str, hosts: str, protocol: str, ports: Sequence[int]) -> dict[Any, Any]:

@@ -320,6 +320,11 @@ class DetectedService:
     banner: bytes = b""
     certificate: Certificate | None = None
 
+    def service_text(self) -> str:
+        """nmap's SERVICE column under ``-sV``: ``ssl/http``; ``?`` when only guessed."""
+        name = f"{self.tunnel}/{self.name}" if self.tunnel else self.name
+        return name if self.method is DetectionMethod.PROBED else f"{name}?"
+
     def version_text(self) -> str:
         """nmap's VERSION column: product, version and (extra info), space-separated."""
         parts = [p for p in (self.product, self.version) if p]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -42,7 +43,8 @@ class BannerServers:
             except OSError:
                 return
             if banner is not None:
-                conn.sendall(banner)
+                with contextlib.suppress(OSError):  # a port scan's connect resets at once
+                    conn.sendall(banner)
             self.held.append(conn)  # held open until close()
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ examples:
   portlib scan -p- -T4 192.0.2.0/28           all 65535 ports, aggressive timing
   portlib scan -sS -sU --top-ports 100 192.0.2.10    SYN and UDP (root)
   portlib scan -sn 192.0.2.0/28               which hosts are up (no port scan)
+  portlib scan -sV -p22,80,443 192.0.2.10     what runs on the open ports, which version
   portlib scan -Pn --open --json localhost    skip discovery; JSON of open ports
   portlib scan --shard 1/4 --seed 7 -iL targets.txt  the first quarter of a split scan
   portlib scan -oA scans/today localhost      also write scans/today.xml, .gnmap, .nmap
@@ -59,7 +60,13 @@ def _timing_level(text: str) -> int:
     return value
 
 
+VERSIONS = "versions"  # -sV: not a scan method, detection after the port scan
+VERSION_LIGHT, VERSION_ALL = 2, 9  # nmap's --version-light and --version-all intensities
+
+
 def _scan_letter(text: str) -> str:
+    if text == "V":
+        return VERSIONS
     if text not in SCAN_LETTERS:
         letters = ", ".join(f"-s{k}" for k in SCAN_LETTERS)
         raise argparse.ArgumentTypeError(f"unknown scan type -s{text} (use {letters})")
@@ -105,8 +112,21 @@ def register(subparsers: Any) -> None:
         type=_scan_letter,
         metavar="X",
         help="scan type: -sT connect (default), -sS SYN, -sA ACK, -sU UDP, "
-        "-sn ping only; -sS -sU scans both",
+        "-sn ping only; -sS -sU scans both; -sV adds service/version detection",
     )
+    intensity = parser.add_mutually_exclusive_group()
+    intensity.add_argument(
+        "--version-intensity",
+        type=_non_negative_int,
+        metavar="0-9",
+        help="with -sV: how many probes to try (default 7)",
+    )
+    for flag, level, what in (
+        ("--version-light", VERSION_LIGHT, "intensity 2"),
+        ("--version-all", VERSION_ALL, "every probe, intensity 9"),
+    ):
+        intensity.add_argument(flag, dest="version_intensity", action="store_const",
+                               const=level, help=f"with -sV: {what}")  # fmt: skip
     parser.add_argument(
         "-Pn",
         dest="no_ping",
@@ -161,7 +181,8 @@ def register(subparsers: Any) -> None:
 
 
 def methods_from_args(args: argparse.Namespace) -> list[str]:
-    return list(dict.fromkeys(args.methods or ["connect"]))
+    methods = [m for m in args.methods or () if m != VERSIONS]
+    return list(dict.fromkeys(methods or ["connect"]))
 
 
 def ports_from_args(args: argparse.Namespace, methods: list[str]) -> object:
@@ -211,6 +232,8 @@ def scanner_from_args(
         shard=args.shard,
         on_progress=on_progress,
         args=tuple(sys.argv),
+        versions=VERSIONS in (args.methods or ()),
+        version_intensity=7 if args.version_intensity is None else args.version_intensity,
     )
 
 

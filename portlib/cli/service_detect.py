@@ -67,10 +67,7 @@ def render(results: tuple[PortResult, ...]) -> str:
 
 
 def _service_word(found: DetectedService | None, result: PortResult) -> str:
-    if found is None:
-        return result.service or "unknown"
-    name = f"{found.tunnel}/{found.name}" if found.tunnel else found.name
-    return name if found.method == "probed" else f"{name}?"
+    return found.service_text() if found is not None else result.service or "unknown"
 
 
 def _version(found: DetectedService | None) -> str:

@@ -8,9 +8,10 @@ Layout, as nmap writes it::
     # portlib done at Fri Nov 27 23:10:47 2026 -- 1 IP address (1 host up) scanned in 0.05 seconds
 
 Each port entry has seven slash-separated subfields: port, state, protocol,
-owner, service, SunRPC info, version (portlib fills port, state, protocol and
-service). ``Ignored State`` appears only when exactly one state was folded
-away, as in nmap; with several, the folded ports are simply not listed.
+owner, service, SunRPC info, version (portlib fills port, state, protocol,
+service and, after service detection, version). ``Ignored State`` appears only
+when exactly one state was folded away, as in nmap; with several, the folded
+ports are simply not listed.
 
     >>> print(to_grepable(report))                                  # doctest: +SKIP
 """
@@ -72,8 +73,14 @@ def _host_lines(host: HostResult) -> list[str]:
 
 
 def _port_entry(port: PortResult) -> str:
-    service = _SEPARATORS.sub("|", port.service or "")
-    return f"{port.port}/{port.state.value}/{port.protocol.value}//{service}///"
+    found = port.detected
+    name = port.service or ""
+    version = ""
+    if found is not None:  # -sV: nmap writes ssl|http and the VERSION text
+        name = f"{found.tunnel}|{found.name}" if found.tunnel else found.name
+        version = _SEPARATORS.sub("|", found.version_text())
+    service = _SEPARATORS.sub("|", name)
+    return f"{port.port}/{port.state.value}/{port.protocol.value}//{service}//{version}/"
 
 
 def _clean(text: str) -> str:

@@ -16,11 +16,15 @@ import json
 import os
 from collections.abc import Callable
 from enum import StrEnum
+from functools import partial
 from ipaddress import ip_address
 from typing import Any, TypeVar
 
 from portlib.errors import ReportFormatError
 from portlib.model import (
+    Certificate,
+    DetectedService,
+    DetectionMethod,
     HostResult,
     HostState,
     IPAddress,
@@ -118,6 +122,46 @@ class _Reader:
             reason=self.enum(Reason, doc.get("reason"), f"{where} reason"),
             rtt=None if rtt is None else self.number(rtt, f"{where} rtt"),
             service=self.optional(self.text, doc.get("service"), f"{where} service"),
+            detected=self.optional(self.detected, doc.get("detected"), f"{where} detected"),
+        )
+
+    def detected(self, value: Any, where: str) -> DetectedService:
+        """A port's ``detected`` object (service detection), banner and certificate too."""
+        doc = self.mapping(value, where)
+        text = partial(self.optional, self.text)
+        cpe = self.sequence(doc.get("cpe", []), f"{where} cpe")
+        banner = self.text(doc.get("banner", ""), f"{where} banner")
+        try:
+            raw = banner.encode("latin-1")  # JSON writes bytes one character per byte
+        except UnicodeEncodeError:
+            raise self.fail(f"{where} banner: not one character per byte") from None
+        certificate = doc.get("certificate")
+        return DetectedService(
+            name=self.text(doc.get("name"), f"{where} name"),
+            method=self.enum(DetectionMethod, doc.get("method"), f"{where} method"),
+            confidence=self.integer(doc.get("confidence"), f"{where} confidence"),
+            product=text(doc.get("product"), f"{where} product"),
+            version=text(doc.get("version"), f"{where} version"),
+            extra_info=text(doc.get("extra_info"), f"{where} extra_info"),
+            os_hint=text(doc.get("os_hint"), f"{where} os_hint"),
+            device_hint=text(doc.get("device_hint"), f"{where} device_hint"),
+            tunnel=text(doc.get("tunnel"), f"{where} tunnel"),
+            cpe=tuple(self.text(c, f"{where} cpe") for c in cpe),
+            banner=raw,
+            certificate=self.optional(self.certificate, certificate, f"{where} certificate"),
+        )
+
+    def certificate(self, value: Any, where: str) -> Certificate:
+        doc = self.mapping(value, where)
+        when = partial(self.optional, self.moment)
+        names = self.sequence(doc.get("alt_names", []), f"{where} alt_names")
+        return Certificate(
+            subject=self.text(doc.get("subject"), f"{where} subject"),
+            issuer=self.text(doc.get("issuer"), f"{where} issuer"),
+            alt_names=tuple(self.text(n, f"{where} alt_names") for n in names),
+            not_before=when(doc.get("not_before"), f"{where} not_before"),
+            not_after=when(doc.get("not_after"), f"{where} not_after"),
+            self_signed=doc.get("self_signed") is True,
         )
 
     # ---- leaves
@@ -154,6 +198,12 @@ class _Reader:
             return _dt.datetime.fromisoformat(self.text(value, "started"))
         except ValueError:
             raise self.fail(f"started: {value!r} is not an ISO 8601 time") from None
+
+    def moment(self, value: Any, what: str) -> _dt.datetime:
+        try:
+            return _dt.datetime.fromisoformat(self.text(value, what))
+        except ValueError:
+            raise self.fail(f"{what}: {value!r} is not an ISO 8601 time") from None
 
     def number(self, value: Any, what: str) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from portlib.errors import ReportFormatError
 from portlib.model import (
+    DetectedService,
     HostResult,
     HostState,
     IPAddress,
@@ -44,6 +45,7 @@ from portlib.model import (
 from portlib.output.columns import columns_of
 from portlib.output.nmaptext import command_line, nmap_time, plural
 from portlib.output.portsummary import compress_ports, expand_ports, summary_of
+from portlib.output.xmlservice import detected_service, service_element
 
 MAX_REPORT_BYTES = 512 * 1024 * 1024
 """Refuse report files larger than this (a full 65535-port scan of a /24 is far below)."""
@@ -201,7 +203,9 @@ def _host(host: HostResult, start: int, end: int) -> str:
 
 def _port(port: PortResult) -> str:
     service = ""
-    if port.service:
+    if port.detected is not None:
+        service = service_element(port.detected, _q)
+    elif port.service:
         service = f"<service name={_q(port.service)} method={_q('table')} conf={_q(3)}/>"
     return (
         f"<port protocol={_q(port.protocol.value)} portid={_q(port.port)}>"
@@ -415,6 +419,9 @@ class _Reader:
             raise self.fail(f"{where}: no <state>")
         service = element.find("service")
         service_name = service.get("name") if service is not None else None
+        detected = None
+        if service is not None and service.get("method") == "probed" and service_name:
+            detected = self.detected(service, service_name, where)
         return PortResult(
             host=host,
             port=portid,
@@ -422,7 +429,12 @@ class _Reader:
             state=self.state(state.get("state", ""), where),
             reason=self.reason(state.get("reason", "")),
             service=service_name or None,
+            detected=detected,
         )
+
+    def detected(self, service: ET.Element, name: str, where: str) -> DetectedService:
+        conf = self.integer(service.get("conf", "10"), f"{where} service conf")
+        return detected_service(service, name, conf)
 
     def extraports(self, host: IPAddress, element: ET.Element) -> Iterator[PortResult]:
         state = self.state(element.get("state", ""), f"host {host} extraports")

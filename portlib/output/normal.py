@@ -124,16 +124,20 @@ def _host_lines(host: HostResult, *, open_only: bool, reason: bool, ping_only: b
             "Not shown: " + ", ".join(_not_shown(why, st, proto) for (st, proto), why in parts)
         )
     if shown:
+        versions = any(port.detected is not None for port in shown)  # -sV ran
         header = ["PORT", "STATE", "SERVICE"] + (["REASON"] if reason else [])
-        rows = [header]
+        rows = [header + (["VERSION"] if versions else [])]
         for port in shown:
+            found = port.detected
             row = [
                 f"{port.port}/{port.protocol.value}",
                 port.state.value,
-                port.service or "unknown",
+                found.service_text() if found else port.service or "unknown",
             ]
             if reason:
                 row.append(port.reason.value)
+            if versions:
+                row.append(found.version_text() if found else "")
             rows.append(row)
         lines.extend(_table(rows))
     return lines

@@ -41,6 +41,8 @@ class ScanOptions(TypedDict, total=False):
     exclude: str | None
     on_progress: ProgressCallback | None
     args: Sequence[str]
+    versions: bool
+    version_intensity: int
 
 
 METHOD_PROTOCOL: dict[ScanMethod, Protocol] = {

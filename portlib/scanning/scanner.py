@@ -64,6 +64,7 @@ from portlib.scanning.timing import TimingProfile
 
 if TYPE_CHECKING:
     from portlib.portspec import PortList
+    from portlib.scanning.versions.detect import DetectionOptions
     from portlib.targets import TargetSet
 
 QUEUE_SIZE = 1024  # verdicts buffered ahead of a slow consumer; engines wait beyond it
@@ -135,6 +136,9 @@ class Scanner:
     False (``-Pn``: every host up), or ``"connect"``/``"raw"`` to force one.
     ``seed`` fixes the probe order; ``sequential=True`` probes in order instead
     (nmap's ``-r``); ``shard`` is ``(i, n)`` 0-based or ``"I/N"`` 1-based.
+    ``versions=True`` detects the service on every open port once the port scan is
+    over (nmap's ``-sV``; ``version_intensity`` 0-9 as ``--version-intensity``): the
+    stream hands open ports on after their detection, with ``detected`` filled.
     ``on_progress(done, total)`` is called once with ``(0, 0)`` when discovery
     starts, then after every verdict. ``args`` (the command line, if
     any) is copied into the report.
@@ -176,6 +180,8 @@ class Scanner:
         exclude: str | None = None,
         on_progress: ProgressCallback | None = None,
         args: Sequence[str] = (),
+        versions: bool = False,
+        version_intensity: int = 7,
     ) -> None:
         self._methods = parse_methods(method)
         self._port_methods = tuple(m for m in self._methods if m is not ScanMethod.PING)
@@ -194,6 +200,13 @@ class Scanner:
         if not isinstance(sequential, bool):
             raise ScanError(f"sequential must be True or False, not {sequential!r}")
         self._sequential = sequential
+        if not isinstance(versions, bool):
+            raise ScanError(f"versions must be True or False, not {versions!r}")
+        self._detection: DetectionOptions | None = None
+        if versions:
+            from portlib.scanning.versions.detect import DetectionOptions
+
+            self._detection = DetectionOptions(intensity=version_intensity)
         if on_progress is not None and not callable(on_progress):
             raise ScanError(f"on_progress must be callable, not {on_progress!r}")
         self._targets_arg = targets
@@ -262,7 +275,7 @@ class Scanner:
         if raw:
             privilege.require_raw_privilege(f"method {', '.join(raw)}")
         self._engines = [ENGINES[m](m) for m in self._port_methods]
-        self._channel = Channel(QUEUE_SIZE)
+        self._channel = self._new_channel()
         self._started = _dt.datetime.now(_dt.UTC)
         self._t0 = time.perf_counter()
         self._task = asyncio.create_task(self._produce(), name="portlib-scan")
@@ -286,6 +299,13 @@ class Scanner:
         if self._channel is not None:
             self._channel.close()  # iterating after the block ends at once, never hangs
         self._stop_clock()
+
+    def _new_channel(self) -> Channel[PortResult]:
+        if self._detection is None:
+            return Channel(QUEUE_SIZE)
+        from portlib.scanning.versions.stage import OpenHeldChannel
+
+        return OpenHeldChannel(QUEUE_SIZE)
 
     def __aiter__(self) -> AsyncIterator[PortResult]:
         return self
@@ -379,6 +399,21 @@ class Scanner:
             for engine, work in zip(self._engines, works, strict=True)
         ]
         await _run_all(runs)
+        if self._detection is not None:
+            await self._detect_services()
+
+    async def _detect_services(self) -> None:
+        """The last stage of ``versions=True``: detection on the ports found open."""
+        import dataclasses
+
+        from portlib.scanning.versions.detect import median_rtt
+        from portlib.scanning.versions.stage import OpenHeldChannel
+
+        assert isinstance(self._channel, OpenHeldChannel) and self._detection is not None
+        options = self._detection
+        if options.rtt is None:
+            options = dataclasses.replace(options, rtt=median_rtt(self._channel.held or []))
+        await self._channel.release(self._tally.results, options)
 
 
 def _work_size(work: ScanWork) -> int:

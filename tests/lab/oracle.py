@@ -45,8 +45,13 @@ def _announced(version: str) -> bool:
 def disagreements(ours: PortResult, theirs: dict[str, str]) -> list[str]:
     """Where portlib's answer differs from nmap's, on what nmap itself is sure of."""
     found = ours.detected
-    assert found is not None
     where = f"{ours.port}/{ours.protocol}"
+    if found is None:
+        return (
+            [f"{where}: nothing detected, nmap {theirs}"]
+            if theirs.get("method") == "probed"
+            else []
+        )
     out = []
     name = theirs.get("name", "")
     if theirs.get("method") == "probed" and " " not in name and found.name != name:

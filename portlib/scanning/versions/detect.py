@@ -160,7 +160,19 @@ async def _detect_all(ports: Sequence[PortResult], options: DetectionOptions) ->
     return out
 
 
-def _wanted(result: PortResult) -> bool:
+def median_rtt(results: Sequence[PortResult]) -> float | None:
+    """The port scan's RTT measurement, for the detection waits (None: none measured)."""
+    measured = sorted(r.rtt for r in results if r.rtt)
+    return measured[len(measured) // 2] if measured else None
+
+
+async def detect_ports(ports: Sequence[PortResult], options: DetectionOptions) -> list[PortResult]:
+    """``ports`` with ``detected`` filled in, in the same order (the Scanner's last stage)."""
+    return await _detect_all(ports, options)
+
+
+def wants_detection(result: PortResult) -> bool:
+    """Open ports, and UDP ports that may be open (silence proves nothing there)."""
     return result.state is PortState.OPEN or (
         result.protocol is Protocol.UDP and result.state is PortState.OPEN_FILTERED
     )
@@ -206,11 +218,9 @@ async def _detect(
 
 
 async def _detect_report(report: ScanReport, options: DetectionOptions) -> ScanReport:
-    wanted = [p for h in report.hosts for p in h.ports if _wanted(p)]
-    if options.rtt is None:
-        measured = [p.rtt for p in wanted if p.rtt]
-        if measured:  # the port scan's own RTT measurement sets the waits
-            options = dataclasses.replace(options, rtt=sorted(measured)[len(measured) // 2])
+    wanted = [p for h in report.hosts for p in h.ports if wants_detection(p)]
+    if options.rtt is None:  # the port scan's own RTT measurement sets the waits
+        options = dataclasses.replace(options, rtt=median_rtt(wanted))
     found = {(p.host, p.port, p.protocol): p for p in await _detect_all(wanted, options)}
     hosts = tuple(
         dataclasses.replace(

@@ -1,0 +1,38 @@
+"""Detection as the last stage of a scan (``Scanner(..., versions=True)``).
+
+The scan's channel holds open verdicts back while the engines run; when the port
+scan is over they are detected (as nmap's ``-sV`` does, after the port scan), the
+scan's record is updated, and they go on to the consumer with ``detected`` filled.
+"""
+
+from __future__ import annotations
+
+from portlib.model import PortResult
+from portlib.scanning.channel import Channel
+from portlib.scanning.versions.detect import DetectionOptions, detect_ports, wants_detection
+
+
+class OpenHeldChannel(Channel[PortResult]):
+    """A scan channel that keeps the verdicts detection wants (open ports, UDP ports that
+    may be open) until ``release``; the others pass at once."""
+
+    __slots__ = ("held",)
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(capacity)
+        self.held: list[PortResult] | None = []
+
+    def put(self, item: PortResult) -> bool:
+        if self.held is not None and wants_detection(item):
+            self.held.append(item)
+            return True
+        return super().put(item)
+
+    async def release(self, record: list[PortResult], options: DetectionOptions) -> None:
+        """Detect the held ports, replace them in ``record`` and hand them on."""
+        held, self.held = self.held or [], None
+        detected = await detect_ports(held, options)
+        replaced = {id(old): new for old, new in zip(held, detected, strict=True)}
+        record[:] = [replaced.get(id(r), r) for r in record]
+        for result in detected:
+            await self.send(result)
