@@ -13,7 +13,7 @@ Rows (targets from issue 15):
 Each side is a fresh process in the lab's scanner namespace, started the same way
 (``ip netns exec``), doing the same work: ``portlib scan -sS -sV`` (or ``-sU -sV``)
 against ``nmap -sS -sV``, both with ``-Pn``, XML on stdout (portlib's read back with
-``ScanReport.from_nmap_xml``). Interpreter and nmap start-up both count. Runs alternate
+``portlib.output.formats.parse``). Interpreter and nmap start-up both count. Runs alternate
 (portlib, nmap, portlib, ...). Both tools' answers are recorded side by side in the
 result file and in ``results/versions_side_by_side.md``; ``same answer`` means portlib
 agrees with nmap wherever nmap itself is sure (tests/lab/oracle.py's rule).
@@ -53,12 +53,12 @@ def skip_reason() -> str | None:
 
 
 def _portlib(ns: str, hosts: str, protocol: str, ports: Sequence[int]) -> dict[Any, Any]:
-    from portlib.model import ScanReport
+    from portlib.output.formats import parse
 
     kind = "-sU" if protocol == "udp" else "-sS"
     spec = ",".join(map(str, ports))
     argv = [sys.executable, "-m", "portlib", "scan", kind, "-sV", "-Pn", "-p", spec, "-oX", "-"]
-    report = ScanReport.from_nmap_xml(netns_exec(ns, [*argv, *hosts.split(",")]))
+    report = parse(netns_exec(ns, [*argv, *hosts.split(",")]))
     return {(str(p.host), p.port, str(p.protocol)): p for h in report.hosts for p in h.ports}
 
 

@@ -90,9 +90,15 @@ class ReportFormatError(ParseError):
     """A report file (nmap XML, portlib JSON) is not in a format portlib can read."""
 
 
+class OutputError(PortlibError, OSError):
+    """A report could not be written: a missing or unwritable directory, a full disk, or a
+    symlink that another user planted in a shared directory such as ``/tmp``."""
+
+
 __all__ = [
     "NoFreePort",
     "NoSuchProcess",
+    "OutputError",
     "ParseError",
     "PermissionDenied",
     "PortNotInUse",

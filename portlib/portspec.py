@@ -1,7 +1,7 @@
 """Pure: port specifications as nmap's ``-p`` reads them, parsed into a ``PortList``.
 
 ``parse_ports`` takes ``22,80,1000-2000``, ``-``, service names and the
-``T:``/``U:`` prefixes (see it for the whole syntax); ``compact_ports`` writes
+``T:``/``U:`` prefixes (see it for the whole syntax); ``compress_ports`` writes
 ports back as such a spec. Pure: service names come from the bundled registry.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -71,23 +72,48 @@ class PortList:
         parts = []
         for prefix, ports in (("T:", self.tcp), ("U:", self.udp)):
             if ports:
-                parts.append(prefix + compact_ports(ports))
+                parts.append(prefix + compress_ports(ports))
         return ",".join(parts)
 
 
-def compact_ports(ports: Iterable[int]) -> str:
-    """Ports as a sorted spec of numbers and ranges: ``1-3,80,443``.
+def compress_ports(ports: Iterable[int]) -> str:
+    """Ports as nmap writes lists of them: ascending, runs folded into ranges.
 
-    >>> compact_ports([80, 1, 2, 3, 443, 2])
-    '1-3,80,443'
+    >>> compress_ports([80, 1, 2, 3, 1080, 443, 2])
+    '1-3,80,443,1080'
     """
-    runs: list[list[int]] = []
-    for port in sorted(ports):
-        if runs and runs[-1][1] + 1 == port:
-            runs[-1][1] = port
-        else:
-            runs.append([port, port])
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+    nums = sorted(set(ports))
+    parts: list[str] = []
+    first = 0
+    while first < len(nums):
+        last = first
+        while last + 1 < len(nums) and nums[last + 1] == nums[last] + 1:
+            last += 1
+            if last - first == _STEP_THROUGH:  # a long run: leap to its end
+                last = _run_end(nums, last)
+                break
+        parts.append(str(nums[first]) if first == last else f"{nums[first]}-{nums[last]}")
+        first = last + 1
+    return ",".join(parts)
+
+
+_STEP_THROUGH = 8  # runs up to this long are walked; longer ones leapt through
+
+
+def _run_end(nums: list[int], inside: int) -> int:
+    """The last index of the run of consecutive numbers that index ``inside`` is in.
+
+    In ascending distinct ints ``nums[i] - i`` never decreases and stays the same
+    along a run, so the end is found by galloping then bisecting: a few dozen steps
+    even for the 65530 closed ports of a full-range scan.
+    """
+    offset = nums[inside] - inside
+    last, step = inside, 1  # last: known to be in the run
+    while last + step < len(nums) and nums[last + step] - (last + step) == offset:
+        last += step
+        step *= 2
+    end = min(last + step, len(nums))  # the run ends before this index
+    return bisect_right(range(end), offset, last, end, key=lambda i: nums[i] - i) - 1
 
 
 class _BadPort(Exception):
@@ -229,4 +255,4 @@ def parse_ports(spec: str | int | Iterable[int] | None = None) -> PortList:
     return PortList(ports, ports)
 
 
-__all__ = ["DEFAULT_TOP_PORTS", "PortList", "compact_ports", "parse_ports"]
+__all__ = ["DEFAULT_TOP_PORTS", "PortList", "compress_ports", "parse_ports"]

@@ -245,7 +245,7 @@ def test_udp_detection_without_an_answer_is_the_registry(services) -> None:  # t
 
 
 def test_cli_scan_sv_on_real_daemons(services, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from portlib.model import ScanReport
+    from portlib.output.formats import parse
     from tests.test_nmapxml import dtd_errors
 
     lab, _, _ = services
@@ -253,9 +253,7 @@ def test_cli_scan_sv_on_real_daemons(services, tmp_path: Path) -> None:  # type:
             "-p", "T:22,25,443,6379,U:53,161", SERVICE_HOST, "-oX", "-"]  # fmt: skip
     xml = lab.exec(argv, timeout=120).stdout
     assert dtd_errors(xml, tmp_path) == ""
-    found = {
-        (p.port, str(p.protocol)): p.detected for p in ScanReport.from_nmap_xml(xml).hosts[0].ports
-    }
+    found = {(p.port, str(p.protocol)): p.detected for p in parse(xml).hosts[0].ports}
     assert {k: (d.name, d.product) for k, d in found.items() if d is not None} == {
         (22, "tcp"): ("ssh", "OpenSSH"),
         (25, "tcp"): ("smtp", "Exim smtpd"),

@@ -23,10 +23,10 @@ from portlib.model import (
     PortState,
     ScanReport,
 )
+from portlib.output.formats import parse
 from portlib.output.grepable import to_grepable
-from portlib.output.jsonload import report_from_plain
-from portlib.output.jsonout import to_plain
-from portlib.output.nmapxml import from_nmap_xml, to_nmap_xml
+from portlib.output.jsonout import dumps
+from portlib.output.nmapxml import to_nmap_xml
 from portlib.output.normal import render_normal
 from tests.report_samples import sample_report
 from tests.test_nmapxml import dtd_errors
@@ -80,7 +80,7 @@ def test_xml_is_dtd_valid_and_reads_back(tmp_path: Path) -> None:
         ' extrainfo="protocol 2.0" ostype="Linux" method="probed" conf="10">'
         "<cpe>cpe:/a:openbsd:openssh:9.2p1</cpe><cpe>cpe:/o:linux:linux_kernel</cpe></service>"
     ) in xml
-    again = from_nmap_xml(xml)
+    again = parse(xml)
     by_port = {p.port: p for p in again.hosts[0].ports}
     # banners and certificates are not part of nmap's XML
     assert by_port[22].detected == dataclasses.replace(SSH, banner=b"")
@@ -105,11 +105,11 @@ def test_grepable_carries_the_version() -> None:
 
 def test_json_carries_every_field_both_ways() -> None:
     report = detected_report()
-    plain = json.loads(report.to_json())
+    plain = json.loads(dumps(report))
     ssh = next(p for p in plain["hosts"][0]["ports"] if p["port"] == 22)["detected"]
     assert ssh["banner"] == "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10\r\n"
     assert ssh["method"] == "probed" and ssh["cpe"][0] == "cpe:/a:openbsd:openssh:9.2p1"
-    assert report_from_plain(to_plain(report)) == report  # banner bytes and certificate too
+    assert parse(dumps(report)) == report  # banner bytes and certificate too
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import stat
 from collections.abc import Mapping
 from typing import Any
@@ -39,12 +40,18 @@ def cache_dir(environ: Mapping[str, str]) -> str | None:
 def read_json(path: str) -> Any:
     """The JSON document at ``path``, or None if it is missing, unreadable or not trusted.
 
-    Trusted means owned by us or by root and writable by nobody else: raw scans
-    run as root, and the packets they send must not come from a file another
-    user could have written.
+    Trusted means a regular file (checked on the open descriptor, so a FIFO planted
+    there cannot hang the scan: the open does not block), not a symlink, owned by us
+    or by root and writable by nobody else: raw scans run as root, and the packets
+    they send must not come from a file another user could have written or chosen.
     """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        with open(path, "rb") as file:
+        fd = os.open(path, flags)
+    except OSError:  # missing, or a symlink (ELOOP)
+        return None
+    try:
+        with os.fdopen(fd, "rb") as file:
             info = os.fstat(file.fileno())
             if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_SIZE:
                 return None
@@ -60,40 +67,60 @@ def write_json(path: str, document: Any) -> bool:
 
     A temporary file in the same directory is renamed over the old one, so a
     reader sees the old file or the new one, never a partial one. No fsync: a
-    file torn by a crash fails the reader's checks and is rebuilt. Root writes
-    only into a directory root owns (or would create under one).
+    file torn by a crash fails the reader's checks and is rebuilt. The directory is
+    reached one component at a time without following symlinks, so a link anywhere
+    in the path means no cache rather than a file written where the link points.
+    Root writes only into a directory root owns (or creates under one).
     """
-    import tempfile
-
-    directory = os.path.dirname(path) or "."
+    directory, name = os.path.split(os.path.abspath(path))
     data = json.dumps(document, indent=1, sort_keys=True).encode()
     try:
-        if os.geteuid() == 0 and _owner_of_nearest(directory) != 0:
-            return False  # sudo keeping HOME: no root-owned dirs or files in a user's home
-        os.makedirs(directory, mode=0o755, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+        dir_fd = _open_directory(directory)
     except OSError:
         return False
+    if dir_fd is None:
+        return False
+    temporary = f".tmp-{secrets.token_hex(8)}.json"
     try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(temporary, flags, 0o600, dir_fd=dir_fd)
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             os.fchmod(file.fileno(), 0o644)
-        os.replace(temporary, path)
+        os.replace(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except OSError:
         with contextlib.suppress(OSError):
-            os.unlink(temporary)
+            os.unlink(temporary, dir_fd=dir_fd)
         return False
+    finally:
+        os.close(dir_fd)
     return True
 
 
-def _owner_of_nearest(directory: str) -> int:
-    """The owner of ``directory``, or of its nearest existing ancestor if it is missing."""
-    path = os.path.abspath(directory)
-    while True:
-        try:
-            return os.stat(path).st_uid
-        except FileNotFoundError:
-            parent = os.path.dirname(path)
-            if parent == path:
-                raise
-            path = parent
+def _open_directory(directory: str) -> int | None:
+    """A descriptor of ``directory`` reached from ``/`` without following a symlink,
+    creating missing components (0755); None when root would write into a directory
+    root does not own (sudo keeping HOME). OSError for a symlink (ELOOP, ENOTDIR)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    as_root = os.geteuid() == 0
+    fd = os.open("/", flags)
+    try:
+        for part in directory.split("/"):
+            if not part:
+                continue
+            try:
+                inner = os.open(part, flags, dir_fd=fd)
+            except FileNotFoundError:
+                if as_root and os.fstat(fd).st_uid != 0:
+                    return None
+                os.mkdir(part, 0o755, dir_fd=fd)
+                inner = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        if as_root and os.fstat(fd).st_uid != 0:
+            return None
+        found, fd = fd, -1  # handed to the caller, not closed below
+        return found
+    finally:
+        if fd >= 0:
+            os.close(fd)
