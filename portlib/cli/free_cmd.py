@@ -7,7 +7,7 @@ import contextlib
 import sys
 from typing import TYPE_CHECKING, Any
 
-from portlib.cli.argtypes import whole_number
+from portlib.cli.argtypes import positive_duration, whole_number
 
 if TYPE_CHECKING:
     import socket
@@ -84,8 +84,8 @@ def register(subparsers: Any) -> None:
     _protocol_flags(service, default=None)
     service.add_argument("--version-intensity", metavar="0-9", type=whole_number, default=7,
                          help="for HOST:PORT: how many probes to try (default 7)")  # fmt: skip
-    service.add_argument("--host-timeout", metavar="SECONDS", type=float, default=None,
-                         help="for HOST:PORT: give up after this long")  # fmt: skip
+    service.add_argument("--host-timeout", metavar="TIME", type=positive_duration, default=None,
+                         help="for HOST:PORT: give up after TIME (5s, 500ms)")  # fmt: skip
     service.add_argument("--json", action="store_true", help="print JSON")
     service.set_defaults(handler=run_service)
 

@@ -96,6 +96,20 @@ def _starttls(match: Match, answer: bytes) -> Match:
 
 _EHLO = b"EHLO portlib.invalid\r\n"
 
+
+def _smtp(pattern: bytes, product: str | None, cpe: str | None) -> Rule:
+    """An SMTP greeting rule; without a product it only names the service."""
+    return Rule(
+        "smtp",
+        pattern=_re(pattern),
+        product=product,
+        cpe=cpe,
+        follow_up=_EHLO,
+        enrich=_starttls,
+        certain=product is not None,
+    )
+
+
 RULES: tuple[Rule, ...] = (
     # SSH (RFC 4253 4.2): SSH-protoversion-softwareversion SP comments CR LF
     Rule(
@@ -151,37 +165,10 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule("ftp", pattern=_re(rb"^220[ -][^\r\n]*FTP"), certain=False),
     # SMTP (RFC 5321 greeting), then EHLO to see whether STARTTLS is offered
-    Rule(
-        "smtp",
-        pattern=_re(rb"^220 \S+ ESMTP Exim (?P<version>[\d.]+)"),
-        product="Exim smtpd",
-        cpe="cpe:/a:exim:exim:{version}",
-        follow_up=_EHLO,
-        enrich=_starttls,
-    ),
-    Rule(
-        "smtp",
-        pattern=_re(rb"^220 \S+ ESMTP Postfix"),
-        product="Postfix smtpd",
-        cpe="cpe:/a:postfix:postfix",
-        follow_up=_EHLO,
-        enrich=_starttls,
-    ),
-    Rule(
-        "smtp",
-        pattern=_re(rb"^220 \S+ ESMTP OpenSMTPD"),
-        product="OpenSMTPD",
-        cpe="cpe:/a:openbsd:opensmtpd",
-        follow_up=_EHLO,
-        enrich=_starttls,
-    ),
-    Rule(
-        "smtp",
-        pattern=_re(rb"^220[ -][^\r\n]*SMTP"),
-        follow_up=_EHLO,
-        enrich=_starttls,
-        certain=False,
-    ),
+    _smtp(rb"^220 \S+ ESMTP Exim (?P<version>[\d.]+)", "Exim smtpd", "cpe:/a:exim:exim:{version}"),
+    _smtp(rb"^220 \S+ ESMTP Postfix", "Postfix smtpd", "cpe:/a:postfix:postfix"),
+    _smtp(rb"^220 \S+ ESMTP OpenSMTPD", "OpenSMTPD", "cpe:/a:openbsd:opensmtpd"),
+    _smtp(rb"^220[ -][^\r\n]*SMTP", None, None),
     # IMAP (RFC 9051 greeting) and POP3 (RFC 1939)
     Rule(
         "imap",
