@@ -33,8 +33,12 @@ class BannerServers:
             self.listeners.append((sock, banner))
         self.ports = [s.getsockname()[1] for s, _ in self.listeners]
         self.held: list[socket.socket] = []
-        for sock, banner in self.listeners:
-            threading.Thread(target=self._serve, args=(sock, banner), daemon=True).start()
+        self.threads = [
+            threading.Thread(target=self._serve, args=(sock, banner), daemon=True)
+            for sock, banner in self.listeners
+        ]
+        for thread in self.threads:
+            thread.start()
 
     def _serve(self, sock: socket.socket, banner: bytes | None) -> None:
         while True:
@@ -48,6 +52,13 @@ class BannerServers:
             self.held.append(conn)  # held open until close()
 
     def close(self) -> None:
+        # shutdown wakes the accept() a thread is blocked in (close alone would not, and
+        # the socket would go on listening); only then are the sockets really closed
+        for sock, _ in self.listeners:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for thread in self.threads:
+            thread.join(timeout=5)
         for sock, _ in self.listeners:
             sock.close()
         for conn in self.held:

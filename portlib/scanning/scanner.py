@@ -200,13 +200,7 @@ class Scanner:
         if not isinstance(sequential, bool):
             raise ScanError(f"sequential must be True or False, not {sequential!r}")
         self._sequential = sequential
-        if not isinstance(versions, bool):
-            raise ScanError(f"versions must be True or False, not {versions!r}")
-        self._detection: DetectionOptions | None = None
-        if versions:
-            from portlib.scanning.versions.detect import DetectionOptions
-
-            self._detection = DetectionOptions(intensity=version_intensity)
+        self._detection = _detection_options(versions, version_intensity)
         if on_progress is not None and not callable(on_progress):
             raise ScanError(f"on_progress must be callable, not {on_progress!r}")
         self._targets_arg = targets
@@ -275,7 +269,7 @@ class Scanner:
         if raw:
             privilege.require_raw_privilege(f"method {', '.join(raw)}")
         self._engines = [ENGINES[m](m) for m in self._port_methods]
-        self._channel = self._new_channel()
+        self._channel = _scan_channel(self._detection)
         self._started = _dt.datetime.now(_dt.UTC)
         self._t0 = time.perf_counter()
         self._task = asyncio.create_task(self._produce(), name="portlib-scan")
@@ -299,13 +293,6 @@ class Scanner:
         if self._channel is not None:
             self._channel.close()  # iterating after the block ends at once, never hangs
         self._stop_clock()
-
-    def _new_channel(self) -> Channel[PortResult]:
-        if self._detection is None:
-            return Channel(QUEUE_SIZE)
-        from portlib.scanning.versions.stage import OpenHeldChannel
-
-        return OpenHeldChannel(QUEUE_SIZE)
 
     def __aiter__(self) -> AsyncIterator[PortResult]:
         return self
@@ -399,21 +386,28 @@ class Scanner:
             for engine, work in zip(self._engines, works, strict=True)
         ]
         await _run_all(runs)
-        if self._detection is not None:
-            await self._detect_services()
+        if self._detection is not None:  # -sV: the last stage, on the ports found open
+            from portlib.scanning.versions.stage import detect_held
 
-    async def _detect_services(self) -> None:
-        """The last stage of ``versions=True``: detection on the ports found open."""
-        import dataclasses
+            await detect_held(self._channel, self._tally.results, self._detection)
 
-        from portlib.scanning.versions.detect import median_rtt
-        from portlib.scanning.versions.stage import OpenHeldChannel
 
-        assert isinstance(self._channel, OpenHeldChannel) and self._detection is not None
-        options = self._detection
-        if options.rtt is None:
-            options = dataclasses.replace(options, rtt=median_rtt(self._channel.held or []))
-        await self._channel.release(self._tally.results, options)
+def _detection_options(versions: bool, intensity: int) -> DetectionOptions | None:
+    if not isinstance(versions, bool):
+        raise ScanError(f"versions must be True or False, not {versions!r}")
+    if not versions:
+        return None
+    from portlib.scanning.versions.detect import DetectionOptions
+
+    return DetectionOptions(intensity=intensity)
+
+
+def _scan_channel(detection: DetectionOptions | None) -> Channel[PortResult]:
+    if detection is None:
+        return Channel(QUEUE_SIZE)
+    from portlib.scanning.versions.stage import OpenHeldChannel
+
+    return OpenHeldChannel(QUEUE_SIZE)  # open verdicts wait for their detection
 
 
 def _work_size(work: ScanWork) -> int:

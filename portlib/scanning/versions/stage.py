@@ -7,9 +7,16 @@ scan's record is updated, and they go on to the consumer with ``detected`` fille
 
 from __future__ import annotations
 
+import dataclasses
+
 from portlib.model import PortResult
 from portlib.scanning.channel import Channel
-from portlib.scanning.versions.detect import DetectionOptions, detect_ports, wants_detection
+from portlib.scanning.versions.detect import (
+    DetectionOptions,
+    detect_ports,
+    median_rtt,
+    wants_detection,
+)
 
 
 class OpenHeldChannel(Channel[PortResult]):
@@ -36,3 +43,14 @@ class OpenHeldChannel(Channel[PortResult]):
         record[:] = [replaced.get(id(r), r) for r in record]
         for result in detected:
             await self.send(result)
+
+
+async def detect_held(
+    channel: Channel[PortResult], record: list[PortResult], options: DetectionOptions
+) -> None:
+    """Detect what ``channel`` held during the port scan; the waits follow the port
+    scan's RTT unless ``options`` fix one."""
+    assert isinstance(channel, OpenHeldChannel)
+    if options.rtt is None:
+        options = dataclasses.replace(options, rtt=median_rtt(channel.held or []))
+    await channel.release(record, options)
