@@ -154,15 +154,20 @@ def test_render_shows_the_version_column_and_details() -> None:
     ]
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def portlib_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m portlib ARGS`` from this checkout, output captured."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.run(
-        [sys.executable, "-m", "portlib", "service", *args],
+        [sys.executable, "-m", "portlib", *args],
         capture_output=True,
         text=True,
         env=env,
-        timeout=60,
+        timeout=120,
     )
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return portlib_cli("service", *args)
 
 
 def test_cli_service_detects_one_port(servers: BannerServers) -> None:

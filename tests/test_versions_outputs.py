@@ -7,9 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,9 +28,7 @@ from portlib.output.nmapxml import to_nmap_xml
 from portlib.output.normal import render_normal
 from tests.report_samples import sample_report
 from tests.test_nmapxml import dtd_errors
-from tests.test_versions_loopback import BannerServers
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.test_versions_loopback import BannerServers, portlib_cli
 
 SSH = DetectedService(
     "ssh", DetectionMethod.PROBED, 10, "OpenSSH", "9.2p1 Debian 2+deb12u10", "protocol 2.0",
@@ -146,14 +142,7 @@ def test_scan_without_versions_detects_nothing(servers: BannerServers) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run(
-        [sys.executable, "-m", "portlib", "scan", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return portlib_cli("scan", *args)
 
 
 def test_cli_scan_sv(servers: BannerServers, tmp_path: Path) -> None:
