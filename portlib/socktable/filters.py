@@ -237,6 +237,13 @@ class SocketFilter:
     """A whole ss filter: the states to keep (None: any) and an expression (None: any).
 
     ``str()`` gives the filter in ss's syntax, which parses back to an equal value.
+
+    Example:
+
+    >>> from portlib import SocketFilter
+    >>> from portlib.socktable.filters import dport, ss_states
+    >>> str(SocketFilter(dport(">=", 1024), ss_states("listening")))
+    'state listening dport >= :1024'
     """
 
     expression: Expression | None = None

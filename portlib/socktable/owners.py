@@ -42,15 +42,24 @@ def parse_cmdline(raw: bytes) -> tuple[str, ...]:
     return tuple(text.rstrip("\0").split("\0")) if text.strip("\0") else ()
 
 
-def parse_status_uid(text: str) -> int | None:
-    """The effective uid from ``/proc/<pid>/status`` (the ``Uid:`` line's second field)."""
+def _status_number(text: str, key: str, column: int) -> int | None:
     for line in text.splitlines():
-        if line.startswith("Uid:"):
+        if line.startswith(key):
             fields = line.split()
-            if len(fields) >= 3 and fields[2].isdigit():
-                return int(fields[2])
+            if len(fields) > column and fields[column].isdigit():
+                return int(fields[column])
             return None
     return None
+
+
+def parse_status_uid(text: str) -> int | None:
+    """The effective uid from ``/proc/<pid>/status`` (the ``Uid:`` line's second field)."""
+    return _status_number(text, "Uid:", 2)
+
+
+def parse_status_ppid(text: str) -> int | None:
+    """The parent's PID from ``/proc/<pid>/status`` (the ``PPid:`` line)."""
+    return _status_number(text, "PPid:", 1)
 
 
 def list_pids(procfs: str = "/proc") -> list[int]:
