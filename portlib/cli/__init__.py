@@ -17,7 +17,7 @@ from typing import NoReturn
 
 from portlib.errors import PortlibError
 
-_COMMANDS: tuple[str, ...] = ("scan_cmd", "free_cmd", "diff_cmd", "sockets_cmd")
+_COMMANDS: tuple[str, ...] = ("scan_cmd", "free_cmd", "diff_cmd", "sockets_cmd", "who_cmd")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran and the answer is "no" (e.g. a port is not free)
