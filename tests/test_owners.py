@@ -170,10 +170,12 @@ def test_no_processes_means_no_proc_walk(proc: FakeProc, monkeypatch: pytest.Mon
     assert len(socks) == 12 and all(s.owners == () for s in socks)
 
 
-def test_who_uses_local_port_only(proc: FakeProc) -> None:
-    found = portlib.who_uses(8000, procfs=proc.write())
+def test_who_uses_either_end_or_local_only(proc: FakeProc) -> None:
+    found = portlib.who_uses(8000, "tcp", local=True, procfs=proc.write())
     assert {s.inode for s in found} == {100, 101, 0}  # 102 has 8000 only as its peer port
     assert {o.pid for s in found for o in s.owners} == {200, 201}
+    either = portlib.who_uses(8000, procfs=proc.write())  # lsof -i :8000
+    assert {s.inode for s in either} == {100, 101, 102, 0}
     assert portlib.who_uses(5353, "udp", procfs=proc.write())[0].owners[0].name == "client"
     assert portlib.who_uses(5353, "tcp", procfs=proc.write()) == []
 
