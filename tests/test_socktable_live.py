@@ -224,6 +224,12 @@ def test_helper_walk_matches_in_process_walk(holder: Holder) -> None:
     expected = {i: sorted(direct[i]) for i in mine}
     assert {i: sorted(helper[i]) for i in mine} == expected
     assert {i: sorted(shared[i]) for i in mine} == expected
+    # The same owners as Process values, the helper's part read straight from its output.
+    reader = owners_mod.ProcessReader()
+    with owners_mod.OwnerWalk("/proc", helper=True, table_sockets=0) as walk:
+        assert walk.in_helper
+        processes = walk.owners(reader, mine)
+    assert processes == reader.owners({i: direct[i] for i in mine})
 
 
 def test_kill_port_stops_a_child() -> None:

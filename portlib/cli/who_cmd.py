@@ -200,7 +200,11 @@ def run_who(args: argparse.Namespace) -> int:
         print(f"portlib: {hidden_holders_text(hidden)}", file=sys.stderr)
     if not owned:
         if not args.json and not args.terse and not hidden:
-            print(f"portlib: no process holds {describe(args.selectors)}", file=sys.stderr)
+            if args.selectors:
+                print(f"portlib: no process holds {describe(args.selectors)}", file=sys.stderr)
+            else:
+                pids = ", ".join(map(str, args.pid))
+                print(f"portlib: PID {pids} holds no TCP or UDP socket", file=sys.stderr)
         return 1
     return 0
 

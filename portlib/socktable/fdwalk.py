@@ -93,10 +93,16 @@ def walk(procfs: str, shares: list[Share] | None = None, *, skip: int | None = N
     return records
 
 
-def decode_records(data: bytes, wanted: Collection[int] | None = None) -> Holders:
-    """Turn the child's output back into inode -> [(pid, fd), ...], keeping ``wanted`` inodes."""
+def records_of(data: bytes) -> array[int]:
+    """The child's output as its flat (inode, pid, fd, inode, pid, fd, ...) integers."""
     records: array[int] = array(RECORD_TYPECODE)
     records.frombytes(data)
+    return records
+
+
+def decode_records(data: bytes, wanted: Collection[int] | None = None) -> Holders:
+    """Turn the child's output back into inode -> [(pid, fd), ...], keeping ``wanted`` inodes."""
+    records = records_of(data)
     holders: Holders = {}
     it = iter(records)
     for inode, pid, fd in zip(it, it, it, strict=True):

@@ -16,7 +16,7 @@ import os
 import pwd
 import signal
 import sys
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from portlib.errors import NoSuchProcess, PermissionDenied
 from portlib.model import Process
@@ -24,6 +24,11 @@ from portlib.socktable import fdwalk
 from portlib.socktable.construct import fast_constructor
 
 _new_process = fast_constructor(Process)
+
+
+def _pid_and_fd(process: Process) -> tuple[int, int]:
+    return process.pid, process.fd
+
 
 # inode -> [(pid, fd), ...]: a forked server shares one socket between processes.
 Holders = fdwalk.Holders
@@ -163,9 +168,16 @@ class ProcessReader:
         return self._users[uid]
 
     def owners(
-        self, holders: Mapping[int, list[tuple[int, int]]]
+        self,
+        holders: Mapping[int, list[tuple[int, int]]],
+        records: Sequence[int] = (),
+        wanted: Collection[int] | None = None,
     ) -> dict[int, tuple[Process, ...]]:
-        """Turn (pid, fd) pairs into Process values; processes that vanished are left out."""
+        """Turn (pid, fd) pairs into Process values; processes that vanished are left out.
+
+        ``records`` adds the walk helper's (inode, pid, fd) triples of ``wanted``
+        inodes, read straight from its output rather than through a Holders map.
+        """
         result: dict[int, tuple[Process, ...]] = {}
         known = self._info
         new_process = _new_process
@@ -185,7 +197,31 @@ class ProcessReader:
                     procs.append(Process(pid, details.name, details.cmdline, details.user, fd))
             if procs:
                 result[inode] = tuple(procs)
+        if records:
+            self._add_records(result, records, wanted)
         return result
+
+    def _add_records(
+        self,
+        result: dict[int, tuple[Process, ...]],
+        records: Sequence[int],
+        wanted: Collection[int] | None,
+    ) -> None:
+        known = self._info
+        new_process = _new_process
+        it = iter(records)
+        for inode, pid, fd in zip(it, it, it, strict=True):
+            if wanted is not None and inode not in wanted:
+                continue
+            details = known[pid] if pid in known else self.info(pid)
+            if details is None:
+                continue
+            process = new_process(pid, details.name, details.cmdline, details.user, fd)
+            held = result.get(inode)
+            if held is None:
+                result[inode] = (process,)
+            else:  # a shared socket: keep the order the in-process walk gives
+                result[inode] = tuple(sorted((*held, process), key=_pid_and_fd))
 
     def matches_name(self, pid: int, name: str) -> bool:
         """Whether the process is called ``name`` (its comm, or its program's base name)."""
@@ -321,6 +357,19 @@ class OwnerWalk:
         finally:
             os.close(write_fd)
         self._read_fd = read_fd
+
+    def owners(
+        self, reader: ProcessReader, wanted: Collection[int]
+    ) -> dict[int, tuple[Process, ...]]:
+        """The owners of the ``wanted`` inodes, as Process values (:meth:`join`, then
+        :meth:`ProcessReader.owners`, without building the helper's part as a map)."""
+        if self._pid is None:
+            return reader.owners(socket_holders(self.procfs, wanted=wanted))
+        mine = socket_holders(self.procfs, shares=self._mine or [], wanted=wanted)
+        data = self._collect()
+        if data is None:  # the helper failed: walk everything here
+            return reader.owners(socket_holders(self.procfs, wanted=wanted))
+        return reader.owners(mine, fdwalk.records_of(data), wanted)
 
     def join(self, wanted: Collection[int] | None = None) -> Holders:
         """Every holder of the ``wanted`` inodes (all sockets when None)."""

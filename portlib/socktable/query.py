@@ -86,7 +86,7 @@ def _read_text(path: str) -> str | None:
 
 def read_inet_table(
     protocol: Protocol,
-    family: Family,
+    family: Family | None,
     procfs: str = REAL_PROCFS,
     *,
     backend: str = "auto",
@@ -96,6 +96,7 @@ def read_inet_table(
 ) -> list[Socket]:
     """One kernel table; ``backend`` is ``auto`` (netlink for /proc), ``netlink`` or ``procfs``.
 
+    ``family=None`` reads TCP's IPv4 and IPv6 tables together (one kernel walk).
     ``net_dir`` is where the ``/proc`` fallback reads (default ``PROCFS/net``).
     """
     if backend != "procfs" and procfs == REAL_PROCFS and protocol in sockdiag.IPPROTO_BY_PROTOCOL:
@@ -114,6 +115,14 @@ def read_inet_table(
         except OSError:
             if backend == "netlink":
                 raise
+    if family is None:
+        return [
+            sock
+            for one in (Family.INET, Family.INET6)
+            for sock in read_inet_table(
+                protocol, one, procfs, backend="procfs", compiled=compiled, net_dir=net_dir
+            )
+        ]
     path = f"{net_dir or procfs + '/net'}/{procnet.INET_TABLE_FILES[(protocol, family)]}"
     text = _read_text(path)
     if text is None:
@@ -145,7 +154,7 @@ def read_tables(
     with netns.entered(namespace) if namespace else contextlib.nullcontext():
         net_dir = netns.THREAD_NET if namespace else None
         found: list[AnySocket] = []
-        for (protocol, family), compiled in plan:
+        for (protocol, family), compiled in _joined_tcp(list(plan)):
             found.extend(
                 read_inet_table(
                     protocol, family, procfs, compiled=compiled, extras=extras, net_dir=net_dir
@@ -154,6 +163,25 @@ def read_tables(
         if unix is not None:
             found.extend(read_unix_table(procfs, compiled=unix, net_dir=net_dir))
     return found
+
+
+_TCP4, _TCP6 = (Protocol.TCP, Family.INET), (Protocol.TCP, Family.INET6)
+
+
+def _joined_tcp(
+    plan: list[tuple[Table, CompiledFilter]],
+) -> list[tuple[tuple[Protocol, Family | None], CompiledFilter]]:
+    """The plan with TCP's two tables made one read when they share a filter (as ss does)."""
+    filters = dict(plan)
+    if _TCP4 not in filters or filters.get(_TCP6) is not filters[_TCP4]:
+        return list(plan)
+    joined: list[tuple[tuple[Protocol, Family | None], CompiledFilter]] = []
+    for table, compiled in plan:
+        if table == _TCP4:
+            joined.append(((Protocol.TCP, None), compiled))
+        elif table != _TCP6:
+            joined.append((table, compiled))
+    return joined
 
 
 def attach(found: list[AnySocket], owners: Mapping[int, tuple[Process, ...]]) -> None:
@@ -219,9 +247,8 @@ def query_tables(
             found = read_tables(plan, unix_filter, procfs, extras=extras, namespace=namespace)
             if keep is not None:
                 found = [s for s in found if keep(s)]
-            holders = walk.join(wanted={s.inode for s in found if s.inode})
-        if holders:
-            attach(found, _owners.ProcessReader(procfs).owners(holders))
+            owners = walk.owners(_owners.ProcessReader(procfs), {s.inode for s in found if s.inode})
+        attach(found, owners)
         return found
 
 

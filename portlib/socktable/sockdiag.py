@@ -25,6 +25,7 @@ from portlib.socktable.details import SocketDetails, SocketTimer
 from portlib.socktable.procnet import STATES_BY_PROTOCOL
 
 NETLINK_SOCK_DIAG = 4
+TCPDIAG_GETSOCK = 18
 SOCK_DIAG_BY_FAMILY = 20
 SOCK_DESTROY = 21
 NLM_F_REQUEST = 0x1
@@ -43,6 +44,8 @@ FAMILY_BY_AF: Mapping[int, Family] = MappingProxyType({2: Family.INET, 10: Famil
 IPPROTO_BY_PROTOCOL: Mapping[Protocol, int] = MappingProxyType({Protocol.TCP: 6, Protocol.UDP: 17})
 
 NLMSGHDR = struct.Struct("=IHHII")
+# The older inet_diag_req: family, src_len, dst_len, ext, sockid, states, dbs.
+COMPAT_REQUEST = struct.Struct("=BBBB48sII")
 # inet_diag_req_v2: family, protocol, ext, pad, states, then inet_diag_sockid (48 bytes).
 REQUEST = struct.Struct("=BBBBI")
 SOCKID_SIZE = 48
@@ -57,6 +60,9 @@ MESSAGE_LEN = HEADER_LEN + 72  # nlmsghdr + inet_diag_msg
 SOCKID_OFFSET = HEADER_LEN + 4
 _ERRNO = struct.Struct("=i")
 
+_SOCKET_MESSAGES = frozenset(
+    {SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK}
+)  # replies carry the request's type
 _new_socket = fast_constructor(Socket)
 _new_endpoint = fast_constructor(Endpoint)
 
@@ -83,6 +89,21 @@ def encode_request(
     body = REQUEST.pack(af, proto, ext, 0, states) + bytes(SOCKID_SIZE) + bytecode
     flags = NLM_F_REQUEST | NLM_F_DUMP
     return NLMSGHDR.pack(HEADER_LEN + len(body), SOCK_DIAG_BY_FAMILY, flags, seq, 0) + body
+
+
+def encode_tcp_request(
+    *, seq: int = 1, states: int = ALL_STATES, ext: int = 0, bytecode: bytes = b""
+) -> bytes:
+    """A ``TCPDIAG_GETSOCK`` dump request: TCP sockets of both families in one pass.
+
+    The kernel keeps this older request for compatibility and answers it with
+    one walk of its TCP hash tables (as ``ss`` asks when no family is given),
+    where two ``SOCK_DIAG_BY_FAMILY`` dumps walk them once per family.
+    """
+    body = COMPAT_REQUEST.pack(AF_BY_FAMILY[Family.INET], 0, 0, ext, bytes(SOCKID_SIZE), states, 0)
+    body += bytecode
+    flags = NLM_F_REQUEST | NLM_F_DUMP
+    return NLMSGHDR.pack(HEADER_LEN + len(body), TCPDIAG_GETSOCK, flags, seq, 0) + body
 
 
 # Decoded values keyed by their raw bytes: a busy server repeats a few
@@ -152,7 +173,7 @@ def decode_messages(
         if length < HEADER_LEN or offset + length > size:
             raise SockDiagError(0, f"truncated netlink message at byte {offset}")
         if msg_seq == seq:
-            if kind == SOCK_DIAG_BY_FAMILY and length >= message_size:
+            if kind in _SOCKET_MESSAGES and length >= message_size:
                 (_, _, _, _, _, af, code, _, _, sport, dport, src, dst, _, rq, wq, uid, inode) = (
                     fields
                 )
@@ -217,7 +238,7 @@ def decode_one(
     timers: bool = False,
 ) -> Socket | None:
     """The socket (with details) of the ``SOCK_DIAG_BY_FAMILY`` message at ``offset``, if one."""
-    if length < MESSAGE_LEN or NLMSGHDR.unpack_from(data, offset)[1] != SOCK_DIAG_BY_FAMILY:
+    if length < MESSAGE_LEN or NLMSGHDR.unpack_from(data, offset)[1] not in _SOCKET_MESSAGES:
         return None
     fields = _FULL_MESSAGE.unpack_from(data, offset)
     af, code, timer_code, retrans, sport, dport, src, dst = fields[5:13]
@@ -293,7 +314,7 @@ def open_socket() -> socket.socket:
 
 def dump(
     protocol: Protocol,
-    family: Family,
+    family: Family | None,
     *,
     states: int = ALL_STATES,
     bytecode: bytes = b"",
@@ -304,6 +325,7 @@ def dump(
 ) -> list[Socket]:
     """The sockets of one protocol and family in this network namespace that pass the filter.
 
+    ``family=None`` dumps TCP sockets of both families in one request.
     ``detailed`` adds :class:`SocketDetails` (cookie, shutdown, and what ``ext``
     and ``timers`` ask for). ``sock`` is a sock_diag socket to use (one opened in
     another namespace, say); by default one is opened for the call. Raises
@@ -315,9 +337,14 @@ def dump(
     own = sock is None
     sock = open_socket() if sock is None else sock
     try:
-        request = encode_request(
-            protocol, family, seq=seq, states=states, ext=ext, bytecode=bytecode
-        )
+        if family is None:
+            if protocol is not Protocol.TCP:
+                raise ValueError("only TCP has a dump of both families")
+            request = encode_tcp_request(seq=seq, states=states, ext=ext, bytecode=bytecode)
+        else:
+            request = encode_request(
+                protocol, family, seq=seq, states=states, ext=ext, bytecode=bytecode
+            )
         sock.sendto(request, (0, 0))
         buffer = bytearray(1 << 17)
         view = memoryview(buffer)
