@@ -203,8 +203,8 @@ def run_who(args: argparse.Namespace) -> int:
             if args.selectors:
                 print(f"portlib: no process holds {describe(args.selectors)}", file=sys.stderr)
             else:
-                pids = ", ".join(map(str, args.pid))
-                print(f"portlib: PID {pids} holds no TCP or UDP socket", file=sys.stderr)
+                listed = ", ".join(map(str, args.pid))
+                print(f"portlib: PID {listed} holds no TCP or UDP socket", file=sys.stderr)
         return 1
     return 0
 
