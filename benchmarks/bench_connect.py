@@ -200,8 +200,8 @@ def profile_loopback() -> None:
 
     import portlib
     from portlib.model import PortResult, Protocol
-    from portlib.scanning.connect import ConnectEngine
-    from portlib.scanning.engine import ScanWork
+    from portlib.scanning.connect.engine import ConnectEngine
+    from portlib.scanning.contract import ScanWork
     from portlib.scanning.timing import preset
 
     async def emit(result: PortResult) -> None:

@@ -61,8 +61,8 @@ States = dict[int, str]
 RATE_SNIPPET = """
 import asyncio, ipaddress, sys, time
 from portlib.model import Protocol, ScanMethod
-from portlib.scanning.engine import ScanWork
-from portlib.scanning.raw import RawEngine
+from portlib.scanning.contract import ScanWork
+from portlib.scanning.raw.engine import RawEngine
 from portlib.scanning.timing import preset
 method, host, first, last = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 async def emit(result):

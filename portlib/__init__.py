@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from portlib.errors import (
     NoFreePort,
     NoSuchProcess,
+    OutputError,
     ParseError,
     PermissionDenied,
     PortlibError,
@@ -50,14 +51,14 @@ from portlib.model import (
     SocketState,
     UnixSocket,
 )
+from portlib.version import __version__ as __version__
 
-__version__ = "0.1.0"
-
-# name -> module that defines it; loaded on first attribute access (PEP 562).
+# name -> module that defines it, or "module:name" when it is called otherwise there;
+# loaded on first attribute access (PEP 562).
 _LAZY: dict[str, str] = {
-    "scan": "portlib.scanning",
-    "scan_async": "portlib.scanning",
-    "Scanner": "portlib.scanning",
+    "scan": "portlib.scanning.scanner",
+    "scan_async": "portlib.scanning.scanner",
+    "Scanner": "portlib.scanning.scanner",
     "sockets": "portlib.socktable",
     "listening": "portlib.socktable",
     "who_uses": "portlib.socktable",
@@ -89,16 +90,25 @@ _LAZY: dict[str, str] = {
     "service_ports": "portlib.services",
     "service_names": "portlib.services",
     "service_for_port": "portlib.services",
-    "parse_ports": "portlib.targets",
+    "parse_ports": "portlib.portspec",
     "parse_targets": "portlib.targets",
-    "PortList": "portlib.targets",
+    "PortList": "portlib.portspec",
     "Target": "portlib.targets",
     "TargetSet": "portlib.targets",
+    "load_report": "portlib.output:load",
+    "parse_report": "portlib.output:parse",
+    "dump_report": "portlib.output:dump",
+    "render_report": "portlib.output:render",
 }
 
 if TYPE_CHECKING:
+    from portlib.output import dump as dump_report
+    from portlib.output import load as load_report
+    from portlib.output import parse as parse_report
+    from portlib.output import render as render_report
     from portlib.ports import find_free_port, is_port_free, port_ranges, reserve_port
-    from portlib.scanning import Scanner, scan, scan_async
+    from portlib.portspec import PortList, parse_ports
+    from portlib.scanning.scanner import Scanner, scan, scan_async
     from portlib.services import (
         service_for_port,
         service_name,
@@ -131,14 +141,15 @@ if TYPE_CHECKING:
     from portlib.socktable.sockevents import SocketEvent, SocketEventKind
     from portlib.socktable.summary import SocketSummary
     from portlib.socktable.watch import watch_sockets
-    from portlib.targets import PortList, Target, TargetSet, parse_ports, parse_targets
+    from portlib.targets import Target, TargetSet, parse_targets
 
 
 def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
+    where = _LAZY.get(name)
+    if where is None:
         raise AttributeError(f"module 'portlib' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
+    module_name, _, attribute = where.partition(":")
+    value = getattr(importlib.import_module(module_name), attribute or name)
     globals()[name] = value  # later lookups skip this function
     return value
 
@@ -156,6 +167,7 @@ __all__ = [
     "HostState",
     "NoFreePort",
     "NoSuchProcess",
+    "OutputError",
     "ParseError",
     "PermissionDenied",
     "PortList",
@@ -195,15 +207,19 @@ __all__ = [
     "UnixSocket",
     "UnknownService",
     "destroy_sockets",
+    "dump_report",
     "find_free_port",
     "is_port_free",
     "kill_port",
     "listening",
+    "load_report",
     "parse_ports",
+    "parse_report",
     "parse_socket_filter",
     "parse_targets",
     "port_ranges",
     "ports_of",
+    "render_report",
     "reserve_port",
     "scan",
     "scan_async",

@@ -1,4 +1,4 @@
-"""The one error family every public portlib function raises.
+"""Pure: the one error family every public portlib function raises.
 
 Each class also derives from the built-in exception a caller would naturally
 catch (``ValueError`` for bad input, ``PermissionError`` for missing rights,
@@ -90,9 +90,15 @@ class ReportFormatError(ParseError):
     """A report file (nmap XML, portlib JSON) is not in a format portlib can read."""
 
 
+class OutputError(PortlibError, OSError):
+    """A report could not be written: a missing or unwritable directory, a full disk, or a
+    symlink that another user planted in a shared directory such as ``/tmp``."""
+
+
 __all__ = [
     "NoFreePort",
     "NoSuchProcess",
+    "OutputError",
     "ParseError",
     "PermissionDenied",
     "PortNotInUse",

@@ -35,7 +35,7 @@ _BY_NAME = {p.value: p for p in _PROTOCOLS}
 MAX_PORT = 65535
 _ROW_PORT = re.compile(r"^\d+", re.MULTILINE)
 _FIRST_UNRANKED = re.compile(r"^\d+ -(?: |$)", re.MULTILINE)
-# A name search scans the text (~4 ms); after this many, indexing every name once is cheaper.
+# A name search scans the whole text; after this many, indexing every name once is cheaper.
 _SEARCHES_BEFORE_INDEX = 8
 
 

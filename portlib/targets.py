@@ -1,4 +1,4 @@
-"""Target and port specifications, as nmap reads them, parsed into lazy typed values.
+"""Target specifications, as nmap reads them, parsed into lazy typed values.
 
 Targets (``parse_targets``): whitespace-separated parts, each one of
 
@@ -20,15 +20,12 @@ Order and duplicates: targets come out in the order their parts were given, each
 part ascending; an address given twice appears once, at its first place. Large
 parts stay ranges: ``2001:db8::/32`` is one pair of integers, never a list.
 
-Ports (``parse_ports``): nmap's ``-p`` syntax, see that function.
+Port specifications are ``portlib.portspec``.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import os
-import re
 import socket
 import sys
 from bisect import bisect_right
@@ -36,35 +33,29 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import (
     IPv4Address,
-    IPv4Network,
     IPv6Address,
-    IPv6Network,
     ip_address,
 )
 from typing import TYPE_CHECKING, Any, Final
 
-from portlib.errors import PortSpecError, SizeOverflowError, TargetSpecError, UnknownService
-from portlib.model import Protocol
+from portlib.errors import SizeOverflowError, TargetSpecError
+from portlib.targetspec import (
+    MAX_PATTERN_RANGES,
+    V6_BASE,
+    Part,
+    address_to_key,
+    first_cover,
+    key_ranges,
+    key_to_address,
+    parse_token,
+    spec_error,
+    spec_texts,
+)
 
 if TYPE_CHECKING:
     from portlib.model import IPAddress
 
-# Addresses of both families share one integer key space, so one sorted list of
-# ranges serves both: IPv4 keys are the address, IPv6 keys sit above all of them.
-_V6_BASE: Final = 1 << 32
-_V4_BITS: Final = 32
-_V6_BITS: Final = 128
 
-# An octet pattern like 10.0-255.0-255.1,3 becomes one range per run; beyond this
-# many the pattern would cost real memory, so we refuse it and say what to use.
-MAX_PATTERN_RANGES: Final = 1 << 18
-
-_PLAIN_V4 = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
-_NUMERIC_V4 = re.compile(r"[0-9.,*\-]+")
-_FULL_V4_RANGE = re.compile(r"([0-9]+(?:\.[0-9]+){3})-([0-9]+(?:\.[0-9]+){3})")
-_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
-_NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]*")
-_HEX_GROUP = re.compile(r"[0-9a-fA-F]{1,4}")
 _FAMILIES: Final = {None: socket.AF_UNSPEC, 4: socket.AF_INET, 6: socket.AF_INET6}
 
 
@@ -86,18 +77,6 @@ class Target:
         if self.hostname:
             return f"{self.hostname} ({self.address})"
         return str(self.address)
-
-
-def _key_to_address(key: int) -> IPv4Address | IPv6Address:
-    if key < _V6_BASE:
-        return IPv4Address(key)
-    return IPv6Address(key - _V6_BASE)
-
-
-def _address_to_key(address: IPAddress) -> int:
-    if address.version == 4:
-        return int(address)
-    return int(address) + _V6_BASE
 
 
 class TargetSet(Sequence[Target]):
@@ -171,28 +150,28 @@ class TargetSet(Sequence[Target]):
         block = bisect_right(self._cum, index)
         before = self._cum[block - 1] if block else 0
         key = self._starts[block] + index - before
-        return Target(_key_to_address(key), self._names.get(key))
+        return Target(key_to_address(key), self._names.get(key))
 
     def __iter__(self) -> Iterator[Target]:
         names = self._names
         for start, end in zip(self._starts, self._ends, strict=True):
             for key in range(start, end + 1):
-                yield Target(_key_to_address(key), names.get(key))
+                yield Target(key_to_address(key), names.get(key))
 
     def addresses(self) -> Iterator[IPv4Address | IPv6Address]:
         """The addresses alone, in order (cheaper than iterating Targets)."""
         for start, end in zip(self._starts, self._ends, strict=True):
             for key in range(start, end + 1):
-                yield IPv4Address(key) if key < _V6_BASE else IPv6Address(key - _V6_BASE)
+                yield IPv4Address(key) if key < V6_BASE else IPv6Address(key - V6_BASE)
 
     def ranges(self) -> Iterator[tuple[IPv4Address | IPv6Address, IPv4Address | IPv6Address]]:
         """(first, last) address of each contiguous run, in order."""
         for start, end in zip(self._starts, self._ends, strict=True):
-            if start < _V6_BASE <= end:  # a run may cross from 255.255.255.255 to ::
-                yield _key_to_address(start), _key_to_address(_V6_BASE - 1)
-                yield _key_to_address(_V6_BASE), _key_to_address(end)
+            if start < V6_BASE <= end:  # a run may cross from 255.255.255.255 to ::
+                yield key_to_address(start), key_to_address(V6_BASE - 1)
+                yield key_to_address(V6_BASE), key_to_address(end)
             else:
-                yield _key_to_address(start), _key_to_address(end)
+                yield key_to_address(start), key_to_address(end)
 
     def __contains__(self, item: object) -> bool:
         if isinstance(item, Target):
@@ -204,7 +183,7 @@ class TargetSet(Sequence[Target]):
                 return False
         if not isinstance(item, IPv4Address | IPv6Address):
             return False
-        return self._has_key(_address_to_key(item))
+        return self._has_key(address_to_key(item))
 
     def _has_key(self, key: int) -> bool:
         at = bisect_right(self._sorted_starts, key) - 1
@@ -213,7 +192,7 @@ class TargetSet(Sequence[Target]):
     def hostname(self, address: IPAddress | str) -> str | None:
         """The name this address came from, if it came from one."""
         try:
-            key = _address_to_key(ip_address(address))
+            key = address_to_key(ip_address(address))
         except ValueError:
             return None
         return self._names.get(key)
@@ -248,239 +227,56 @@ def _take(it: Iterator[tuple[IPAddress, IPAddress]], n: int) -> list[tuple[IPAdd
 # ---------------------------------------------------------------- parsing (pure)
 
 
-@dataclass(frozen=True, slots=True)
-class _Part:
-    """One target as written: literal key ranges, or a host name still to resolve."""
-
-    text: str
-    where: str
-    ranges: tuple[tuple[int, int], ...] = ()
-    name: str | None = None
-    prefix: int | None = None  # name/prefix: the block around each resolved address
-
-
-class _Bad(Exception):
-    """Internal: why a token is bad; the caller adds which token and where."""
-
-
-def _bad(role: str, token: str, where: str, why: str) -> TargetSpecError:
-    return TargetSpecError(f"bad {role} {token!r}{where}: {why}")
-
-
-def _parse_octet(text: str) -> list[tuple[int, int]]:
-    if not text:
-        raise _Bad("empty octet (two dots in a row?)")
-    runs: list[tuple[int, int]] = []
-    for item in text.split(","):
-        if item in ("*", "-"):
-            runs.append((0, 255))
-            continue
-        if not item:
-            raise _Bad(f"empty item in octet list {text!r}")
-        low_text, dash, high_text = item.partition("-")
-        if "*" in item or "-" in high_text or (dash and not (low_text or high_text)):
-            raise _Bad(f"bad octet {item!r}")
-        low = _octet_value(low_text) if low_text else 0
-        high = (_octet_value(high_text) if high_text else 255) if dash else low
-        if low > high:
-            raise _Bad(f"octet range {item} is reversed (start > end)")
-        runs.append((low, high))
-    runs.sort()
-    merged: list[tuple[int, int]] = []
-    for low, high in runs:
-        if merged and low <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(high, merged[-1][1]))
-        else:
-            merged.append((low, high))
-    return merged
-
-
-def _octet_value(text: str) -> int:
-    if not text.isdigit() or not text.isascii():
-        raise _Bad(f"octet {text!r} is not a number")
-    value = int(text)
-    if value > 255:
-        raise _Bad(f"octet {value} is out of range 0-255")
-    return value
-
-
-def _octet_pattern(text: str) -> tuple[tuple[int, int], ...]:
-    """An IPv4 octet pattern (``192.0.2-3.1,3,5-7``) as ascending key ranges."""
-    groups = text.split(".")
-    if len(groups) != 4:
-        raise _Bad("an IPv4 address needs four dot-separated octets")
-    octets = [_parse_octet(group) for group in groups]
-    # Trailing octets that cover 0-255 merge into the runs of the octet before them.
-    last = 3
-    while last > 0 and octets[last] == [(0, 255)]:
-        last -= 1
-    shift = 8 * (3 - last)
-    count = len(octets[last])
-    for runs in octets[:last]:
-        count *= sum(high - low + 1 for low, high in runs)
-    if count > MAX_PATTERN_RANGES:
-        raise _Bad(
-            f"the pattern splits into {count} separate ranges (more than {MAX_PATTERN_RANGES});"
-            " write it as CIDR blocks or dash ranges"
-        )
-    prefixes = [0]
-    for runs in octets[:last]:
-        prefixes = [
-            (p << 8) | v for p in prefixes for low, high in runs for v in range(low, high + 1)
-        ]
-    fill = (1 << shift) - 1
-    out = []
-    for prefix in prefixes:
-        base = prefix << (8 * (4 - last))
-        for low, high in octets[last]:
-            out.append((base | (low << shift), base | (high << shift) | fill))
-    return tuple(out)
-
-
-def _v4_key(text: str) -> int:
-    groups = text.split(".")
-    if len(groups) != 4:
-        raise _Bad("an IPv4 address needs four dot-separated octets")
-    key = 0
-    for group in groups:
-        if not group:
-            raise _Bad("empty octet (two dots in a row?)")
-        key = (key << 8) | _octet_value(group)
-    return key
-
-
-def _v6_key(text: str) -> int:
-    if "%" in text:
-        raise _Bad("scoped IPv6 addresses (with %zone) are not supported")
-    try:
-        return int(IPv6Address(text)) + _V6_BASE
-    except ValueError as exc:
-        raise _Bad(f"not a valid IPv6 address ({exc})") from None
-
-
-def _cidr(key: int, prefix_text: str, version: int) -> tuple[int, int]:
-    bits = _V4_BITS if version == 4 else _V6_BITS
-    if not prefix_text.isdigit() or not prefix_text.isascii():
-        raise _Bad(f"prefix length {prefix_text!r} is not a number")
-    prefix = int(prefix_text)
-    if prefix > bits:
-        raise _Bad(f"prefix length {prefix} is out of range 0-{bits} for IPv{version}")
-    base = _V6_BASE if version == 6 else 0
-    host_mask = (1 << (bits - prefix)) - 1
-    value = key - base
-    return base + (value & ~host_mask), base + (value | host_mask)
-
-
-def _check_name(name: str) -> str:
-    bare = name[:-1] if name.endswith(".") else name
-    if not bare:
-        raise _Bad("empty host name")
-    if len(bare) > 253:
-        raise _Bad("host name longer than 253 characters")
-    labels = bare.split(".")
-    for label in labels:
-        if not label:
-            raise _Bad("empty label in host name (two dots in a row?)")
-        if not _LABEL.fullmatch(label):
-            if len(label) > 63:
-                raise _Bad(f"host name label {label[:20]!r}... is longer than 63 characters")
-            raise _Bad(
-                f"not an address, range, CIDR block or host name (label {label!r} may only"
-                " hold letters, digits, '-' and '_', and not start or end with '-')"
-            )
-    if _NUMERIC_LABEL.fullmatch(labels[-1]):
-        # getaddrinfo would read names like 0x7f.1 as numeric addresses: refuse them.
-        raise _Bad("not a valid IPv4 address or host name")
-    return bare
-
-
-def _parse_single(token: str, where: str) -> _Part:
-    """One comma-free token."""
-    base, slash, prefix_text = token.partition("/")
-    if slash:
-        if ":" in base:
-            return _Part(token, where, (_cidr(_v6_key(base), prefix_text, 6),))
-        if _NUMERIC_V4.fullmatch(base):
-            return _Part(token, where, (_cidr(_v4_key(base), prefix_text, 4),))
-        if not prefix_text.isdigit() or not prefix_text.isascii():
-            raise _Bad(f"prefix length {prefix_text!r} is not a number")
-        if int(prefix_text) > _V6_BITS:
-            raise _Bad(f"prefix length {prefix_text} is out of range 0-{_V6_BITS}")
-        return _Part(token, where, name=_check_name(base), prefix=int(prefix_text))
-    if ":" in token:
-        first, dash, last = token.partition("-")
-        if not dash:
-            key = _v6_key(token)
-            return _Part(token, where, ((key, key),))
-        start = _v6_key(first)
-        # 2001:db8::1-ff: the right side replaces the last 16-bit group.
-        end = (start & ~0xFFFF) | int(last, 16) if _HEX_GROUP.fullmatch(last) else _v6_key(last)
-        if start > end:
-            raise _Bad("range start is after its end")
-        return _Part(token, where, ((start, end),))
-    if _PLAIN_V4.fullmatch(token):  # the common case, and -iL files hold many
-        a, b, c, d = map(int, token.split("."))
-        key = (a << 24) | (b << 16) | (c << 8) | d if max(a, b, c, d) < 256 else _v4_key(token)
-        return _Part(token, where, ((key, key),))
-    if _NUMERIC_V4.fullmatch(token):
-        if token.count(".") == 3:
-            return _Part(token, where, _octet_pattern(token))
-        match = _FULL_V4_RANGE.fullmatch(token)
-        if match is None:
-            raise _Bad("an IPv4 address needs four dot-separated octets")
-        start, end = _v4_key(match[1]), _v4_key(match[2])
-        if start > end:
-            raise _Bad("range start is after its end")
-        return _Part(token, where, ((start, end),))
-    return _Part(token, where, name=_check_name(token))
-
-
-def _parse_token(token: str, where: str, role: str) -> list[_Part]:
-    """A whitespace-free token: an octet pattern, or comma-separated targets."""
-    token = token.strip(",")  # "192.0.2.1, 192.0.2.2" splits into "192.0.2.1," first
-    if not token:
-        return []
-    try:
-        if "," in token and not (_NUMERIC_V4.fullmatch(token) and token.count(".") == 3):
-            return [_parse_single(piece, where) for piece in token.split(",") if piece]
-        return [_parse_single(token, where)]
-    except _Bad as exc:
-        raise _bad(role, token, where, str(exc)) from None
-
-
-def _spec_texts(spec: object, what: str) -> list[str]:
-    if spec is None:
-        return []
-    if isinstance(spec, str):
-        return [spec]
-    if isinstance(spec, IPv4Address | IPv6Address | IPv4Network | IPv6Network):
-        return [str(spec)]
-    if isinstance(spec, bytes) or not isinstance(spec, Iterable):
-        raise TargetSpecError(f"{what} must be a string or an iterable of strings, not {spec!r}")
-    texts = []
-    for item in spec:
-        if isinstance(item, IPv4Address | IPv6Address | IPv4Network | IPv6Network):
-            item = str(item)
-        if not isinstance(item, str):
-            raise TargetSpecError(f"{what} items must be strings, not {item!r}")
-        texts.append(item)
-    return texts
-
-
 def _read_file(path: str | os.PathLike[str], role: str) -> list[tuple[str, str]]:
-    """Tokens of a target file (``-iL``): whitespace separated, ``#`` starts a comment."""
+    """Tokens of a target file (``-iL``): whitespace separated, ``#`` starts a comment.
+
+    At most ``limit`` bytes are read from any input (a file, a pipe, ``/dev/zero``), in
+    chunks, so an input that never ends costs no more; a NUL byte means it is no text.
+    """
+    limit = 64 << 20  # millions of targets; a bigger list belongs in several files
+    longest = 1024  # no address, range or host name is longer
+    name = os.fsdecode(path) if isinstance(path, str | bytes | os.PathLike) else repr(path)
+    chunks: list[bytes] = []
+    problem = ""
     try:
-        if os.fspath(path) == "-":
-            lines = sys.stdin.read().splitlines()
+        from_stdin = os.fspath(path) == "-"
+        if from_stdin:
+            if sys.stdin is None:
+                raise OSError("there is no standard input")
+            binary = getattr(sys.stdin, "buffer", None)  # a text stream set by a caller has none
+            text_in = sys.stdin
+            read = binary.read if binary is not None else lambda n: text_in.read(n).encode()
         else:
-            with open(path, encoding="utf-8") as handle:
-                lines = handle.read().splitlines()
+            stream = open(path, "rb")  # noqa: SIM115 - closed below, stdin is not
+            read = stream.read
+        try:
+            size = 0
+            while chunk := read(min(1 << 20, limit + 1 - size)):
+                size += len(chunk)
+                if b"\0" in chunk:
+                    problem = "it holds NUL bytes, so it is not a text file of targets"
+                elif size > limit:
+                    problem = f"it is larger than {limit} bytes; split it into several files"
+                if problem:
+                    break
+                chunks.append(chunk)
+        finally:
+            if not from_stdin:
+                stream.close()
+        lines = b"".join(chunks).decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError, TypeError, ValueError) as exc:
-        raise TargetSpecError(f"cannot read {role} file {os.fsdecode(path)!r}: {exc}") from None
+        raise TargetSpecError(f"cannot read {role} file {name!r}: {exc}") from None
+    if problem:
+        raise TargetSpecError(f"cannot read {role} file {name!r}: {problem}")
     tokens = []
     for number, line in enumerate(lines, 1):
         for token in line.partition("#")[0].split():
-            tokens.append((token, f" at {os.fsdecode(path)}:{number}"))
+            if len(token) > longest:
+                raise TargetSpecError(
+                    f"bad {role} {token[:40]!r}... at {name}:{number}: longer than any"
+                    f" address, range or host name ({len(token)} characters)"
+                )
+            tokens.append((token, f" at {name}:{number}"))
     return tokens
 
 
@@ -488,13 +284,13 @@ def _collect(
     spec: object,
     file: str | os.PathLike[str] | None,
     role: str,
-) -> list[_Part]:
-    tokens = [(tok, "") for text in _spec_texts(spec, role) for tok in text.split()]
+) -> list[Part]:
+    tokens = [(tok, "") for text in spec_texts(spec, role) for tok in text.split()]
     if file is not None:
         tokens += _read_file(file, role)
-    parts: list[_Part] = []
+    parts: list[Part] = []
     for token, where in tokens:
-        parts += _parse_token(token, where, role)
+        parts += parse_token(token, where, role)
     return parts
 
 
@@ -512,7 +308,7 @@ def _check_family(family: int | None) -> int | None:
 
 
 def _pick(
-    part: _Part, infos: Iterable[tuple[Any, ...]], family: int | None, resolve_all: bool, role: str
+    part: Part, infos: Iterable[tuple[Any, ...]], family: int | None, resolve_all: bool, role: str
 ) -> list[int]:
     keys: list[int] = []
     seen_versions: set[int] = set()
@@ -529,21 +325,23 @@ def _pick(
         if not resolve_all and address.version in seen_versions:
             continue
         seen_versions.add(address.version)
-        key = _address_to_key(address)
+        key = address_to_key(address)
         if key not in keys:
             keys.append(key)
     if not keys:
         wanted = f"IPv{family} " if family else ""
-        raise _bad(role, part.text, part.where, f"host name {part.name!r} has no {wanted}address")
+        raise spec_error(
+            role, part.text, part.where, f"host name {part.name!r} has no {wanted}address"
+        )
     return keys
 
 
 def _resolve_error(
-    part: _Part, role: str, exc: BaseException, family: int | None
+    part: Part, role: str, exc: BaseException, family: int | None
 ) -> TargetSpecError:
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     to = f" to an IPv{family} address" if family else ""
-    return _bad(
+    return spec_error(
         role, part.text, part.where, f"cannot resolve host name {part.name!r}{to} ({reason})"
     )
 
@@ -553,7 +351,7 @@ def _query_family(family: int | None) -> int:
 
 
 def _resolve_sync(
-    parts: list[_Part], family: int | None, resolve_all: bool, role: str
+    parts: list[Part], family: int | None, resolve_all: bool, role: str
 ) -> dict[str, list[int]]:
     resolved: dict[str, list[int]] = {}
     for part in parts:
@@ -568,12 +366,12 @@ def _resolve_sync(
 
 
 async def _resolve_async(
-    parts: list[_Part], family: int | None, resolve_all: bool, role: str
+    parts: list[Part], family: int | None, resolve_all: bool, role: str
 ) -> dict[str, list[int]]:
     import asyncio
 
     loop = asyncio.get_running_loop()
-    named: dict[str, _Part] = {}
+    named: dict[str, Part] = {}
     for part in parts:
         if part.name is not None:
             named.setdefault(part.name, part)
@@ -597,66 +395,9 @@ async def _resolve_async(
 # ---------------------------------------------------------------- assembly (pure)
 
 
-def _key_ranges(
-    part: _Part, resolved: dict[str, list[int]], family: int | None, role: str
-) -> tuple[tuple[int, int], ...]:
-    if part.name is None:
-        if family is not None:
-            for start, _ in part.ranges:
-                version = 4 if start < _V6_BASE else 6
-                if version != family:
-                    raise _bad(
-                        role, part.text, part.where, f"IPv{version} target but family={family}"
-                    )
-        return part.ranges
-    keys = resolved[part.name]
-    if part.prefix is None:
-        return tuple((key, key) for key in keys)
-    out = []
-    for key in keys:
-        version = 4 if key < _V6_BASE else 6
-        try:
-            out.append(_cidr(key, str(part.prefix), version))
-        except _Bad as exc:
-            raise _bad(role, part.text, part.where, str(exc)) from None
-    return tuple(out)
-
-
-def _first_cover(items: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
-    """Split (start, end, rank) ranges into disjoint pieces, each owned by its lowest rank.
-
-    A sweep over the starts with a heap of the ranges covering the current
-    point: O(n log n). Rank -1 (an exclusion) owns its points and drops them.
-    """
-    items.sort()
-    pieces: list[tuple[int, int, int]] = []
-    active: list[tuple[int, int]] = []  # (rank, end)
-    i, n = 0, len(items)
-    pos = 0
-    while i < n or active:
-        if not active:
-            pos = max(pos, items[i][0])
-        while i < n and items[i][0] <= pos:
-            heapq.heappush(active, (items[i][2], items[i][1]))
-            i += 1
-        while active and active[0][1] < pos:
-            heapq.heappop(active)
-        if not active:
-            continue
-        rank, end = active[0]
-        stop = min(end, items[i][0] - 1) if i < n else end
-        if rank >= 0:
-            if pieces and pieces[-1][2] == rank and pieces[-1][1] + 1 == pos:
-                pieces[-1] = (pieces[-1][0], stop, rank)
-            else:
-                pieces.append((pos, stop, rank))
-        pos = stop + 1
-    return pieces
-
-
 def _assemble(
-    parts: list[_Part],
-    excluded: list[_Part],
+    parts: list[Part],
+    excluded: list[Part],
     resolved: dict[str, list[int]],
     resolved_excluded: dict[str, list[int]],
     family: int | None,
@@ -664,15 +405,15 @@ def _assemble(
     items: list[tuple[int, int, int]] = []
     names: dict[int, str] = {}
     for rank, part in enumerate(parts):
-        for start, end in _key_ranges(part, resolved, family, "target"):
+        for start, end in key_ranges(part, resolved, family, "target"):
             items.append((start, end, rank))
         if part.name is not None:
             for key in resolved[part.name]:
                 names.setdefault(key, part.name)
     for part in excluded:
-        for start, end in _key_ranges(part, resolved_excluded, None, "exclusion"):
+        for start, end in key_ranges(part, resolved_excluded, None, "exclusion"):
             items.append((start, end, -1))
-    pieces = _first_cover(items)
+    pieces = first_cover(items)
     pieces.sort(key=lambda piece: piece[2])  # stable: ascending within each part
     targets = TargetSet((start, end) for start, end, _ in pieces)
     # Names of excluded addresses are dropped, so hostname() answers only for members.
@@ -686,7 +427,7 @@ def _prepare(
     input_file: str | os.PathLike[str] | None,
     exclude_file: str | os.PathLike[str] | None,
     family: int | None,
-) -> tuple[list[_Part], list[_Part], int | None]:
+) -> tuple[list[Part], list[Part], int | None]:
     family = _check_family(family)
     parts = _collect(spec, input_file, "target")
     if not parts:
@@ -745,222 +486,10 @@ async def parse_targets_async(
     return _assemble(parts, excluded, resolved, resolved_excluded, family)
 
 
-# ---------------------------------------------------------------- ports
-
-_MAX_PORT: Final = 65535
-_PORT_RANGE = re.compile(r"([0-9]*)-([0-9]*)")
-_SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+/-]*")
-_PREFIX = re.compile(r"([A-Za-z]):(.*)", re.DOTALL)
-_PREFIXES: Final = {"T": Protocol.TCP, "U": Protocol.UDP}
-_UNSUPPORTED_PREFIXES: Final = {
-    "S": "SCTP ports (S:) are not supported; use T: for TCP or U: for UDP",
-    "P": "IP protocol numbers (P:) are not supported; use T: for TCP or U: for UDP",
-}
-DEFAULT_TOP_PORTS: Final = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class PortList:
-    """Ports to probe per protocol, in the user's order, without duplicates.
-
-    ``len()`` counts (protocol, port) pairs; an empty PortList is false.
-
-    Example:
-
-    >>> import portlib
-    >>> ports = portlib.parse_ports("T:22,80,U:53")
-    >>> ports.tcp, ports.udp, len(ports)
-    ((22, 80), (53,), 3)
-    """
-
-    tcp: tuple[int, ...] = ()
-    udp: tuple[int, ...] = ()
-
-    def for_protocol(self, protocol: Protocol | str) -> tuple[int, ...]:
-        """The ports of one protocol (``"tcp"`` or ``"udp"``)."""
-        if protocol == Protocol.TCP:
-            return self.tcp
-        if protocol == Protocol.UDP:
-            return self.udp
-        raise PortSpecError(f"unknown protocol {protocol!r}: use 'tcp' or 'udp'")
-
-    @property
-    def protocols(self) -> tuple[Protocol, ...]:
-        """The protocols that have ports, TCP first."""
-        return tuple(
-            p for p, ports in ((Protocol.TCP, self.tcp), (Protocol.UDP, self.udp)) if ports
-        )
-
-    def __len__(self) -> int:
-        return len(self.tcp) + len(self.udp)
-
-    def __bool__(self) -> bool:
-        return bool(self.tcp or self.udp)
-
-    def to_spec(self) -> str:
-        """A compact spec that parses back to the same ports (sorted): ``T:22,80-90,U:53``."""
-        parts = []
-        for prefix, ports in (("T:", self.tcp), ("U:", self.udp)):
-            if ports:
-                parts.append(prefix + _compact(ports))
-        return ",".join(parts)
-
-
-def _compact(ports: Iterable[int]) -> str:
-    runs: list[list[int]] = []
-    for port in sorted(ports):
-        if runs and runs[-1][1] + 1 == port:
-            runs[-1][1] = port
-        else:
-            runs.append([port, port])
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
-
-
-class _BadPort(Exception):
-    """Internal: why a port item is bad."""
-
-
-def _port_number(text: str) -> int:
-    value = int(text)
-    if value > _MAX_PORT:
-        raise _BadPort(f"port {value} is out of range 0-{_MAX_PORT}")
-    return value
-
-
-def _port_item(item: str, protocols: tuple[Protocol, ...]) -> dict[Protocol, range]:
-    """One comma-free item (number, range or service name) -> ports per protocol."""
-    if item.isascii() and item.isdigit():
-        port = _port_number(item)
-        return dict.fromkeys(protocols, range(port, port + 1))
-    match = _PORT_RANGE.fullmatch(item)
-    if match is not None:
-        # An open start means 1: port 0 is scanned only when named, as in nmap.
-        low = _port_number(match[1]) if match[1] else 1
-        high = _port_number(match[2]) if match[2] else _MAX_PORT
-        if low > high:
-            raise _BadPort(f"range {item} is reversed (start > end)")
-        return dict.fromkeys(protocols, range(low, high + 1))
-    if all(c.isdigit() or c == "-" for c in item):
-        raise _BadPort("not a port or a range like 1000-2000")
-    if any(c in item for c in "*?["):
-        raise _BadPort("wildcards in service names are not supported; name the services")
-    if not _SERVICE_NAME.fullmatch(item):
-        raise _BadPort("not a port, a range like 1000-2000, or a service name")
-    from portlib.services import service_port
-
-    found: dict[Protocol, range] = {}
-    why = ""
-    for protocol in protocols:
-        try:
-            port = service_port(item, protocol)
-        except UnknownService as exc:
-            why = why or str(exc)  # the registry's message suggests close names
-            continue
-        found[protocol] = range(port, port + 1)
-    if not found:
-        raise _BadPort(why)
-    return found
-
-
-def _in_order_once(ranges: list[range]) -> tuple[int, ...]:
-    """The ports of ``ranges`` in the order given, each once (one range: no dedupe)."""
-    if len(ranges) == 1:
-        return tuple(ranges[0])  # "-" or "1-65535": the common -p-, in a fraction of the time
-    return tuple(dict.fromkeys(itertools.chain.from_iterable(ranges)))
-
-
-def _parse_port_text(text: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    chosen: dict[Protocol, list[range]] = {Protocol.TCP: [], Protocol.UDP: []}
-    both = (Protocol.TCP, Protocol.UDP)
-    protocols: tuple[Protocol, ...] = both
-    prefix: str | None = None  # the last prefix, while it has no ports yet
-
-    def bad(item: str, why: str) -> PortSpecError:
-        context = f" in {text!r}" if item != text.strip() else ""
-        return PortSpecError(f"bad port spec {item!r}{context}: {why}")
-
-    if not text.strip():
-        raise PortSpecError(
-            "empty port specification: give ports like 22,80,1000-2000, T:80,U:53 or -"
-        )
-    for raw in text.split(","):
-        item = raw.strip()
-        match = _PREFIX.fullmatch(item)
-        if match is not None:
-            letter = match[1].upper()
-            if prefix is not None:
-                raise bad(prefix, f"protocol prefix {prefix!r} has no ports")
-            if letter in _UNSUPPORTED_PREFIXES:
-                raise bad(item, _UNSUPPORTED_PREFIXES[letter])
-            if letter not in _PREFIXES:
-                raise bad(item, f"unknown protocol prefix '{match[1]}:'; use T: or U:")
-            protocols = (_PREFIXES[letter],)
-            prefix = f"{match[1]}:"
-            item = match[2].strip()
-            if not item:
-                continue
-        elif not item:
-            raise bad(text, "empty item (two commas in a row, or a comma at an end?)")
-        try:
-            found = _port_item(item, protocols)
-        except _BadPort as exc:
-            raise bad(raw.strip(), str(exc)) from None
-        except ValueError as exc:  # int() of odd digits: report, never leak
-            raise bad(raw.strip(), str(exc)) from None
-        for protocol, ports in found.items():
-            chosen[protocol].append(ports)
-        prefix = None
-    if prefix is not None:
-        raise bad(prefix, f"protocol prefix {prefix!r} has no ports")
-    return _in_order_once(chosen[Protocol.TCP]), _in_order_once(chosen[Protocol.UDP])
-
-
-def parse_ports(spec: str | int | Iterable[int] | None = None) -> PortList:
-    """Parse a port specification (nmap's ``-p``) into a PortList.
-
-    Accepted: ``22``, ``22,80,1000-2000``, ``-`` (1-65535), ``1024-`` (1024-65535),
-    ``-1024`` (1-1024), service names (``http,ssh``), and protocol prefixes
-    that apply to the items after them: ``T:80,443,U:53,161``. Unprefixed ports
-    are for TCP and UDP, as in nmap. Port 0 is included only when named
-    (``0``, ``0-10``). Duplicates collapse; the order given is kept. ``spec`` may
-    also be one int or an iterable of ints (both protocols), and None means
-    the top 1000 ports of each protocol. Bad specs raise ``PortSpecError``.
-
-    >>> parse_ports("T:80,443,U:53,161")
-    PortList(tcp=(80, 443), udp=(53, 161))
-    >>> parse_ports("22,ssh,21-23").tcp
-    (22, 21, 23)
-    """
-    if spec is None:
-        from portlib.services import top_ports
-
-        return PortList(top_ports(DEFAULT_TOP_PORTS, "tcp"), top_ports(DEFAULT_TOP_PORTS, "udp"))
-    if isinstance(spec, str):
-        tcp, udp = _parse_port_text(spec)
-        return PortList(tcp, udp)
-    if isinstance(spec, int) and not isinstance(spec, bool):
-        spec = (spec,)
-    if isinstance(spec, bytes) or not isinstance(spec, Iterable):
-        raise PortSpecError(f"ports must be a spec string, an int or ints, not {spec!r}")
-    numbers: dict[int, None] = {}
-    for item in spec:
-        if isinstance(item, bool) or not isinstance(item, int):
-            raise PortSpecError(f"bad port {item!r}: ports are integers 0-{_MAX_PORT}")
-        if not 0 <= item <= _MAX_PORT:
-            raise PortSpecError(f"bad port {item}: port {item} is out of range 0-{_MAX_PORT}")
-        numbers[item] = None
-    if not numbers:
-        raise PortSpecError("empty port list: give at least one port")
-    ports = tuple(numbers)
-    return PortList(ports, ports)
-
-
 __all__ = [
     "MAX_PATTERN_RANGES",
-    "PortList",
     "Target",
     "TargetSet",
-    "parse_ports",
     "parse_targets",
     "parse_targets_async",
 ]

@@ -15,8 +15,8 @@ import sys
 from ipaddress import ip_address
 
 from portlib.model import PortResult, Protocol
-from portlib.scanning.connect import ConnectEngine
-from portlib.scanning.engine import ScanWork
+from portlib.scanning.connect.engine import ConnectEngine
+from portlib.scanning.contract import ScanWork
 from portlib.scanning.timing import preset
 
 Verdicts = list[tuple[str, int, str, str]]

@@ -2,8 +2,8 @@
 (commit 3a35b0b), kept only as the oracle of ``test_output_speedpaths.py``: the fast code
 must produce byte-identical text and equal values. Do not "fix" or speed these up.
 
-Helpers that are not on a per-port path (titles, time stamps, quoting) are imported
-from the live modules; everything that walks ports is copied.
+Helpers that are not on a per-port path (titles, time stamps, quoting, escaping one
+cell) are imported from the live modules; everything that walks ports is copied.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from portlib.model import (
     ScanMethod,
     ScanReport,
 )
-from portlib.output.grepable import _clean
-from portlib.output.nmaptext import command_line, nmap_time, plural
+from portlib.output.grepable import _clean, service_field
 from portlib.output.nmapxml import _comment, _q
-from portlib.output.normal import _host_title, _plural, format_seconds
+from portlib.output.normal import format_seconds, host_title, service_cell
 from portlib.output.portsummary import IgnoredState, PortSummary, ReasonGroup
+from portlib.output.sharedtext import command_line, nmap_time, plural
 from portlib.scanning.report import UNDECIDED, HostStatus
 
 # ------------------------------------------------------------------ portsummary
@@ -166,7 +166,7 @@ def _table(rows: list[list[str]]) -> list[str]:
 def _normal_host_lines(
     host: HostResult, *, open_only: bool, reason: bool, ping_only: bool
 ) -> list[str]:
-    lines = [f"portlib scan report for {_host_title(host)}"]
+    lines = [f"portlib scan report for {host_title(host)}"]
     received = f", received {host.reason.value}" if reason else ""
     if host.latency is not None:
         lines.append(f"Host is up{received} ({format_seconds(host.latency)}s latency).")
@@ -175,7 +175,7 @@ def _normal_host_lines(
     if ping_only:
         return lines
     if not host.ports:
-        lines.append(f"No ports of {_host_title(host)} were decided.")
+        lines.append(f"No ports of {host_title(host)} were decided.")
         return lines
     ignored = _ignored_states(host.ports)
     hidden: dict[tuple[PortState, Protocol], list[PortResult]] = {}
@@ -188,7 +188,7 @@ def _normal_host_lines(
             shown.append(port)
     if not shown:
         lines.append(
-            f"All {len(host.ports)} scanned ports on {_host_title(host)} are in ignored states."
+            f"All {len(host.ports)} scanned ports on {host_title(host)} are in ignored states."
         )
     if hidden:
         parts = sorted(hidden.items(), key=lambda kv: (-len(kv[1]), kv[0][1].value, kv[0][0].value))
@@ -202,7 +202,7 @@ def _normal_host_lines(
             row = [
                 f"{port.port}/{port.protocol.value}",
                 port.state.value,
-                port.service or "unknown",
+                service_cell(port),
             ]
             if reason:
                 row.append(port.reason.value)
@@ -245,8 +245,8 @@ def render_normal(
             "Note: Host seems down. If it is really up, but blocking our ping probes, try -Pn"
         )
     lines.append(
-        f"portlib done: {_plural(len(report.hosts), 'IP address', 'IP addresses')} "
-        f"({_plural(len(up), 'host')} up) scanned in {report.elapsed:.2f} seconds"
+        f"portlib done: {plural(len(report.hosts), 'IP address', 'IP addresses')} "
+        f"({plural(len(up), 'host', 'hosts')} up) scanned in {report.elapsed:.2f} seconds"
     )
     return "\n".join(lines) + "\n"
 
@@ -274,10 +274,8 @@ def to_grepable(report: ScanReport) -> str:
 
 
 def _grepable_host_lines(host: HostResult) -> list[str]:
-    from portlib.output.grepable import _SEPARATORS
-
     def entry(port: PortResult) -> str:
-        service = _SEPARATORS.sub("|", port.service or "")
+        service = service_field(port.service)
         return f"{port.port}/{port.state.value}/{port.protocol.value}//{service}///"
 
     prefix = f"Host: {host.address} ({_clean(host.hostname or '')})"

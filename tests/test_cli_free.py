@@ -61,7 +61,7 @@ def test_check_a_busy_then_free_port(capsys: pytest.CaptureFixture[str]) -> None
         port = sock.getsockname()[1]
         code, out, _ = run(capsys, "free", "--check", str(port))
         assert code == 1
-        assert out == f"{port}/tcp is in use on all interfaces\n"
+        assert out == f"{port}/tcp is in use on 127.0.0.1\n"
         code, out, _ = run(capsys, "free", "--check", str(port), "--json", "--host", "127.0.0.1")
         assert code == 1
         assert json.loads(out) == {
@@ -82,6 +82,22 @@ def test_check_a_busy_udp_port(capsys: pytest.CaptureFixture[str]) -> None:
         port = sock.getsockname()[1]
         code, out, _ = run(capsys, "free", "--check", str(port), "--protocol", "udp")
         assert code == 1 and "in use" in out
+        # PORT/udp, as 'portlib who' takes it
+        code, out, _ = run(capsys, "free", "--check", f"{port}/udp")
+        assert (code, out) == (1, f"{port}/udp is in use on 127.0.0.1\n")
+    code, out, _ = run(capsys, "free", "--check", f"{port}/udp")
+    assert (code, out) == (0, f"{port}/udp is free on all interfaces\n")
+
+
+def test_check_names_the_address_that_holds_the_port(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket(socket.AF_INET6) as sock:
+        sock.bind(("::1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        code, out, _ = run(capsys, "free", "--check", str(port))
+        assert (code, out) == (1, f"{port}/tcp is in use on [::1]\n")  # not "all interfaces"
+        code, out, _ = run(capsys, "free", "--check", str(port), "--host", "127.0.0.1")
+        assert (code, out) == (0, f"{port}/tcp is free on 127.0.0.1\n")
 
 
 @pytest.mark.parametrize(
@@ -90,6 +106,8 @@ def test_check_a_busy_udp_port(capsys: pytest.CaptureFixture[str]) -> None:
         (["free", "--check", "0"], "port 0 is out of range 1-65535"),
         (["free", "--check", "65536"], "out of range"),
         (["free", "--check", "http"], "not a whole number"),
+        (["free", "--check", "53/sctp"], "unknown protocol 'sctp'"),
+        (["free", "--check", "53/udp", "-t"], "says udp but the flags say tcp"),
         (["free", "--count", "0"], "--count must be 1 or more"),
         (["free", "--count", "many"], "not a whole number"),
         (["free", "--range", "9-1"], "9 is above 1"),

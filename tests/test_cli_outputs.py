@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from portlib.cli import outputs
 from portlib.errors import PortlibError
 from portlib.model import PortState
-from portlib.output import writers
+from portlib.output import load
+from portlib.output import parse as parse_text
 from portlib.output.grepable import to_grepable
-from portlib.output.nmapxml import from_nmap_xml, to_nmap_xml
+from portlib.output.nmapxml import to_nmap_xml
 from tests.report_samples import sample_report, verdicts
 from tests.test_nmapxml import dtd_errors
 
@@ -31,7 +33,7 @@ def parse(*argv: str) -> argparse.Namespace:
     parser.add_argument("--open", action="store_true")
     parser.add_argument("--reason", action="store_true")
     parser.add_argument("--json", action="store_true")
-    writers.add_output_arguments(parser)
+    outputs.add_output_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -40,15 +42,15 @@ def parse(*argv: str) -> argparse.Namespace:
 
 def test_oa_expands_to_nmaps_three_suffixes() -> None:
     args = parse("-oA", "scans/mon", "-oX", "extra.xml")
-    assert writers.output_files(args) == [
+    assert outputs.output_files(args) == [
         ("xml", "scans/mon.xml"),
         ("grepable", "scans/mon.gnmap"),
         ("normal", "scans/mon.nmap"),
         ("xml", "extra.xml"),
     ]
-    assert not writers.writes_stdout(args)
-    assert writers.writes_stdout(parse("-oG", "-"))
-    assert writers.writes_stdout(parse("--jsonl"))
+    assert not outputs.writes_stdout(args)
+    assert outputs.writes_stdout(parse("-oG", "-"))
+    assert outputs.writes_stdout(parse("--jsonl"))
 
 
 @pytest.mark.parametrize(
@@ -68,7 +70,7 @@ def test_bad_outputs_are_refused_before_scanning(
 ) -> None:
     args = parse(*(a.replace("{tmp}", str(tmp_path)) for a in argv))
     with pytest.raises(PortlibError, match=message.replace("{tmp}", str(tmp_path))):
-        writers.check_outputs(args)
+        outputs.check_outputs(args)
 
 
 def test_unwritable_directory_is_refused() -> None:
@@ -79,7 +81,7 @@ def test_unwritable_directory_is_refused() -> None:
         locked.mkdir(mode=0o555)
         if os.geteuid() != 0:
             with pytest.raises(PortlibError, match="permission denied"):
-                writers.check_outputs(parse("-oX", str(locked / "x.xml")))
+                outputs.check_outputs(parse("-oX", str(locked / "x.xml")))
             return
         pid = os.fork()
         if pid == 0:  # child: exit 0 only if the check refused the path
@@ -87,7 +89,7 @@ def test_unwritable_directory_is_refused() -> None:
             try:
                 os.setgid(65534)
                 os.setuid(65534)
-                writers.check_outputs(parse("-oX", str(locked / "x.xml")))
+                outputs.check_outputs(parse("-oX", str(locked / "x.xml")))
             except PortlibError as exc:
                 code = 0 if "permission denied" in str(exc) else 3
             finally:
@@ -97,8 +99,8 @@ def test_unwritable_directory_is_refused() -> None:
 
 
 def test_good_outputs_pass_the_check(tmp_path: Path) -> None:
-    writers.check_outputs(parse("-oA", str(tmp_path / "base"), "--jsonl"))
-    writers.check_outputs(parse("-oX", "-"))
+    outputs.check_outputs(parse("-oA", str(tmp_path / "base"), "--jsonl"))
+    outputs.check_outputs(parse("-oX", "-"))
 
 
 # ------------------------------------------------------------- the files
@@ -109,26 +111,27 @@ def test_oa_writes_all_three(tmp_path: Path) -> None:
 
     report = sample_report()
     base = tmp_path / "scan"
-    written = writers.write_outputs(report, parse("-oA", str(base)))
-    assert written == [f"{base}.xml", f"{base}.gnmap", f"{base}.nmap"]
+    written = outputs.write_outputs(report, parse("-oA", str(base)))
+    assert written.failures == []
+    assert written.paths == [f"{base}.xml", f"{base}.gnmap", f"{base}.nmap"]
     xml = Path(f"{base}.xml").read_text()
     assert xml == to_nmap_xml(report)
     assert dtd_errors(xml, tmp_path) == ""
-    assert verdicts(from_nmap_xml(f"{base}.xml")) == verdicts(report)
+    assert verdicts(load(f"{base}.xml")) == verdicts(report)
     assert Path(f"{base}.gnmap").read_text() == to_grepable(report)
     assert Path(f"{base}.nmap").read_text() == render_normal(report)
 
 
 def test_dash_writes_to_stdout() -> None:
     out = io.StringIO()
-    assert writers.write_outputs(sample_report(), parse("-oG", "-"), out) == []
+    assert outputs.write_outputs(sample_report(), parse("-oG", "-"), out).paths == []
     assert out.getvalue() == to_grepable(sample_report())
 
 
 def test_open_keeps_open_ports_in_files(tmp_path: Path) -> None:
     path = tmp_path / "open.xml"
-    writers.write_outputs(sample_report(), parse("--open", "-oX", str(path)))
-    back = from_nmap_xml(str(path))
+    outputs.write_outputs(sample_report(), parse("--open", "-oX", str(path)))
+    back = load(str(path))
     assert {(p.port, p.state) for h in back.hosts for p in h.ports} == {
         (22, PortState.OPEN),
         (80, PortState.OPEN),
@@ -139,14 +142,17 @@ def test_open_keeps_open_ports_in_files(tmp_path: Path) -> None:
 
 def test_write_failure_is_a_portlib_error(tmp_path: Path) -> None:
     target = tmp_path / "gone" / "x.xml"  # checked fine earlier, directory removed since
-    with pytest.raises(PortlibError, match=f"cannot write {target}"):
-        writers.write_outputs(sample_report(), parse("-oX", str(target)))
+    written = outputs.write_outputs(sample_report(), parse("-oX", str(target)))
+    assert written.paths == []
+    (failure,) = written.failures
+    assert isinstance(failure, PortlibError)
+    assert str(failure).startswith(f"cannot write {target}")
 
 
 def test_jsonl_hook_prints_one_verdict_per_line() -> None:
-    assert writers.jsonl_hook(parse()) is None
+    assert outputs.jsonl_hook(parse()) is None
     out = io.StringIO()
-    hook = writers.jsonl_hook(parse("--jsonl"), out)
+    hook = outputs.jsonl_hook(parse("--jsonl"), out)
     assert hook is not None
     ports = sample_report().hosts[0].ports
     for p in ports:
@@ -164,7 +170,7 @@ def test_jsonl_hook_prints_one_verdict_per_line() -> None:
         "service": None,
     }
     out = io.StringIO()
-    hook = writers.jsonl_hook(parse("--jsonl", "--open"), out)
+    hook = outputs.jsonl_hook(parse("--jsonl", "--open"), out)
     assert hook is not None
     for p in ports:
         hook(p)
@@ -207,7 +213,7 @@ def test_scan_oa_and_jsonl(listener: int, tmp_path: Path) -> None:
     assert {(d["port"], d["state"]) for d in lines if d["state"] == "open"} == {(listener, "open")}
     xml = Path(f"{base}.xml").read_text()
     assert dtd_errors(xml, tmp_path) == ""
-    report = from_nmap_xml(xml)
+    report = parse_text(xml)
     assert [p.port for p in report.open_ports()] == [listener]
     assert len(report.hosts[0].ports) == 41
     assert f"Ports: {listener}/open/tcp/////\tIgnored State: closed (40)" in (
@@ -221,7 +227,7 @@ def test_scan_ox_dash_is_the_only_stdout(listener: int) -> None:
     done = portlib_cli("scan", "-Pn", "-p", f"{listener}", "127.0.0.1", "-oX", "-")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith('<?xml version="1.0"')
-    assert [p.port for p in from_nmap_xml(done.stdout).open_ports()] == [listener]
+    assert [p.port for p in parse_text(done.stdout).open_ports()] == [listener]
 
 
 def test_scan_with_bad_output_path_fails_in_one_line() -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from portlib.cli import build_parser, main
-from portlib.cli.scan_cmd import ProgressLine, methods_from_args, ports_from_args
+from portlib.cli.progress import ProgressLine
+from portlib.cli.scan_cmd import methods_from_args, ports_from_args
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -92,7 +93,9 @@ def test_bad_input_is_one_line_exit_2(argv, message, capsys) -> None:
 
 def test_progress_line_text_is_pure() -> None:
     assert ProgressLine.text(0, 0, 1.0) == "discovering hosts..."
-    assert ProgressLine.text(500, 1000, 2.0) == "500/1000 ports (50.0%), 250 ports/s, ETA 2s"
+    assert ProgressLine.text(500, 1000, 2.0) == "500/1000 ports (50.0%), 250 ports/s, ETA 0:00:02"
+    # nmap's clock notation on a terminal, not a count of seconds
+    assert ProgressLine.text(1, 23770, 1.0).endswith("ETA 6:36:09")
     out = io.StringIO()
     now = [0.0]
     line = ProgressLine(out, clock=lambda: now[0])

@@ -25,8 +25,9 @@ import pytest
 
 from portlib.errors import ScanError
 from portlib.model import PortResult, Protocol, ScanMethod
-from portlib.scanning.connect import ConnectEngine, descriptor_budget
-from portlib.scanning.engine import ScanWork
+from portlib.scanning.connect.core import ConnectCore
+from portlib.scanning.connect.engine import ConnectEngine, descriptor_budget
+from portlib.scanning.contract import ScanWork
 from portlib.scanning.timing import preset
 from tests.connect_probe import run_engine
 
@@ -200,6 +201,27 @@ def test_cancellation_closes_every_socket() -> None:
         _close(listeners, fillers, closed)
 
 
+def test_sequential_probes_ports_in_the_order_given() -> None:
+    # nmap's -r: closed and open ports on loopback are decided as they are sent.
+    open_ = _listeners("127.0.0.1", 3)
+    try:
+        ports = tuple(sorted({_port(s) for s in open_} | set(range(1, 2000))))
+        host = ip_address("127.0.0.1")
+        got: list[int] = []
+
+        async def emit(result: PortResult) -> None:
+            got.append(result.port)
+
+        for sequential in (True, False):
+            got.clear()
+            work = ScanWork((host,), ports, Protocol.TCP, preset(4), seed=3, sequential=sequential)
+            asyncio.run(ConnectEngine(workers=1).run(work, emit))
+            assert sorted(got) == list(ports)
+            assert (got == list(ports)) is sequential
+    finally:
+        _close(open_)
+
+
 def test_rate_cap_spaces_probes() -> None:
     closed = _bound_only("127.0.0.1", 30)
     try:
@@ -303,8 +325,8 @@ def test_descriptor_exhaustion_mid_scan_is_retried_not_misreported() -> None:
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
         from portlib.model import Protocol
-        from portlib.scanning.connect import ConnectEngine
-        from portlib.scanning.engine import ScanWork
+        from portlib.scanning.connect.engine import ConnectEngine
+        from portlib.scanning.contract import ScanWork
         from portlib.scanning.timing import preset
         from tests.test_connect_engine import _full_backlog, _listeners, listening_ports
         mine = _listeners("127.0.0.1", 10)
@@ -442,31 +464,29 @@ def test_fork_failure_falls_back_to_one_process(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_phantom_check_on_hand_made_connections(monkeypatch: pytest.MonkeyPatch) -> None:
-    from portlib.scanning import connect
+    from portlib.scanning.connect import selfconnect
 
     work = ScanWork((ip_address("127.0.0.1"),), (1,), Protocol.TCP, preset(3), seed=1)
-    core = ConnectEngine(workers=1)._core(work, None, 10)
-    target = core.targets[0]
+    core = ConnectCore.for_work(work, None, 10)
     listener = _listeners("127.0.0.1", 1)[0]
     me = socket.socket()
     real = socket.create_connection(listener.getsockname())
     try:
-        assert _port(listener) in (connect.listening_ports() or set())
+        assert _port(listener) in (selfconnect.listening_ports() or set())
         me.bind(("127.0.0.1", 0))
         me.connect(me.getsockname())  # a socket connected to itself: what the trap makes
-        assert core._is_phantom(me, target)
-        assert not core._is_phantom(real, target)
+        assert core.self_connects.is_phantom(me, core.in_flight.probes())
+        assert not core.self_connects.is_phantom(real, core.in_flight.probes())
         # Connected, but no listener on that port here: another worker's probe socket.
-        monkeypatch.setattr(connect, "listening_ports", lambda: frozenset())
-        core.listening = frozenset()
-        assert core._is_phantom(real, target)
+        monkeypatch.setattr(selfconnect, "listening_ports", lambda: frozenset())
+        core.self_connects.listening = frozenset()
+        assert core.self_connects.is_phantom(real, core.in_flight.probes())
         # Without /proc there is no telling: trust the connection.
-        monkeypatch.setattr(connect, "listening_ports", lambda: None)
-        assert not core._is_phantom(real, target)
+        monkeypatch.setattr(selfconnect, "listening_ports", lambda: None)
+        assert not core.self_connects.is_phantom(real, core.in_flight.probes())
     finally:
         _close([me, real, listener])
         core.close()
-        core.epoll.close()
 
 
 def test_silence_before_any_evidence_is_not_yet_filtered() -> None:
@@ -482,22 +502,22 @@ def test_silence_before_any_evidence_is_not_yet_filtered() -> None:
     closed = _bound_only(host, 10)
     ports = tuple(_port(s) for s in listeners + closed)
     work = ScanWork((ip_address(host),), ports, Protocol.TCP, preset(4), seed=1)
-    core = ConnectEngine(workers=1)._core(work, None, 10)
+    core = ConnectCore.for_work(work, None, 10)
     now = [0.0]
     core.clock = lambda: now[0]
-    core.order = iter(range(len(ports)))  # the silent ones first, filling the window
+    core.queue.order = iter(range(len(ports)))  # the silent ones first, filling the window
     accepted: list[socket.socket] = []
     try:
         core.send(0.0)
-        assert len(core.in_flight) == 10 and not core.results
+        assert len(core.in_flight) == 10 and not core.ledger.results
         now[0] = 0.6
         core.expire(now[0])  # first tries silent: retried
         core.send(now[0])
         now[0] = 5.0
         core.expire(now[0])  # second tries silent: the no-evidence budget is used up
-        assert not core.results, "called filtered on a budget made from no evidence"
+        assert not core.ledger.results, "called filtered on a budget made from no evidence"
         core.send(now[0])  # the closed ports answer: the path works, the budget grows
-        assert sorted(r[0] for r in core.results) == list(range(10, 20))
+        assert sorted(r[0] for r in core.ledger.results) == list(range(10, 20))
         for listener in listeners:  # now the silent ports can answer too
             accepted.append(listener.accept()[0])
         for _ in range(100):
@@ -507,13 +527,12 @@ def test_silence_before_any_evidence_is_not_yet_filtered() -> None:
             if core.remaining <= 0:
                 break
             time.sleep(0.01)
-        verdicts = {ports[i]: (str(s), str(r)) for i, s, r, _rtt in core.results}
+        verdicts = {ports[i]: (str(s), str(r)) for i, s, r, _rtt in core.ledger.results}
         assert all(verdicts[_port(s)] == ("open", "syn-ack") for s in listeners)
         assert all(verdicts[_port(s)] == ("closed", "conn-refused") for s in closed)
     finally:
         _close(listeners, fillers, closed, accepted)
         core.close()
-        core.epoll.close()
 
 
 def test_silent_probes_wait_then_are_filtered_when_nothing_else_can_answer() -> None:
@@ -526,7 +545,7 @@ def test_silent_probes_wait_then_are_filtered_when_nothing_else_can_answer() -> 
     listeners, fillers = _full_backlog(host, 6)
     ports = tuple(_port(s) for s in listeners)
     work = ScanWork((ip_address(host),), ports, Protocol.TCP, preset(4), seed=1)
-    core = ConnectEngine(workers=1)._core(work, None, 10)
+    core = ConnectCore.for_work(work, None, 10)
     now = [0.0]
     core.clock = lambda: now[0]
     try:
@@ -535,15 +554,14 @@ def test_silent_probes_wait_then_are_filtered_when_nothing_else_can_answer() -> 
             before = core.sent
             core.send(now[0])
             sends.append(core.sent - before)
-            assert not core.results or core.remaining == 0  # all at once, at the end
+            assert not core.ledger.results or core.remaining == 0  # all at once, at the end
             now[0] = step * 1.5
             core.expire(now[0])
             if core.remaining <= 0:
                 break
-        assert sorted(r[1:3] for r in core.results) == [("filtered", "no-response")] * 6
+        assert sorted(r[1:3] for r in core.ledger.results) == [("filtered", "no-response")] * 6
         # Two full rounds (first tries, retries), then 3 confirmers a round until 4 s.
         assert sends == [6, 6, 3]  # the confirmers went out at 3 s, silent until 4.25 s
     finally:
         _close(listeners, fillers)
         core.close()
-        core.epoll.close()

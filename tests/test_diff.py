@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from portlib.cli import main
 from portlib.errors import ReportFormatError
 from portlib.model import HostResult, HostState, PortState, Protocol, Reason, ScanReport
-from portlib.output.diff import Change, diff_reports, load_report, render_text
-from portlib.output.jsonload import from_json
+from portlib.output import load, parse, render
+from portlib.output.diff import Change, diff_reports, render_text
 from portlib.output.jsonout import dumps
 from portlib.output.nmapxml import to_nmap_xml
 from tests.report_samples import LOCAL, LOCAL6, port, reports, sample_report, verdicts
@@ -175,21 +175,21 @@ def test_diff_json_has_the_dataclass_fields() -> None:
 
 def test_json_round_trip_is_exact() -> None:
     report = sample_report()
-    assert from_json(report.to_json()) == report
-    assert from_json(report.to_json(indent=None)) == report
+    assert parse(render(report, "json")) == report
+    assert parse(dumps(report, indent=None)) == report
 
 
 @settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
 @given(reports())
 def test_json_round_trip_property(report: ScanReport) -> None:
-    assert from_json(report.to_json()) == report
+    assert parse(render(report, "json")) == report
 
 
 def test_json_reader_ignores_fields_it_does_not_know() -> None:
-    doc = json.loads(sample_report().to_json())
+    doc = json.loads(render(sample_report(), "json"))
     doc["added_later"] = {"x": 1}
     doc["hosts"][0]["os_guess"] = "linux"
-    assert from_json(json.dumps(doc)) == sample_report()
+    assert parse(json.dumps(doc)) == sample_report()
 
 
 @pytest.mark.parametrize(
@@ -207,31 +207,31 @@ def test_json_reader_ignores_fields_it_does_not_know() -> None:
     ],
 )
 def test_bad_json_is_a_report_format_error(mutate, message: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    doc = json.loads(sample_report().to_json())
+    doc = json.loads(render(sample_report(), "json"))
     mutate(doc)
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(doc))
     with pytest.raises(ReportFormatError) as caught:
-        from_json(str(path))
+        load(str(path))
     assert str(path) in str(caught.value) and message in str(caught.value)
 
 
 def test_load_report_tells_formats_apart(tmp_path: Path) -> None:
     xml, js, junk = tmp_path / "a.xml", tmp_path / "a.json", tmp_path / "a.txt"
     xml.write_text("\n  " + to_nmap_xml(sample_report()))
-    js.write_text(sample_report().to_json())
+    js.write_text(render(sample_report(), "json"))
     junk.write_text("Host: 127.0.0.1 ()\tStatus: Up\n")
-    assert verdicts(load_report(xml)) == verdicts(sample_report())
-    assert load_report(str(js)) == sample_report()
+    assert verdicts(load(xml)) == verdicts(sample_report())
+    assert load(str(js)) == sample_report()
     with pytest.raises(ReportFormatError, match="neither nmap/portlib XML nor portlib JSON"):
-        load_report(junk)
+        load(junk)
     with pytest.raises(ReportFormatError, match="not valid JSON"):
-        load_report("{nope")
+        parse("{nope")
 
 
 def test_xml_and_json_of_one_scan_do_not_differ() -> None:
-    xml_side = load_report(to_nmap_xml(sample_report()))
-    json_side = load_report(sample_report().to_json())
+    xml_side = parse(to_nmap_xml(sample_report()))
+    json_side = parse(render(sample_report(), "json"))
     assert not diff_reports(xml_side, json_side).differs
 
 
@@ -241,7 +241,7 @@ def test_xml_and_json_of_one_scan_do_not_differ() -> None:
 def write_pair(tmp_path: Path) -> tuple[Path, Path]:
     old, new = tmp_path / "old.xml", tmp_path / "new.json"
     old.write_text(to_nmap_xml(sample_report()))
-    new.write_text(changed_report().to_json())
+    new.write_text(render(changed_report(), "json"))
     return old, new
 
 
@@ -308,8 +308,8 @@ def test_portlib_and_nmap_agree_on_loopback(tmp_path: Path) -> None:
         )
         ours = portlib.scan("127.0.0.1", spec, discovery=False)
     ours_json = tmp_path / "portlib.json"
-    ours_json.write_text(ours.to_json())
-    diff = diff_reports(load_report(nmap_xml), load_report(ours_json))
+    ours_json.write_text(render(ours, "json"))
+    diff = diff_reports(load(nmap_xml), load(ours_json))
     assert not diff.differs, render_text(diff)
     assert main(["diff", str(nmap_xml), str(ours_json)]) == 0
     assert mine in {p.port for p in ours.open_ports()}
@@ -332,7 +332,7 @@ _json_values = st.recursive(
 @given(st.data())
 def test_any_json_reads_or_raises_report_format_error(data: st.DataObject) -> None:
     """Random documents, and the real one with one field swapped for junk."""
-    doc = json.loads(sample_report().to_json())
+    doc = json.loads(render(sample_report(), "json"))
     doc["hosts"] = doc["hosts"][:1]
     doc["hosts"][0]["ports"] = doc["hosts"][0]["ports"][:2]
     target = data.draw(st.sampled_from([doc, doc["hosts"][0], doc["hosts"][0]["ports"][0], None]))
@@ -342,4 +342,4 @@ def test_any_json_reads_or_raises_report_format_error(data: st.DataObject) -> No
     else:
         target[data.draw(st.sampled_from(sorted(target)))] = junk
     with contextlib.suppress(ReportFormatError):
-        from_json(json.dumps(doc))
+        parse(json.dumps(doc))

@@ -12,14 +12,14 @@ import pytest
 
 from portlib.errors import PrivilegeError, ScanError
 from portlib.model import HostState, PortResult, PortState, Protocol, Reason
-from portlib.scanning import discovery
+from portlib.scanning import discovery, privilege
 from portlib.scanning.discovery import (
     DiscoveryMode,
     discover,
-    has_raw_privilege,
     host_status_from_probes,
     is_local_address,
 )
+from portlib.scanning.privilege import has_raw_privilege
 from portlib.scanning.report import HostStatus
 from portlib.scanning.timing import preset
 
@@ -104,7 +104,7 @@ async def test_bad_mode_is_a_scan_error() -> None:
 
 
 async def test_raw_mode_without_privilege_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(discovery, "has_raw_privilege", lambda: False)
+    monkeypatch.setattr(privilege, "has_raw_privilege", lambda: False)
     with pytest.raises(PrivilegeError, match="CAP_NET_RAW"):
         await discover([HOST], preset(3), mode="raw")
 
@@ -153,7 +153,7 @@ async def test_connect_pings_on_loopback(monkeypatch: pytest.MonkeyPatch, family
 def test_raw_discovery_round_ends_earlier_once_live_hosts_answer() -> None:
     # Silent (down) hosts must not hold a round for the initial 1 s guess once
     # live hosts have shown a sub-millisecond RTT.
-    from portlib.scanning.rawdiscovery import round_deadline
+    from portlib.scanning.discovery.raw import round_deadline
     from portlib.scanning.timing import PRESETS, RttEstimator
 
     estimator = RttEstimator.for_profile(PRESETS[3])

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 
 from portlib.model import HostResult, HostState, PortState, Protocol, Reason, ScanReport
+from portlib.output import load
 from portlib.output.grepable import to_grepable
-from portlib.output.nmapxml import from_nmap_xml
 from portlib.output.portsummary import summarise
 from tests.report_samples import LOCAL, port, reports, sample_report
 
@@ -153,9 +153,7 @@ def test_same_host_lines_as_nmap(tmp_path: Path) -> None:
             )
             theirs = [ln for ln in done.stdout.splitlines() if not ln.startswith("#")]
             ours = [
-                ln
-                for ln in to_grepable(from_nmap_xml(str(xml_path))).splitlines()
-                if not ln.startswith("#")
+                ln for ln in to_grepable(load(str(xml_path))).splitlines() if not ln.startswith("#")
             ]
             assert ours == theirs
     finally:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portlib.scanning.icmplimit import ASSUMED_INTERVAL, BURST, KEPT_SPENDS, IcmpLimit
+from portlib.scanning.raw.icmplimit import ASSUMED_INTERVAL, BURST, KEPT_SPENDS, IcmpLimit
 
 CLOSED, SILENT = "closed", "open|filtered"
 

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import portlib
 from portlib.errors import ReportFormatError
 from portlib.model import (
     HostResult,
@@ -23,8 +24,10 @@ from portlib.model import (
     ScanMethod,
     ScanReport,
 )
-from portlib.output.nmapxml import from_nmap_xml, to_nmap_xml
-from portlib.output.portsummary import compress_ports, expand_ports, summarise
+from portlib.output import load, parse
+from portlib.output.nmapxml import to_nmap_xml
+from portlib.output.portsummary import expand_ports, summarise
+from portlib.portspec import compress_ports
 from tests.report_samples import LOCAL, port, reports, sample_report, verdicts
 
 NMAP_DTD = Path("/usr/share/nmap/nmap.dtd")
@@ -63,7 +66,7 @@ def test_awkward_text_stays_valid(tmp_path: Path) -> None:
     report = sample_report(hosts=(host,), args=("portlib", "scan", "--top-ports", "5", "-->"))
     xml = to_nmap_xml(report)
     assert dtd_errors(xml, tmp_path) == ""
-    back = from_nmap_xml(xml)
+    back = parse(xml)
     assert back.hosts[0].hostname == "a<b>&\"c'?\ttab\nline"
     assert back.hosts[0].ports[0].service == 'we"ird<&>'
     assert back.args == report.args
@@ -79,7 +82,7 @@ def test_empty_and_ping_reports_validate(tmp_path: Path) -> None:
     xml = to_nmap_xml(ping)
     assert "<scaninfo" not in xml
     assert dtd_errors(xml, tmp_path) == ""
-    back = from_nmap_xml(xml)
+    back = parse(xml)
     assert back.method is ScanMethod.PING and back.protocols == ()
     assert [(h.address, h.state, h.reason) for h in back.hosts] == [
         (LOCAL, HostState.UP, Reason.LOCALHOST_RESPONSE)
@@ -117,15 +120,15 @@ def test_layout_matches_nmap() -> None:
 def test_interrupted_scan_is_an_error_exit() -> None:
     xml = to_nmap_xml(sample_report(interrupted=True))
     assert 'exit="error"' in xml
-    assert from_nmap_xml(xml).interrupted
-    assert not from_nmap_xml(to_nmap_xml(sample_report())).interrupted
+    assert parse(xml).interrupted
+    assert not parse(to_nmap_xml(sample_report())).interrupted
 
 
 @pytest.mark.parametrize("scan", [ScanMethod.CONNECT, ScanMethod.SYN, ScanMethod.ACK])
 def test_scan_type_follows_the_method(scan: ScanMethod) -> None:
     xml = to_nmap_xml(sample_report(method=scan))
     assert f'<scaninfo type="{scan.value}" protocol="tcp"' in xml
-    assert from_nmap_xml(xml).method is scan
+    assert parse(xml).method is scan
 
 
 # ------------------------------------------------------------- extraports rule
@@ -216,7 +219,7 @@ def test_libnmap_agrees_on_every_listed_port(report: ScanReport) -> None:
 
 def test_round_trip_keeps_every_verdict() -> None:
     report = sample_report()
-    back = from_nmap_xml(to_nmap_xml(report))
+    back = parse(to_nmap_xml(report))
     assert verdicts(back) == verdicts(report)
     assert [(h.address, h.hostname, h.state, h.reason) for h in back.hosts] == [
         (h.address, h.hostname, h.state, h.reason) for h in report.hosts
@@ -233,7 +236,7 @@ def test_round_trip_keeps_every_verdict() -> None:
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(reports())
 def test_round_trip_property(report: ScanReport) -> None:
-    back = from_nmap_xml(to_nmap_xml(report))
+    back = parse(to_nmap_xml(report))
     assert verdicts(back) == verdicts(report)
     assert [(h.address, h.state) for h in back.hosts] == [
         (h.address, h.state) for h in report.hosts
@@ -245,9 +248,9 @@ def test_round_trip_property(report: ScanReport) -> None:
 def test_reads_a_path_and_a_pathlike(tmp_path: Path) -> None:
     path = tmp_path / "scan.xml"
     path.write_text(to_nmap_xml(sample_report()))
-    assert verdicts(from_nmap_xml(str(path))) == verdicts(sample_report())
-    assert verdicts(from_nmap_xml(path)) == verdicts(sample_report())
-    assert verdicts(ScanReport.from_nmap_xml(str(path))) == verdicts(sample_report())
+    assert verdicts(load(str(path))) == verdicts(sample_report())
+    assert verdicts(load(path)) == verdicts(sample_report())
+    assert verdicts(portlib.load_report(str(path))) == verdicts(sample_report())
 
 
 NMAP_SCTP = """<?xml version="1.0"?><nmaprun scanner="nmap" start="0" version="7.93"
@@ -288,22 +291,22 @@ BILLION_LAUGHS = """<?xml version="1.0"?>
 )
 def test_bad_input_is_a_report_format_error(text: str, message: str, tmp_path: Path) -> None:
     with pytest.raises(ReportFormatError, match="<report text>") as caught:
-        from_nmap_xml(text)
+        parse(text)
     assert message in str(caught.value)
     path = tmp_path / "bad.xml"
     path.write_text(text)
     with pytest.raises(ReportFormatError, match=str(path)):
-        from_nmap_xml(str(path))
+        load(str(path))
 
 
 def test_missing_file_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ReportFormatError, match=r"nope\.xml: cannot read"):
-        from_nmap_xml(str(tmp_path / "nope.xml"))
+        load(str(tmp_path / "nope.xml"))
 
 
 def test_unknown_reason_reads_as_unknown_response() -> None:
     xml = to_nmap_xml(sample_report()).replace('reason="syn-ack"', 'reason="fin-ack"')
-    back = from_nmap_xml(xml)
+    back = parse(xml)
     assert {p.reason for p in back.open_ports()} == {Reason.UNKNOWN_RESPONSE}
 
 
@@ -314,7 +317,7 @@ def test_any_input_parses_or_raises_report_format_error(data: bytes | str) -> No
     if text.lstrip()[:1] not in {"<", "{", "["}:
         text = "<" + text
     with contextlib.suppress(ReportFormatError):
-        from_nmap_xml(text)
+        parse(text)
 
 
 # ------------------------------------------------------------ real nmap output
@@ -335,7 +338,7 @@ def test_reads_real_nmap_connect_scan() -> None:
         listener.listen()
         ours = listener.getsockname()[1]
         xml = run_nmap("-sT", "-p", f"1-1024,{ours}", "-n", "-Pn", "-oX", "-", "127.0.0.1")
-    report = from_nmap_xml(xml)
+    report = parse(xml)
     assert report.method is ScanMethod.CONNECT
     (host,) = report.hosts
     assert str(host.address) == "127.0.0.1" and host.state is HostState.UP
@@ -360,7 +363,7 @@ def test_reads_real_nmap_syn_and_udp_scan() -> None:
         xml = run_nmap(
             "-sS", "-sU", "-p", f"T:{tport},U:{uport}", "-n", "-Pn", "-oX", "-", "127.0.0.1"
         )
-    report = from_nmap_xml(xml)
+    report = parse(xml)
     assert report.method is ScanMethod.SYN
     assert report.protocols == (Protocol.TCP, Protocol.UDP)
     found = {(p.port, p.protocol): p for p in report.hosts[0].ports}
@@ -376,9 +379,9 @@ def test_nmap_and_portlib_xml_of_the_same_ports_read_alike(tmp_path: Path) -> No
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         ours = listener.getsockname()[1]
-        nmap_report = from_nmap_xml(
+        nmap_report = parse(
             run_nmap("-sT", "-p", f"1-40,{ours}", "-n", "-Pn", "-oX", "-", "127.0.0.1")
         )
-    rewritten = from_nmap_xml(to_nmap_xml(nmap_report))
+    rewritten = parse(to_nmap_xml(nmap_report))
     assert verdicts(rewritten) == verdicts(nmap_report)
     assert dtd_errors(to_nmap_xml(nmap_report), tmp_path) == ""

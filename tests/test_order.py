@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portlib.errors import PortlibError, ScanError
-from portlib.order import (
+from portlib.scanning.order import (
     ProbeOrder,
     SizeOverflowError,
     _group_for,
@@ -231,3 +231,15 @@ def test_generator_is_a_primitive_root(count: int) -> None:
         x = x * g % p
         seen.add(x)
     assert seen == set(range(1, p))  # g generates the whole group
+
+
+@given(st.integers(0, 500), st.integers(1, 9))
+def test_property_sequential_shards_partition_in_order(size: int, shards: int) -> None:
+    walks = [
+        list(ProbeOrder(size, seed=3, shard=(i, shards), sequential=True)) for i in range(shards)
+    ]
+    assert all(walk == sorted(walk) for walk in walks)
+    assert sorted(i for walk in walks for i in walk) == list(range(size))
+    assert [len(w) for w in walks] == [
+        ProbeOrder(size, seed=3, shard=(i, shards), sequential=True).count for i in range(shards)
+    ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import gc
 import random
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import ip_address
@@ -16,6 +15,7 @@ from ipaddress import ip_address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from portlib import portspec
 from portlib.model import (
     HostResult,
     HostState,
@@ -128,7 +128,7 @@ def assert_same_outputs(report: ScanReport) -> None:
         assert portsummary.summarise(host.ports) == ref.summarise(host.ports)
         assert portsummary.summarise(host.ports, 3) == ref.summarise(host.ports, 3)
         numbers = [p.port for p in host.ports]
-        assert portsummary.compress_ports(numbers) == ref.compress_ports(numbers)
+        assert portspec.compress_ports(numbers) == ref.compress_ports(numbers)
     for open_only in (False, True):
         for reason in (False, True):
             assert normal.render_normal(
@@ -159,8 +159,8 @@ def test_random_reports_match_the_reference(scan: tuple, seed: int) -> None:
     )
 )
 def test_compress_ports_matches_the_reference(numbers: list[int]) -> None:
-    assert portsummary.compress_ports(numbers) == ref.compress_ports(numbers)
-    assert portsummary.compress_ports(iter(numbers)) == ref.compress_ports(numbers)
+    assert portspec.compress_ports(numbers) == ref.compress_ports(numbers)
+    assert portspec.compress_ports(iter(numbers)) == ref.compress_ports(numbers)
 
 
 def full_range_scan(protocols: tuple[Protocol, ...]) -> tuple[dict, list[PortResult]]:
@@ -271,18 +271,37 @@ def test_latency_is_the_port_order_minimum_even_with_nan_and_signed_zeros() -> N
             assert repr(new.hosts[0].latency) == repr(old.hosts[0].latency)
 
 
-def test_a_host_is_summarised_once_and_forgotten_with_it() -> None:
+def test_a_host_is_summarised_once_within_a_rendering_and_forgotten_after() -> None:
     kwargs, results = full_range_scan((Protocol.TCP,))
     report = report_module.build_report(results=results, **kwargs)
     host = report.hosts[0]
-    first = portsummary.summary_of(host)
-    assert portsummary.summary_of(host) is first  # the second output reuses it
-    assert columns.columns_of(host) is columns.columns_of(host)
-    assert id(host) in columns._MEMO
-    key = id(host)
-    del report, host, first
-    gc.collect()
-    assert key not in columns._MEMO
+    with columns.sharing():
+        first = portsummary.summary_of(host)
+        assert portsummary.summary_of(host) is first  # the second output reuses it
+        assert columns.columns_of(host) is columns.columns_of(host)
+        with columns.sharing():  # a renderer's own block inside the caller's shares it
+            assert portsummary.summary_of(host) is first
+        assert columns.remembered_hosts() == [host]
+    assert columns.remembered_hosts() == []  # nothing outlives the block
+    assert portsummary.summary_of(host) is not portsummary.summary_of(host)
+    # Every renderer opens a block of its own: a host is walked once per output.
+    calls = []
+    real = portsummary._fold
+
+    def counted(*args: object) -> object:
+        calls.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    portsummary._fold = counted  # type: ignore[assignment]
+    try:
+        nmapxml.to_nmap_xml(report)
+        assert calls == [1]
+        with columns.sharing():
+            grepable.to_grepable(report)
+            nmapxml.to_nmap_xml(report)
+        assert calls == [1, 1]
+    finally:
+        portsummary._fold = real  # type: ignore[assignment]
 
 
 def test_the_memo_keeps_only_the_most_recent_hosts() -> None:
@@ -295,13 +314,13 @@ def test_the_memo_keeps_only_the_most_recent_hosts() -> None:
         HostResult(address, str(i), HostState.UP, Reason.USER_SET, ports)
         for i in range(columns.MEMO_HOSTS + 3)
     ]
-    for host in hosts:
-        columns.columns_of(host)
-    remembered = {key for key in columns._MEMO if key in {id(h) for h in hosts}}
-    assert remembered == {id(h) for h in hosts[-columns.MEMO_HOSTS :]}
-    small = HostResult(address, None, HostState.UP, Reason.USER_SET, ports[:3])
-    columns.columns_of(small)
-    assert id(small) not in columns._MEMO  # small hosts are cheap to recompute
+    with columns.sharing():
+        for host in hosts:
+            columns.columns_of(host)
+        assert columns.remembered_hosts() == hosts[-columns.MEMO_HOSTS :]
+        small = HostResult(address, None, HostState.UP, Reason.USER_SET, ports[:3])
+        columns.columns_of(small)
+        assert small not in columns.remembered_hosts()  # small hosts are cheap to recompute
 
 
 @given(st.one_of(st.text(), st.integers(), st.floats()))
@@ -320,8 +339,8 @@ def test_xml_attribute_quoting_picks_quotes_as_quoteattr() -> None:
 
 
 def test_outputs_from_many_threads_agree() -> None:
-    """The memo is shared: threads rendering many large hosts at once (evicting each
-    other's entries) still get the reference text."""
+    """Threads rendering many large hosts at once (each with its own memo, evicting its
+    own entries) still get the reference text."""
     address = ip_address("192.0.2.1")
     reports = []
     for i in range(columns.MEMO_HOSTS + 4):
@@ -348,4 +367,4 @@ def test_compress_ports_runs_of_every_length() -> None:
     length around and past the switch must end exactly where it does."""
     for length in range(1, 300):
         numbers = [*range(10, 10 + length), 5000, *range(7000, 7000 + 2 * length + 1), 65535]
-        assert portsummary.compress_ports(numbers) == ref.compress_ports(numbers)
+        assert portspec.compress_ports(numbers) == ref.compress_ports(numbers)

@@ -79,6 +79,42 @@ def test_values_are_frozen_and_slotted() -> None:
     assert not hasattr(endpoint, "__dict__")
 
 
+def _imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at the top or inside functions."""
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_the_model_imports_nothing_from_the_outputs() -> None:
+    """model.py holds values only: the outputs depend on it, never the other way."""
+    imported = _imported_modules(REPO / "portlib" / "model.py")
+    assert not {m for m in imported if m.startswith("portlib.output")}, imported
+    assert not hasattr(portlib.ScanReport, "to_nmap_xml")
+    assert "__weakref__" not in portlib.HostResult.__slots__  # no output cache needs it
+
+
+def test_report_files_go_through_one_load_and_one_dump(tmp_path: Path) -> None:
+    from tests.report_samples import sample_report, verdicts
+
+    report = sample_report()
+    for name in ("r.xml", "r.json", "r.gnmap", "r.nmap"):
+        portlib.dump_report(report, tmp_path / name)
+    for name in ("r.xml", "r.json"):
+        assert verdicts(portlib.load_report(tmp_path / name)) == verdicts(report)
+    assert portlib.parse_report(portlib.render_report(report, "json")) == report
+    assert (tmp_path / "r.gnmap").read_text() == portlib.render_report(report, "grepable")
+    with pytest.raises(portlib.OutputError, match="cannot tell the format of"):
+        portlib.dump_report(report, tmp_path / "r.txt")
+
+
 def test_json_uses_field_names_and_enum_strings() -> None:
     result = portlib.PortResult(
         ip_address("192.0.2.1"),

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from portlib.errors import PortSpecError
 from portlib.model import Protocol
+from portlib.portspec import PortList, parse_ports
 from portlib.services import service_port, top_ports
-from portlib.targets import PortList, parse_ports
 
 ALL = tuple(range(1, 65536))
 

@@ -34,8 +34,8 @@ async def engine_scan(
 ) -> dict[int, tuple[str, str]]:
     """Drive RawEngine directly; each port's (state, reason), and fail on a duplicate."""
     from portlib.model import PortResult, Protocol, ScanMethod
-    from portlib.scanning.engine import ScanWork
-    from portlib.scanning.raw import RawEngine
+    from portlib.scanning.contract import ScanWork
+    from portlib.scanning.raw.engine import RawEngine
     from portlib.scanning.timing import preset
 
     found: dict[int, tuple[str, str]] = {}
@@ -52,7 +52,7 @@ async def engine_scan(
 
 
 async def discover(hosts: list[str]) -> dict[str, tuple[str, str]]:
-    from portlib.scanning.rawdiscovery import discover_raw
+    from portlib.scanning.discovery.raw import discover_raw
     from portlib.scanning.timing import preset
 
     timing = preset(4).with_overrides(retries=1)

@@ -22,7 +22,8 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 import pytest
 
 from portlib.model import PortResult, PortState, Protocol, Reason, ScanMethod
-from portlib.scanning.engine import ScanWork
+from portlib.scanning.contract import ScanWork
+from portlib.scanning.raw.scan import DEFAULT_TUNING, RawTuning
 from portlib.scanning.timing import preset
 
 pytestmark = pytest.mark.lab
@@ -94,9 +95,13 @@ def udp_echo(host: IPv4Address | IPv6Address) -> Iterator[int]:
 
 
 async def run_engine(
-    method: str, host: IPv4Address | IPv6Address, ports: list[int], **timing: float
+    method: str,
+    host: IPv4Address | IPv6Address,
+    ports: list[int],
+    tuning: RawTuning = DEFAULT_TUNING,
+    **timing: float,
 ) -> list[PortResult]:
-    from portlib.scanning.raw import RawEngine
+    from portlib.scanning.raw.engine import RawEngine
 
     results: list[PortResult] = []
 
@@ -105,7 +110,7 @@ async def run_engine(
 
     protocol = Protocol.UDP if method == "udp" else Protocol.TCP
     work = ScanWork((host,), tuple(ports), protocol, preset(4).with_overrides(**timing), seed=7)
-    await RawEngine(ScanMethod(method)).run(work, emit)
+    await RawEngine(ScanMethod(method), tuning=tuning).run(work, emit)
     return results
 
 
@@ -149,9 +154,13 @@ async def test_udp_open_and_closed_exact(host: IPv4Address | IPv6Address) -> Non
 
 
 async def test_full_range_syn_on_loopback_is_exact() -> None:
+    await full_range_syn_is_exact(DEFAULT_TUNING)
+
+
+async def full_range_syn_is_exact(tuning: RawTuning) -> None:
     host = HOSTS[0]
     with tcp_listeners(host, 3) as listening:
-        results = await run_engine("syn", host, list(range(1, 65536)))
+        results = await run_engine("syn", host, list(range(1, 65536)), tuning)
         # ports other processes listen on right now are open too: ask the kernel
         others = set(listening_ports(host))
     found = verdicts(results)
@@ -189,7 +198,7 @@ async def test_cancellation_closes_every_socket() -> None:
 
 async def test_engine_rejects_connect_method() -> None:
     from portlib.errors import ScanError
-    from portlib.scanning.raw import RawEngine
+    from portlib.scanning.raw.engine import RawEngine
 
     with pytest.raises(ScanError, match="syn, ack and udp"):
         RawEngine(ScanMethod.CONNECT)
@@ -201,8 +210,8 @@ def test_unprivileged_syn_scan_raises_privilege_error() -> None:
         import asyncio, ipaddress
         from portlib.errors import PrivilegeError
         from portlib.model import Protocol, ScanMethod
-        from portlib.scanning.engine import ScanWork
-        from portlib.scanning.raw import RawEngine
+        from portlib.scanning.contract import ScanWork
+        from portlib.scanning.raw.engine import RawEngine
         from portlib.scanning.timing import preset
 
         async def emit(r):
@@ -259,7 +268,8 @@ def test_scan_end_to_end_through_the_public_api() -> None:
 def test_receive_filter_passes_only_replies_to_our_port() -> None:
     import time
 
-    from portlib.scanning import bpf, rawsock
+    from portlib.scanning.raw import bpf
+    from portlib.scanning.raw.io import rawsock
 
     with tcp_listeners(HOSTS[0], 1) as (listening,):
         ours, other = closed_ports(HOSTS[0], socket.SOCK_STREAM, 2)
@@ -296,9 +306,9 @@ def test_send_worker_reports_refused_sends_back() -> None:
     import time
     from array import array
 
-    from portlib.scanning.sendworker import SendWorker
-    from portlib.scanning.templates import build_template
-    from portlib.scanning.wire import Probe, ProbeTemplate
+    from portlib.scanning.raw.io.sendworker import SendWorker
+    from portlib.scanning.raw.templates import build_template
+    from portlib.scanning.raw.wire import Probe, ProbeTemplate
 
     host = HOSTS[0]
     probe = ProbeTemplate(build_template(Probe.SYN, host, 40000), Probe.SYN).bind(host.packed)
@@ -327,9 +337,9 @@ def test_send_worker_hand_over_never_blocks_and_loses_nothing() -> None:
     import time
     from array import array
 
-    from portlib.scanning.sendworker import PIPE_BYTES, SendWorker
-    from portlib.scanning.templates import build_template
-    from portlib.scanning.wire import Probe, ProbeTemplate
+    from portlib.scanning.raw.io.sendworker import PIPE_BYTES, SendWorker
+    from portlib.scanning.raw.templates import build_template
+    from portlib.scanning.raw.wire import Probe, ProbeTemplate
 
     host = HOSTS[0]
     probe = ProbeTemplate(build_template(Probe.SYN, host, 40000), Probe.SYN).bind(host.packed)
@@ -355,23 +365,18 @@ def test_send_worker_hand_over_never_blocks_and_loses_nothing() -> None:
     assert refused == [(idx, errno.EBADF) for idx in range(count)]
 
 
-def test_full_range_syn_on_loopback_without_send_worker_is_exact(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_full_range_syn_on_loopback_without_send_worker_is_exact() -> None:
     """The in-process send path gives the same verdicts as the worker path above."""
-    from portlib.scanning import raw
-
-    monkeypatch.setattr(raw._RawScan, "use_send_worker", False)
-    asyncio.run(test_full_range_syn_on_loopback_is_exact())
+    asyncio.run(full_range_syn_is_exact(RawTuning(send_workers=False)))
 
 
 def test_two_send_workers_each_stop_when_closed() -> None:
     """-sS -sU runs two raw scans at once: the second worker must not keep the first alive."""
     import threading
 
-    from portlib.scanning.sendworker import SendWorker
-    from portlib.scanning.templates import build_template
-    from portlib.scanning.wire import Probe, ProbeTemplate
+    from portlib.scanning.raw.io.sendworker import SendWorker
+    from portlib.scanning.raw.templates import build_template
+    from portlib.scanning.raw.wire import Probe, ProbeTemplate
 
     host = HOSTS[0]
     probe = ProbeTemplate(build_template(Probe.SYN, host, 40000), Probe.SYN).bind(host.packed)
@@ -394,9 +399,9 @@ def test_send_worker_stops_even_when_another_fork_holds_its_pipe() -> None:
     import threading
     import time
 
-    from portlib.scanning.sendworker import SendWorker
-    from portlib.scanning.templates import build_template
-    from portlib.scanning.wire import Probe, ProbeTemplate
+    from portlib.scanning.raw.io.sendworker import SendWorker
+    from portlib.scanning.raw.templates import build_template
+    from portlib.scanning.raw.wire import Probe, ProbeTemplate
 
     host = HOSTS[0]
     probe = ProbeTemplate(build_template(Probe.SYN, host, 40000), Probe.SYN).bind(host.packed)
@@ -421,8 +426,9 @@ def test_rx_ring_hands_over_every_packet_once_and_recycles_its_blocks() -> None:
     """Six rounds of datagrams through a 4-block ring: each round read once, whole."""
     import time
 
-    from portlib.scanning import bpf, rawsock
-    from portlib.scanning.rxring import RxRing
+    from portlib.scanning.raw import bpf
+    from portlib.scanning.raw.io import rawsock
+    from portlib.scanning.raw.io.rxring import RxRing
 
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # bound: no port unreachables
     sink.bind(("127.0.0.1", 0))
@@ -451,12 +457,8 @@ def test_rx_ring_hands_over_every_packet_once_and_recycles_its_blocks() -> None:
 
 
 @pytest.mark.parametrize("method", ["syn", "udp"])
-async def test_engine_without_rx_ring_decides_the_same(
-    method: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_engine_without_rx_ring_decides_the_same(method: str) -> None:
     """The recv path (kernels that refuse a ring) gives the ring path's verdicts."""
-    from portlib.scanning.raw import _RawScan
-
     host = HOSTS[0]
     kind = socket.SOCK_DGRAM if method == "udp" else socket.SOCK_STREAM
     closed = closed_ports(host, kind, 20)
@@ -464,8 +466,9 @@ async def test_engine_without_rx_ring_decides_the_same(
     with listeners as served:
         opened = [served] if isinstance(served, int) else served
         with_ring = verdicts(await run_engine(method, host, opened + closed))
-        monkeypatch.setattr(_RawScan, "use_rx_ring", False)
-        without_ring = verdicts(await run_engine(method, host, opened + closed))
+        without_ring = verdicts(
+            await run_engine(method, host, opened + closed, RawTuning(rx_ring=False))
+        )
     assert with_ring == without_ring
     assert {p: s for p, (s, _) in with_ring.items()} == (
         {p: PortState.OPEN for p in opened} | {p: PortState.CLOSED for p in closed}
@@ -474,24 +477,30 @@ async def test_engine_without_rx_ring_decides_the_same(
 
 def test_window_counts_undecided_probes_not_the_send_queue() -> None:
     """Answered probes behind a silent one free the window at once (not when it expires)."""
-    from portlib.scanning.raw import _RawScan
-    from portlib.scanning.wire import Probe
+    from portlib.scanning.raw.scan import RawScan
+    from portlib.scanning.raw.wire import Probe
 
     work = ScanWork((HOSTS[0],), tuple(range(1000, 1100)), Protocol.TCP, preset(4), seed=7)
-    scan = _RawScan(Probe.SYN, work)
+    scan = RawScan(Probe.SYN, work)
+    book = scan.book
     try:
         for idx in range(100):
-            scan.sends[idx] = 1
-            scan.sent_at[idx] = 1000.0
-            scan._fly(idx)
-        assert scan.pending == 100
+            book.sends[idx] = 1
+            book.sent_at[idx] = 1000.0
+            book.fly(idx)
+        assert book.pending == 100
         # Every probe but the first (a DROPped port, still silent) is answered.
-        scan._settle([(idx, PortState.CLOSED, Reason.RESET, 1000.001) for idx in range(1, 100)])
+        book.decide_first_tries(
+            [(idx, PortState.CLOSED, Reason.RESET, 1000.001) for idx in range(1, 100)],
+            scan.window,
+            scan.retry,
+            scan.rtt,
+        )
         for idx in range(1, 100):
-            scan.decided[idx] = 1
-        assert scan.pending == 1 and len(scan.in_flight) == 100  # the queue empties lazily
+            book.decided[idx] = 1
+        assert book.pending == 1 and len(book.in_flight) == 100  # the queue empties lazily
         scan._expire(1000.0 + scan.rtt.timeout + 1)
-        assert scan.pending == 0 and not scan.in_flight
-        assert list(scan.resend) == [0]  # the silent one goes around again
+        assert book.pending == 0 and not book.in_flight
+        assert list(book.resend) == [0]  # the silent one goes around again
     finally:
         scan.close()

@@ -30,8 +30,8 @@ UDP_SILENT = (PortState.OPEN_FILTERED, Reason.NO_RESPONSE)
 async def limited_scan(host: str, ports: list[int]) -> tuple[dict[int, tuple[str, str]], dict]:
     """Drive RawEngine (UDP, T4); each port's (state, reason), and the engine's figures."""
     from portlib.model import PortResult, Protocol, ScanMethod
-    from portlib.scanning.engine import ScanWork
-    from portlib.scanning.raw import RawEngine
+    from portlib.scanning.contract import ScanWork
+    from portlib.scanning.raw.engine import RawEngine
     from portlib.scanning.timing import preset
 
     found: dict[int, tuple[str, str]] = {}

@@ -24,7 +24,7 @@ import portlib
 from portlib.errors import PortSpecError, PrivilegeError, ScanError, TargetSpecError
 from portlib.model import HostState, PortResult, PortState, Protocol, Reason, ScanMethod
 from portlib.scanning import ENGINES, QUEUE_SIZE, Scanner, parse_methods, scan, scan_async
-from portlib.scanning.engine import Emit, ScanWork, emit_many
+from portlib.scanning.contract import Emit, ScanWork, emit_many
 from portlib.services import top_ports
 
 REPO = Path(__file__).resolve().parent.parent
@@ -105,7 +105,7 @@ async def test_bad_targets_raise_on_enter() -> None:
 
 
 async def test_raw_methods_need_the_privilege(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("portlib.scanning.has_raw_privilege", lambda: False)
+    monkeypatch.setattr("portlib.scanning.privilege.has_raw_privilege", lambda: False)
     with pytest.raises(PrivilegeError, match=r"CAP_NET_RAW.*connect"):
         async with Scanner("127.0.0.1", "22", method="syn"):
             pass
@@ -152,6 +152,7 @@ class MemoryEngine:
     instances: ClassVar[list[MemoryEngine]] = []
     duplicate = False
     fail_after: int | None = None
+    probes_sent = 0
 
     def __init__(self, method: ScanMethod) -> None:
         self.method = method
@@ -179,7 +180,7 @@ class MemoryEngine:
 
 @pytest.fixture
 def memory_engine(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setitem(ENGINES, ScanMethod.CONNECT, f"{__name__}:MemoryEngine")
+    monkeypatch.setitem(ENGINES, ScanMethod.CONNECT, MemoryEngine)
     monkeypatch.setattr(MemoryEngine, "instances", [])
     return MemoryEngine
 
@@ -188,6 +189,7 @@ class BatchEngine:
     """Decides every port as closed, handing verdicts over in batches of 1000."""
 
     handed = 0
+    probes_sent = 0
 
     def __init__(self, method: ScanMethod) -> None:
         self.method = method
@@ -207,7 +209,7 @@ class BatchEngine:
 async def test_batches_are_deduplicated_recorded_first_and_backpressured(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(ENGINES, ScanMethod.CONNECT, f"{__name__}:BatchEngine")
+    monkeypatch.setitem(ENGINES, ScanMethod.CONNECT, BatchEngine)
     async with Scanner("127.0.0.1", "1-65535", discovery=False) as results:
         seen = [await anext(results) for _ in range(10)]
         for _ in range(20):
@@ -413,6 +415,18 @@ async def test_partial_report_of_an_interrupted_stream() -> None:
 
 
 @pytest.mark.live
+def python_script(code: str) -> subprocess.Popen[str]:
+    """``code`` in a fresh interpreter using this checkout, its output piped back."""
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
 def test_ctrl_c_in_blocking_scan_returns_the_partial_report() -> None:
     code = textwrap.dedent(
         """
@@ -422,14 +436,7 @@ def test_ctrl_c_in_blocking_scan_returns_the_partial_report() -> None:
         print(report.interrupted, len(report.hosts[0].ports), flush=True)
         """
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    proc = python_script(code)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "started"
     import time
@@ -443,9 +450,55 @@ def test_ctrl_c_in_blocking_scan_returns_the_partial_report() -> None:
     assert 0 < int(decided) < 5000
 
 
+def _scan_loop_under_ctrl_c(option: str, presses: int) -> tuple[int, str, str]:
+    """A script scanning in a loop gets ``presses`` Ctrl-C, one second apart."""
+    code = textwrap.dedent(
+        f"""
+        import portlib
+        for round in range(3):
+            print("round", round, flush=True)
+            report = portlib.scan("127.0.0.1", "1-5000", discovery=False, rate=300{option})
+            print("report", report.interrupted, flush=True)
+        print("loop ended", flush=True)
+        """
+    )
+    proc = python_script(code)
+    assert proc.stdout is not None
+    import time
+
+    seen = []
+    for _ in range(presses):
+        while not (line := proc.stdout.readline()).startswith("round"):
+            assert line, "the script ended before its next round"
+            seen.append(line)
+        seen.append(line)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, "".join(seen) + out, err
+
+
+def test_a_second_ctrl_c_stops_a_loop_of_blocking_scans() -> None:
+    code, out, err = _scan_loop_under_ctrl_c("", presses=2)
+    assert code != 0 and "KeyboardInterrupt" in err
+    assert out.count("report True") == 1  # the first Ctrl-C gave its partial report
+    assert "loop ended" not in out
+
+
+def test_interrupt_raise_propagates_the_first_ctrl_c() -> None:
+    code, out, err = _scan_loop_under_ctrl_c(', interrupt="raise"', presses=1)
+    assert code != 0 and "KeyboardInterrupt" in err
+    assert "report" not in out
+
+
+def test_interrupt_takes_report_or_raise() -> None:
+    with pytest.raises(ScanError, match="interrupt must be"):
+        scan("127.0.0.1", "22", interrupt="ignore")  # type: ignore[arg-type]
+
+
 @pytest.mark.live
 def test_one_tcp_method_plus_udp_in_one_scan(loopback_ports) -> None:
-    from portlib.scanning.discovery import has_raw_privilege
+    from portlib.scanning.privilege import has_raw_privilege
 
     if not has_raw_privilege():
         pytest.skip("SYN and UDP scans need CAP_NET_RAW (run as root)")
@@ -488,3 +541,24 @@ def test_connect_scan_never_loads_scapy() -> None:
 def test_public_names() -> None:
     assert portlib.scan is scan and portlib.scan_async is scan_async
     assert portlib.Scanner is Scanner
+
+
+def test_a_misspelt_scan_option_fails_a_users_type_check(tmp_path: Path) -> None:
+    """``scan``'s options are a TypedDict: mypy catches ``timming=4`` in a user's script."""
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        "import portlib\n"
+        'portlib.scan("127.0.0.1", "22", timing=4, retries=1)\n'
+        'portlib.scan("127.0.0.1", "22", timming=4)\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(script)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "MYPYPATH": str(REPO)},
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert 'Unexpected keyword argument "timming"' in proc.stdout
+    assert "user_script.py:2" not in proc.stdout  # the well-spelt call passes

@@ -51,6 +51,9 @@ def test_tracker_events() -> None:
     closed = tracker.look([sock(S.LISTEN, 80, 1, owner), sock(S.TIME_WAIT, 81, 2)], 4.0)
     assert [(e.kind, e.socket.state) for e in closed] == [(CLOSED, S.TIME_WAIT)]
     assert tracker.look([sock(S.LISTEN, 80, 1, owner)], 5.0) == []  # TIME-WAIT ends quietly
+    # A look between the closing fd and the socket leaving the table: the owners stay.
+    assert tracker.look([sock(S.LISTEN, 80, 1)], 5.5) == []
+    assert tracker.known[1].owners == owner
     # The kernel's notice comes first; the next look finds the socket gone and says nothing.
     notice = tracker.destroyed(sock(S.CLOSE, 80, 1), 6.0, lambda s: False)
     assert notice is not None and (notice.kind, notice.socket.state) == (CLOSED, S.LISTEN)

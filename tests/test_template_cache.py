@@ -21,9 +21,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portlib.scanning import templatecache, templates
-from portlib.scanning.templates import GENERIC_PAYLOAD, build_template, scapy_template
-from portlib.scanning.wire import Probe, layout_of
+from portlib.scanning.raw import templatecache, templates
+from portlib.scanning.raw.templates import GENERIC_PAYLOAD, build_template, scapy_template
+from portlib.scanning.raw.wire import Probe, layout_of
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = {4: ip_address("192.0.2.1"), 6: ip_address("2001:db8::1")}
@@ -332,13 +332,66 @@ def test_no_cache_path_builds_without_touching_disk(scapy_builds: list[int]) -> 
     assert scapy_builds == [1]
 
 
+# --- planted files and links --------------------------------------------------------------
+
+
+READ_IN_CHILD = """
+import sys
+from portlib.scanning.raw import templatecache
+print(templatecache.read_json(sys.argv[1]))
+"""
+
+
+def test_a_fifo_planted_as_the_cache_file_is_skipped_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "templates.json"
+    os.mkfifo(fifo)
+    # Opening a FIFO for reading blocks until a writer comes: the child would hang.
+    done = subprocess.run(
+        [sys.executable, "-c", READ_IN_CHILD, str(fifo)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "None\n"
+
+
+def test_a_symlink_to_a_trusted_file_is_not_followed(
+    cache_file: Path, scapy_builds: list[int], tmp_path: Path
+) -> None:
+    # A good cache document that the reader would trust (ours, mode 0644), reached
+    # through a link: its bytes would be sent as probes if the link were followed.
+    elsewhere = tmp_path / "elsewhere.json"
+    templates.load_tables(str(elsewhere))
+    assert templatecache.read_json(str(elsewhere)) is not None
+    cache_file.parent.mkdir()
+    cache_file.symlink_to(elsewhere)
+    assert templatecache.read_json(str(cache_file)) is None
+    assert templates.load_tables(str(cache_file)).blanks
+    assert scapy_builds == [1, 1]  # built again: the link was not taken as the cache
+
+
+def test_a_symlinked_directory_in_the_cache_path_is_not_written_through(
+    tmp_path: Path, scapy_builds: list[int]
+) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    path = tmp_path / "link" / "portlib" / "templates.json"
+    assert templatecache.write_json(str(path), {"x": 1}) is False
+    assert templates.load_tables(str(path)).blanks
+    assert list(real.iterdir()) == []  # nothing was created where the link points
+    assert scapy_builds == [1]
+
+
 # --- scapy stays out of a warm process ------------------------------------------------
 
 BUILD_ALL = """
 import json, sys
 from ipaddress import ip_address
-from portlib.scanning import templates
-from portlib.scanning.wire import Probe
+from portlib.scanning.raw import templates
+from portlib.scanning.raw.wire import Probe
 built = []
 for source in (ip_address("127.0.0.1"), ip_address("::1")):
     for kind in Probe:

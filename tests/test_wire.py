@@ -21,12 +21,11 @@ from scapy.layers.inet6 import (
 )
 
 from portlib.model import PortState, Reason
-from portlib.scanning import bpf, templates
-from portlib.scanning.wire import (
-    ICMP4_UNREACH_REASONS,
-    ICMP6_UNREACH_REASONS,
-    Classifier,
-    Cookie,
+from portlib.scanning.icmp import UNREACH_REASONS
+from portlib.scanning.raw import bpf, templates
+from portlib.scanning.raw.cookie import Cookie
+from portlib.scanning.raw.replies import Classifier
+from portlib.scanning.raw.wire import (
     Probe,
     ProbeTemplate,
     checksum,
@@ -150,7 +149,7 @@ def test_repatching_one_bound_probe_equals_a_fresh_build(
 def test_ipv4_udp_mark_is_never_zero() -> None:
     # With IP_HDRINCL the kernel replaces an IPv4 ID of 0 by its own: the quote
     # of an ICMP error would then never match. A cookie ending in 0x0000 marks 1.
-    from portlib.scanning.wire import ipv4_mark
+    from portlib.scanning.raw.wire import ipv4_mark
 
     secret = next(
         s
@@ -305,7 +304,7 @@ def icmp4_error(
     return bytes(IP(src=src, dst=ME4) / ICMP(type=type_, code=code) / quoted[:28])
 
 
-@pytest.mark.parametrize(("code", "reason"), sorted(ICMP4_UNREACH_REASONS.items()))
+@pytest.mark.parametrize(("code", "reason"), sorted(UNREACH_REASONS[4].items()))
 def test_icmp4_unreachable_table(code: int, reason: Reason) -> None:
     syn = classify(Probe.SYN, icmp4_error(Probe.SYN, code, 25))
     assert syn is not None
@@ -366,7 +365,7 @@ def icmp6_error(kind: Probe, layer: object, dport: int, *, src: str = TARGET6) -
     return bytes(IPv6(src=src, dst=ME6) / layer / quoted)  # type: ignore[operator]
 
 
-@pytest.mark.parametrize(("code", "reason"), sorted(ICMP6_UNREACH_REASONS.items()))
+@pytest.mark.parametrize(("code", "reason"), sorted(UNREACH_REASONS[6].items()))
 def test_icmp6_unreachable_table(code: int, reason: Reason) -> None:
     syn = classify(Probe.SYN, icmp6_error(Probe.SYN, ICMPv6DestUnreach(code=code), 25))
     assert syn is not None and (syn.state, syn.reason) == (PortState.FILTERED, reason)
@@ -383,7 +382,7 @@ def test_icmp6_other_errors_and_strays() -> None:
     expired = classify(Probe.UDP, icmp6_error(Probe.UDP, ICMPv6TimeExceeded(), 9, src=ROUTER6))
     assert expired is not None and expired.reason is Reason.TIME_EXCEEDED
     problem = classify(Probe.SYN, icmp6_error(Probe.SYN, ICMPv6ParamProblem(code=1), 9))
-    assert problem is not None and problem.reason is Reason.PROTO_UNREACH
+    assert problem is not None and problem.reason is Reason.PARAM_PROBLEM
     # wrong flow label in the quote: not our probe
     quoted = bytearray(probe(Probe.UDP, ME6, TARGET6, 9))
     quoted[3] ^= 0x01
@@ -429,7 +428,7 @@ ROUTE_V6 = (
 
 
 def test_on_link_lookup_from_kernel_route_tables() -> None:
-    from portlib.scanning.rawdiscovery import on_link_interface, parse_route_v4, parse_route_v6
+    from portlib.scanning.raw.routes import on_link_interface, parse_route_v4, parse_route_v6
 
     v4 = parse_route_v4(ROUTE_V4)
     assert on_link_interface(ip_address("192.0.2.10"), v4) == "br0"
@@ -442,7 +441,7 @@ def test_on_link_lookup_from_kernel_route_tables() -> None:
 
 def test_discovery_replies_are_validated() -> None:
     from portlib.model import HostState
-    from portlib.scanning import rawdiscovery as rd
+    from portlib.scanning.discovery import packets as rd
 
     me, target = packed(ME4), packed(TARGET4)
     ident, seq = rd.icmp_id_seq(COOKIE(target, 0, rd.ECHO))
@@ -485,7 +484,7 @@ def test_discovery_replies_are_validated() -> None:
 def test_discovery_probe_bytes_are_valid_for_scapy() -> None:
     from scapy.layers.inet6 import ICMPv6EchoRequest
 
-    from portlib.scanning import rawdiscovery as rd
+    from portlib.scanning.discovery import packets as rd
 
     me, target = packed(ME4), packed(TARGET4)
     for wire in (
@@ -511,7 +510,8 @@ def test_discovery_probe_bytes_are_valid_for_scapy() -> None:
 
 
 def test_neighbor_mac_from_the_arp_table() -> None:
-    from portlib.scanning.txring import ethernet_header, neighbor_mac_v4
+    from portlib.scanning.raw.io.txring import ethernet_header
+    from portlib.scanning.raw.routes import neighbor_mac_v4
 
     table = (
         "IP address       HW type     Flags       HW address            Mask     Device\n"

@@ -4,6 +4,12 @@ Each module in ``_COMMANDS`` has ``register(subparsers)``, which adds its
 subcommand(s) and sets ``handler`` (a function ``(args) -> int``) as a default.
 Modules import their heavy parts inside the handler, so ``portlib --help``
 stays fast.
+
+A subcommand's own parser reads its arguments, so a usage error names the
+subcommand and points at its help (``see portlib scan --help``). ``scan`` takes
+targets anywhere on the line, as nmap does; like nmap's getopt, a flag that takes
+a value takes the next word even when it starts with ``-`` (``--rate -5`` is then
+refused for its value, ``-p -1024`` is ports 1 to 1024).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -18,6 +25,8 @@ from typing import NoReturn
 from portlib.errors import PortlibError
 
 _COMMANDS: tuple[str, ...] = ("scan_cmd", "free_cmd", "diff_cmd", "sockets_cmd", "who_cmd")
+_INTERMIXED = frozenset({"scan"})  # subcommands whose positionals may follow their flags
+_NUMBER = re.compile(r"-[0-9][0-9,.-]*")  # -5, -1024, -1.5: a value, not a flag
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran and the answer is "no" (e.g. a port is not free)
@@ -49,7 +58,7 @@ def build_parser() -> OneLineParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action="version", version=version_text())
     subparsers = parser.add_subparsers(
         title="commands", metavar="COMMAND", parser_class=OneLineParser
     )
@@ -58,18 +67,73 @@ def build_parser() -> OneLineParser:
     return parser
 
 
-def _version() -> str:
-    from portlib import __version__
+def version_text() -> str:
+    from portlib.version import __version__
 
     return f"portlib {__version__}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_command(argv: Sequence[str]) -> argparse.Namespace:
+    """The namespace for a whole command line, parsed by the subcommand's own parser."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(argv)
+    sub = _subparser(parser, words[0]) if words else None
+    if sub is None:
+        return parser.parse_args(words)
+    rest = _values_may_start_with_dash(sub, words[1:])
+    if words[0] in _INTERMIXED:
+        return sub.parse_intermixed_args(rest)
+    return sub.parse_args(rest)
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found = action.choices.get(name)
+            return found if isinstance(found, argparse.ArgumentParser) else None
+    return None
+
+
+def _values_may_start_with_dash(parser: argparse.ArgumentParser, words: list[str]) -> list[str]:
+    """``--rate -5`` as ``--rate=-5``: a flag taking one value takes the next word, unless
+    that word is itself a flag of the parser (``-p -sS``: argparse then says the value
+    is missing). Numbers are values (``-p -1024``), except a flag such as ``-4``."""
+    takes_value = {
+        flag
+        for action in parser._actions
+        if action.option_strings
+        and action.nargs is None
+        and action.const is None
+        and not isinstance(action, argparse._StoreConstAction | argparse._CountAction)
+        for flag in action.option_strings
+    }
+    known = set(parser._option_string_actions)
+
+    def is_flag(word: str) -> bool:
+        if _NUMBER.fullmatch(word) and word not in known:
+            return False
+        return word.startswith("--") or word.split("=", 1)[0] in known or word[:2] in known
+
+    out: list[str] = []
+    index = 0
+    while index < len(words):
+        word = words[index]
+        following = words[index + 1] if index + 1 < len(words) else ""
+        dashed = following.startswith("-") and following != "-"
+        if word in takes_value and dashed and not is_flag(following):
+            out.append(f"{word}={following}")
+            index += 2
+            continue
+        out.append(word)
+        index += 1
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_command(sys.argv[1:] if argv is None else argv)
     handler = getattr(args, "handler", None)
     if handler is None:
-        parser.print_help(sys.stderr)
+        build_parser().print_help(sys.stderr)
         return EXIT_USAGE
     try:
         return int(handler(args))

@@ -38,10 +38,11 @@ def register(subparsers: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from portlib.cli import EXIT_FAILURE, EXIT_OK
-    from portlib.output.diff import diff_reports, load_report, render_text
+    from portlib.output.diff import diff_reports, render_text
+    from portlib.output.formats import load
     from portlib.output.jsonout import dumps
 
-    diff = diff_reports(load_report(Path(args.old)), load_report(Path(args.new)))
+    diff = diff_reports(load(Path(args.old)), load(Path(args.new)))
     if args.json:
         sys.stdout.write(dumps(diff) + "\n")
     else:

@@ -12,7 +12,7 @@ from portlib.cli.argtypes import whole_number
 if TYPE_CHECKING:
     import socket
 
-    from portlib.model import Service
+    from portlib.model import IPAddress, Protocol, Service
 
 FREE_EPILOG = """\
 examples:
@@ -20,6 +20,7 @@ examples:
   portlib free --count 3 -u          three different free UDP ports
   portlib free --range 8000-8999     a free port from that range (reserved ports skipped)
   portlib free --check 8000          exit 0 if 8000/tcp is free, 1 if something holds it
+  portlib free --check 5353/udp      the same for a UDP port (as 'portlib who' takes it)
   portlib free --check 53 -u --host 127.0.0.1 --json
 
 Ports are tested by binding them as a server would (TCP with SO_REUSEADDR), on
@@ -48,7 +49,9 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     free.add_argument(
-        "--check", metavar="PORT", type=whole_number, help="test this port (exit 0 free, 1 in use)"
+        "--check",
+        metavar="PORT[/PROTO]",
+        help="test this port, e.g. 8000 or 53/udp (exit 0 free, 1 in use)",
     )
     free.add_argument(
         "--count", metavar="N", type=whole_number, default=1, help="how many ports (default 1)"
@@ -83,7 +86,42 @@ def _protocol_flags(parser: argparse.ArgumentParser, default: str | None = "tcp"
     group.add_argument("-t", "--tcp", dest="protocol", action="store_const", const="tcp")
     group.add_argument("-u", "--udp", dest="protocol", action="store_const", const="udp")
     group.add_argument("--protocol", dest="protocol", metavar="P", help="tcp or udp")
-    parser.set_defaults(protocol=default)
+    # None until a flag gives one, so --check 53/udp can tell a given -t from the default
+    parser.set_defaults(protocol=None, protocol_default=default)
+
+
+def _port_to_check(text: str, flag_protocol: Protocol, flag_given: bool) -> tuple[int, Protocol]:
+    """``8000`` or ``53/udp``, as ``portlib who`` takes ports; a protocol after ``/``
+    that contradicts -t/-u/--protocol is an error."""
+    from portlib.errors import PortSpecError
+    from portlib.services import as_protocol, small_number
+
+    number_text, slash, protocol_text = text.strip().partition("/")
+    number = small_number(number_text.strip())
+    if number is None:
+        raise PortSpecError(f"bad port {text!r}: not a whole number (give PORT or PORT/udp)")
+    protocol = as_protocol(protocol_text) if slash else flag_protocol
+    if slash and flag_given and protocol is not flag_protocol:
+        raise PortSpecError(f"--check {text} says {protocol} but the flags say {flag_protocol}")
+    return number, protocol
+
+
+def _holders(port: int, protocol: Protocol) -> str:
+    """Where sockets of this machine hold the port: ``[::1]``, ``127.0.0.1 and [::]``."""
+    from portlib.model import Socket, SocketState
+    from portlib.socktable import sockets
+
+    found = {
+        s.local.address
+        for s in sockets(protocol.value, port=port, processes=False)
+        if isinstance(s, Socket) and s.local.port == port and s.state is not SocketState.TIME_WAIT
+    }
+    shown = [f"[{a}]" if a.version == 6 else str(a) for a in sorted(found, key=_address_order)]
+    return " and ".join(shown)
+
+
+def _address_order(address: IPAddress) -> tuple[int, int]:
+    return address.version, int(address)
 
 
 def run_free(args: argparse.Namespace) -> int:
@@ -92,18 +130,24 @@ def run_free(args: argparse.Namespace) -> int:
     from portlib.ports import is_port_free, reserve_port
     from portlib.services import as_protocol
 
+    args.protocol_given = args.protocol is not None
+    if args.protocol is None:
+        args.protocol = args.protocol_default
+
     protocol = as_protocol(args.protocol)
     where = "all interfaces" if args.host is None else args.host
     if args.check is not None:
         if args.port_range is not None or args.count != 1:
             raise PortSpecError("--check tests one port; --count and --range are for finding ports")
-        free = is_port_free(args.check, protocol, args.host)
+        port, protocol = _port_to_check(args.check, protocol, args.protocol_given)
+        free = is_port_free(port, protocol, args.host)
         if args.json:
-            print(
-                dumps({"port": args.check, "protocol": protocol, "host": args.host, "free": free})
-            )
+            print(dumps({"port": port, "protocol": protocol, "host": args.host, "free": free}))
+        elif free:
+            print(f"{port}/{protocol} is free on {where}")
         else:
-            print(f"{args.check}/{protocol} is {'free' if free else 'in use'} on {where}")
+            held = args.host if args.host is not None else _holders(port, protocol)
+            print(f"{port}/{protocol} is in use" + (f" on {held}" if held else ""))
         return 0 if free else 1
     if args.count < 1:
         raise PortSpecError(f"--count must be 1 or more, not {args.count}")
@@ -123,6 +167,8 @@ def run_free(args: argparse.Namespace) -> int:
 
 
 def run_service(args: argparse.Namespace) -> int:
+    if args.protocol is None:
+        args.protocol = args.protocol_default
     from portlib.errors import UnknownService
     from portlib.model import Protocol
     from portlib.output.jsonout import dumps

@@ -2,162 +2,45 @@
 
 The handler is three steps, so more output formats can plug in later:
 ``scanner_from_args`` (validate everything, before any packet), ``run_scan``
-(stream the results; ``on_result`` sees each verdict as it is decided), and
-``print_report`` (render the finished or partial report on stdout).
+(stream the results; ``on_result`` sees each verdict as it is decided), and the
+outputs (the table or JSON on stdout, then every ``-o`` file, each written
+whatever became of the others). Targets may come before, after and between the
+flags, as nmap takes them (``portlib scan 127.0.0.1 -p 8000 ::1``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime as _dt
+import re
+import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
-from portlib.cli.argtypes import positive_number, whole_number_at_least
+from portlib.cli.progress import Progress, ProgressLine
 
 if TYPE_CHECKING:
+    from portlib.errors import OutputError
     from portlib.model import PortResult, ScanReport
     from portlib.scanning import Scanner
-
-EPILOG = """\
-examples:
-  portlib scan localhost                      top 1000 TCP ports (connect scan)
-  portlib scan -p22,80,8000-8100 192.0.2.10
-  portlib scan -p- -T4 192.0.2.0/28           all 65535 ports, aggressive timing
-  portlib scan -sS -sU --top-ports 100 192.0.2.10    SYN and UDP (root)
-  portlib scan -sn 192.0.2.0/28               which hosts are up (no port scan)
-  portlib scan -Pn --open --json localhost    skip discovery; JSON of open ports
-  portlib scan --shard 1/4 --seed 7 -iL targets.txt  the first quarter of a split scan
-  portlib scan -oA scans/today localhost      also write scans/today.xml, .gnmap, .nmap
-  portlib scan --jsonl -p- localhost | jq -c 'select(.state == "open")'   stream verdicts
-"""
-
-# -sX letter -> scan method, as nmap spells them.
-SCAN_LETTERS: dict[str, str] = {"T": "connect", "S": "syn", "A": "ack", "U": "udp", "n": "ping"}
-TIMING_NAMES: dict[str, int] = {
-    "paranoid": 0,
-    "sneaky": 1,
-    "polite": 2,
-    "normal": 3,
-    "aggressive": 4,
-    "insane": 5,
-}
-PROGRESS_INTERVAL = 0.2  # seconds between progress-line redraws
+    from portlib.targets import TargetSet
 
 ResultHook = Callable[["PortResult"], object]
 
-
-def _timing_level(text: str) -> int:
-    value = TIMING_NAMES.get(text.lower())
-    if value is None and text.isdigit() and int(text) in range(6):
-        value = int(text)
-    if value is None:
-        raise argparse.ArgumentTypeError(
-            f"timing must be 0-5 or a name ({', '.join(TIMING_NAMES)})"
-        )
-    return value
-
-
-def _scan_letter(text: str) -> str:
-    if text not in SCAN_LETTERS:
-        letters = ", ".join(f"-s{k}" for k in SCAN_LETTERS)
-        raise argparse.ArgumentTypeError(f"unknown scan type -s{text} (use {letters})")
-    return SCAN_LETTERS[text]
-
-
-_positive_int = whole_number_at_least(1)
-_non_negative_int = whole_number_at_least(0)
+# Signals that end a scan as Ctrl-C does: a partial report, every output written.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+_TCP_METHODS = frozenset({"connect", "syn", "ack"})
+_PREFIX = re.compile(r"(?:^|,)\s*([A-Za-z]):")  # a -p protocol prefix (T:, U:)
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "scan",
-        help="scan hosts for open ports (like nmap)",
-        description="Scan TCP/UDP ports of hosts, with nmap's flags. Default: connect scan "
-        "of the top 1000 TCP ports of each host found up.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "targets",
-        nargs="*",
-        metavar="TARGET",
-        help="hosts, addresses, CIDR (192.0.2.0/28), ranges (192.0.2.1-20)",
-    )
-    ports = parser.add_mutually_exclusive_group()
-    ports.add_argument(
-        "-p",
-        dest="ports",
-        metavar="SPEC",
-        help="ports: 22,80,1000-2000, T:80,U:53, http, - (all: -p-)",
-    )
-    ports.add_argument(
-        "--top-ports",
-        type=_positive_int,
-        metavar="N",
-        help="the N most common ports of each scanned protocol",
-    )
-    parser.add_argument(
-        "-s",
-        dest="methods",
-        action="append",
-        type=_scan_letter,
-        metavar="X",
-        help="scan type: -sT connect (default), -sS SYN, -sA ACK, -sU UDP, "
-        "-sn ping only; -sS -sU scans both",
-    )
-    parser.add_argument(
-        "-Pn",
-        dest="no_ping",
-        action="store_true",
-        help="skip host discovery: treat every host as up",
-    )
-    parser.add_argument(
-        "-T",
-        dest="timing",
-        type=_timing_level,
-        default=3,
-        metavar="0-5",
-        help="timing template: -T0 paranoid .. -T3 normal .. -T5 insane",
-    )
-    parser.add_argument(
-        "--rate", type=positive_number, metavar="PPS", help="at most PPS probes per second"
-    )
-    parser.add_argument(
-        "--timeout", type=positive_number, metavar="S", help="per-probe timeout in seconds"
-    )
-    parser.add_argument(
-        "--retries", type=_non_negative_int, metavar="N", help="retransmissions after silence"
-    )
-    parser.add_argument(
-        "--seed",
-        type=_non_negative_int,
-        metavar="N",
-        help="seed of the randomized probe order (same seed, same order)",
-    )
-    parser.add_argument(
-        "--shard", metavar="I/N", help="scan only shard I of N (1-based) of the target x port space"
-    )
-    parser.add_argument("--exclude", metavar="SPEC", help="targets to leave out")
-    parser.add_argument("--excludefile", metavar="FILE", help="targets to leave out, from a file")
-    parser.add_argument(
-        "-iL", dest="input_file", metavar="FILE", help="read targets from FILE (- for stdin)"
-    )
-    family = parser.add_mutually_exclusive_group()
-    family.add_argument(
-        "-4", dest="family", action="store_const", const=4, help="resolve host names to IPv4 only"
-    )
-    family.add_argument(
-        "-6", dest="family", action="store_const", const=6, help="resolve host names to IPv6 only"
-    )
-    parser.add_argument("--open", action="store_true", help="show only open ports")
-    parser.add_argument("--reason", action="store_true", help="add a REASON column")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    from portlib.output.writers import add_output_arguments
+    from portlib.cli.scan_flags import build
 
-    add_output_arguments(parser)
-    parser.set_defaults(handler=handle)
+    build(subparsers).set_defaults(handler=handle)
 
 
 def methods_from_args(args: argparse.Namespace) -> list[str]:
@@ -168,15 +51,54 @@ def ports_from_args(args: argparse.Namespace, methods: list[str]) -> object:
     """The ``ports`` argument for Scanner: a spec, a PortList for --top-ports, or None."""
     if args.top_ports is None:
         return args.ports
+    from portlib.portspec import PortList
     from portlib.services import top_ports
-    from portlib.targets import PortList
 
-    tcp = top_ports(args.top_ports, "tcp") if set(methods) - {"udp", "ping"} else ()
+    tcp = top_ports(args.top_ports, "tcp") if set(methods) & _TCP_METHODS else ()
     udp = top_ports(args.top_ports, "udp") if "udp" in methods else ()
     return PortList(tcp=tuple(tcp), udp=tuple(udp))
 
 
-async def _parse_targets(args: argparse.Namespace) -> Any:
+def check_flags(args: argparse.Namespace, methods: list[str], warn: TextIO) -> None:
+    """What nmap refuses or warns about, before anything is resolved or sent."""
+    from portlib.errors import ScanError
+
+    if "list" in methods and len(methods) > 1:
+        others = " ".join(f"-s{m[0].upper()}" for m in methods if m != "list")
+        raise ScanError(f"-sL lists targets and sends nothing; it cannot go with {others}")
+    if set(methods) & {"ping", "list"} and (args.ports is not None or args.top_ports):
+        flag = "-sn" if "ping" in methods else "-sL"
+        given = "-p" if args.ports is not None else "--top-ports/-F"
+        raise ScanError(f"{flag} scans no ports, so {given} cannot go with it")
+    if args.ports is None or set(methods) & {"ping", "list"}:
+        return
+    from portlib.portspec import parse_ports
+
+    ports = parse_ports(args.ports)
+    tcp_scan = bool(set(methods) & _TCP_METHODS)
+    if tcp_scan and not ports.tcp:
+        raise ScanError(
+            f"-p {args.ports} gives no TCP ports for the TCP scan"
+            + (" (add -sU to scan its UDP ports)" if "udp" not in methods else "")
+        )
+    if "udp" in methods and not ports.udp:
+        raise ScanError(f"-p {args.ports} gives no UDP ports for the UDP scan (-sU)")
+    prefixes = {letter.upper() for letter in _PREFIX.findall(args.ports)}
+    if "U" in prefixes and "udp" not in methods:
+        print(
+            f"portlib: warning: -p {args.ports} includes UDP ports (U:) but no UDP scan (-sU)"
+            " was asked for; they are not scanned",
+            file=warn,
+        )
+    if "T" in prefixes and not tcp_scan:
+        print(
+            f"portlib: warning: -p {args.ports} includes TCP ports (T:) but only a UDP scan"
+            " was asked for; they are not scanned",
+            file=warn,
+        )
+
+
+async def targets_from_args(args: argparse.Namespace) -> TargetSet:
     from portlib.errors import TargetSpecError
     from portlib.targets import parse_targets_async
 
@@ -195,6 +117,7 @@ def scanner_from_args(
     args: argparse.Namespace, targets: Any, on_progress: Callable[[int, int], object] | None
 ) -> Scanner:
     """A Scanner for these flags; every bad flag raises a PortlibError here."""
+    from portlib.cli.scan_timing import timing_from_args
     from portlib.scanning import Scanner
 
     methods = methods_from_args(args)
@@ -202,54 +125,35 @@ def scanner_from_args(
         targets,
         ports_from_args(args, methods),  # type: ignore[arg-type]
         method=methods,
-        timing=args.timing,
+        timing=timing_from_args(args),
         timeout=args.timeout,
         retries=args.retries,
         rate=args.rate,
         discovery=not args.no_ping,
         seed=args.seed,
         shard=args.shard,
+        sequential=args.sequential,
         on_progress=on_progress,
         args=tuple(sys.argv),
     )
 
 
-class ProgressLine:
-    """A ``\\r``-redrawn line on a terminal: verdicts done, rate and ETA."""
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[list[int]]:
+    """Inside the block SIGTERM and SIGHUP act as Ctrl-C (SIGINT), so ``timeout 60
+    portlib scan ...`` keeps what was found. Yields the list of signals received."""
+    received: list[int] = []
 
-    def __init__(self, stream: TextIO, clock: Callable[[], float] = time.monotonic) -> None:
-        self._stream = stream
-        self._clock = clock
-        self._start = clock()
-        self._last = 0.0
-        self._width = 0
+    def as_interrupt(signum: int, _frame: object) -> None:
+        received.append(signum)
+        signal.raise_signal(signal.SIGINT)  # asyncio's runner turns it into a clean stop
 
-    @staticmethod
-    def text(done: int, total: int, elapsed: float) -> str:
-        """Pure: the line for ``done`` of ``total`` verdicts after ``elapsed`` seconds."""
-        if total <= 0:
-            return "discovering hosts..."
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (total - done) / rate if rate > 0 else None
-        percent = 100.0 * done / total
-        eta_text = f"ETA {eta:.0f}s" if eta is not None else "ETA --"
-        return f"{done}/{total} ports ({percent:.1f}%), {rate:.0f} ports/s, {eta_text}"
-
-    def __call__(self, done: int, total: int) -> None:
-        now = self._clock()
-        if done < total and now - self._last < PROGRESS_INTERVAL:
-            return
-        self._last = now
-        line = self.text(done, total, now - self._start)
-        self._stream.write("\r" + line.ljust(self._width))
-        self._stream.flush()
-        self._width = len(line)
-
-    def clear(self) -> None:
-        if self._width:
-            self._stream.write("\r" + " " * self._width + "\r")
-            self._stream.flush()
-            self._width = 0
+    previous = {number: signal.signal(number, as_interrupt) for number in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 async def _stream(scanner: Scanner, on_result: ResultHook | None) -> None:
@@ -263,9 +167,11 @@ def run_scan(
     args: argparse.Namespace,
     *,
     on_result: ResultHook | None = None,
-    progress: ProgressLine | None = None,
-) -> tuple[ScanReport, bool]:
-    """Run the scan the flags describe; returns (report, interrupted by Ctrl-C)."""
+    progress: Progress | None = None,
+    stats: TextIO | None = None,
+) -> tuple[ScanReport, int | None]:
+    """Run the scan the flags describe; returns the report and the signal that stopped it
+    (None when it finished). ``stats`` receives the ``--stats-every`` lines."""
     import asyncio  # here, not at the top: every other subcommand starts faster without it
 
     from portlib.errors import PortlibError
@@ -273,61 +179,175 @@ def run_scan(
     holder: list[Scanner] = []
 
     async def main() -> None:
-        targets = await _parse_targets(args)
+        targets = await targets_from_args(args)
         scanner = scanner_from_args(args, targets, progress)
         holder.append(scanner)
-        await _stream(scanner, on_result)
-
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        if not holder:
-            raise  # interrupted before the scan began: nothing to report
+        ticker = None
+        if args.stats_every is not None and progress is not None and stats is not None:
+            ticker = asyncio.create_task(_print_status(args, progress, stats))
         try:
-            return holder[0].report(), True
-        except PortlibError:
-            raise KeyboardInterrupt from None  # the Scanner had not started yet
-    finally:
-        if progress is not None:
-            progress.clear()
-    return holder[0].report(), False
+            await _stream(scanner, on_result)
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+
+    with stop_signals_interrupt() as received:
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            if not holder:
+                raise  # interrupted before the scan began: nothing to report
+            try:
+                report = holder[0].report()
+            except PortlibError:
+                raise KeyboardInterrupt from None  # the Scanner had not started yet
+            return report, received[0] if received else signal.SIGINT
+        finally:
+            if progress is not None:
+                progress.clear()
+    return holder[0].report(), None
 
 
-def only_open(report: ScanReport) -> ScanReport:
-    """``--open``: keep open (and open|filtered) ports, and the hosts that have any."""
-    import dataclasses
+async def _print_status(args: argparse.Namespace, progress: Progress, out: TextIO) -> None:
+    import asyncio
 
-    from portlib.model import PortState
-
-    keep = {PortState.OPEN, PortState.OPEN_FILTERED}
-    hosts = []
-    for host in report.hosts:
-        ports = tuple(p for p in host.ports if p.state in keep)
-        if ports:
-            hosts.append(dataclasses.replace(host, ports=ports))
-    return dataclasses.replace(report, hosts=tuple(hosts))
+    methods = methods_from_args(args)
+    while True:
+        await asyncio.sleep(args.stats_every)
+        out.write(progress.status(methods))
+        out.flush()
 
 
 def print_report(report: ScanReport, args: argparse.Namespace, stdout: TextIO) -> None:
-    """Render the report as the flags ask (human table or --json) on ``stdout``."""
+    """Render the report as the flags ask (the table, without the banner the scan
+    started with, or --json) on ``stdout``."""
+    from portlib.output.formats import render
+
     if args.json:
-        shown = only_open(report) if args.open else report
-        stdout.write(shown.to_json() + "\n")
+        stdout.write(render(report, "json", open_only=args.open))
         return
     from portlib.output.normal import render_normal
 
-    stdout.write(render_normal(report, open_only=args.open, reason=args.reason))
+    stdout.write(render_normal(report, open_only=args.open, reason=args.reason, banner=False))
+    stdout.flush()
+
+
+def _verbose_hook(args: argparse.Namespace, out: TextIO) -> ResultHook | None:
+    """``-v``: each open port as it is found, as nmap prints them."""
+    if not args.verbose:
+        return None
+    from portlib.model import PortState
+
+    def show(result: PortResult) -> None:
+        if result.state is PortState.OPEN:
+            out.write(f"Discovered open port {result.port}/{result.protocol} on {result.host}\n")
+            out.flush()
+
+    return show
+
+
+def _both(first: ResultHook | None, second: ResultHook | None) -> ResultHook | None:
+    if first is None or second is None:
+        return first or second
+
+    def call(result: PortResult) -> None:
+        first(result)
+        second(result)
+
+    return call
 
 
 def handle(args: argparse.Namespace) -> int:
-    from portlib.cli import EXIT_INTERRUPTED, EXIT_OK
-    from portlib.output import writers
+    from portlib.cli import EXIT_OK, EXIT_USAGE
+    from portlib.cli import outputs as out
 
-    writers.check_outputs(args)  # a bad -oX path fails before any packet
-    progress = ProgressLine(sys.stderr) if sys.stderr.isatty() else None
-    report, interrupted = run_scan(args, progress=progress, on_result=writers.jsonl_hook(args))
-    if not writers.writes_stdout(args):
-        print_report(report, args, sys.stdout)
-    writers.write_outputs(report, args, sys.stdout)
-    sys.stdout.flush()
-    return EXIT_INTERRUPTED if interrupted else EXIT_OK
+    methods = methods_from_args(args)
+    check_flags(args, methods, sys.stderr)
+    out.check_outputs(args)  # a bad -oX path fails before any packet
+    table_on_stdout = not out.writes_stdout(args) and not args.json
+    chatter = sys.stdout if table_on_stdout else sys.stderr
+    if table_on_stdout:
+        from portlib.output.normal import banner_line
+
+        sys.stdout.write(banner_line(_dt.datetime.now().astimezone()) + "\n")
+        sys.stdout.flush()
+    if "list" in methods:
+        report, stopped = list_targets(args), None
+    else:
+        line = ProgressLine(sys.stderr) if sys.stderr.isatty() else None
+        hook = _both(out.jsonl_hook(args), _verbose_hook(args, chatter))
+        started = time.monotonic()
+        report, stopped = run_scan(args, on_result=hook, progress=Progress(line), stats=sys.stderr)
+        if args.verbose >= 2:
+            _print_totals(report, methods, time.monotonic() - started, chatter)
+    if args.reverse_dns:
+        from portlib.cli.reversedns import with_reverse_names
+
+        report = with_reverse_names(report)
+    failures, broken_pipe = _write_everything(report, args, methods, table_on_stdout)
+    for failure in failures:
+        print(f"portlib: error: {failure}", file=sys.stderr)
+    if broken_pipe:
+        raise BrokenPipeError  # the dispatcher ends quietly: the reader left
+    if failures:
+        return EXIT_USAGE
+    return EXIT_OK if stopped is None else 128 + stopped
+
+
+def _write_everything(
+    report: ScanReport, args: argparse.Namespace, methods: list[str], table_on_stdout: bool
+) -> tuple[list[OutputError], bool]:
+    """The table (or JSON) on stdout and every -o file, each whatever became of the
+    others; returns the failures and whether stdout's reader left."""
+    from portlib.cli import outputs as out
+    from portlib.errors import OutputError
+
+    failures: list[OutputError] = []
+    broken_pipe = False
+    texts = {}
+    if "list" in methods:
+        from portlib.output.normal import render_list
+
+        texts["normal"] = render_list(report)
+    if not out.writes_stdout(args):
+        try:
+            if "list" in methods and not args.json:
+                sys.stdout.write(render_list(report, banner=False))
+                sys.stdout.flush()
+            else:
+                print_report(report, args, sys.stdout)
+        except BrokenPipeError:
+            broken_pipe = True
+        except OSError as exc:
+            failures.append(OutputError(f"cannot write to stdout: {exc.strerror or exc}"))
+    written = out.write_outputs(report, args, sys.stdout, texts)  # type: ignore[arg-type]
+    return failures + written.failures, broken_pipe or written.broken_pipe
+
+
+def list_targets(args: argparse.Namespace) -> ScanReport:
+    """``-sL``: the targets as a report of hosts never probed (state unknown)."""
+    import asyncio
+
+    from portlib.model import HostResult, HostState, Reason, ScanMethod, ScanReport
+
+    started = _dt.datetime.now(_dt.UTC)
+    clock = time.monotonic()
+    targets = asyncio.run(targets_from_args(args))
+    hosts = tuple(
+        HostResult(t.address, t.hostname, HostState.UNKNOWN, Reason.USER_SET) for t in targets
+    )
+    elapsed = time.monotonic() - clock
+    return ScanReport(hosts, ScanMethod.PING, started, elapsed, (), args=tuple(sys.argv))
+
+
+def _print_totals(report: ScanReport, methods: list[str], seconds: float, out: TextIO) -> None:
+    """``-vv``: what the scan did, in one line."""
+    from portlib.cli.progress import PHASE_NAMES
+
+    verdicts = sum(len(h.ports) for h in report.hosts)
+    phase = " and ".join(PHASE_NAMES.get(m, m) for m in methods)
+    rate = f" ({report.probes_sent / seconds:.0f}/s)" if seconds > 0 else ""
+    out.write(
+        f"Completed {phase} of {len(report.hosts)} hosts in {seconds:.2f}s: {verdicts} verdicts,"
+        f" {len(report.open_ports())} open, {report.probes_sent} probes sent{rate}\n"
+    )

@@ -1,1 +1,15 @@
-"""Renderers of portlib's values: JSON, nmap XML, grepable and human tables."""
+"""portlib's report formats: writers and readers of nmap's XML, grepable and normal
+outputs and portlib's JSON, with one ``load`` for every format and one ``dump``.
+
+    >>> from portlib.output import dump, load
+    >>> dump(report, "monday.xml")                                  # doctest: +SKIP
+    >>> [p.port for p in load("monday.xml").open_ports()]           # doctest: +SKIP
+    [22, 8000]
+
+``portlib.load_report``, ``parse_report``, ``dump_report`` and ``render_report`` are
+these four functions.
+"""
+
+from portlib.output.formats import FORMATS, Format, dump, load, only_open, parse, render
+
+__all__ = ["FORMATS", "Format", "dump", "load", "only_open", "parse", "render"]

@@ -7,16 +7,17 @@ milliseconds. :class:`PortColumns` reads each attribute it is asked for once int
 masks, reordering) runs on those compact tuples with ``compress``/``map``.
 
 :func:`remembered` keeps what was derived from a host (its columns, its summary)
-for as long as the :class:`~portlib.model.HostResult` lives, by weak reference:
-one report written as normal, grepable and XML output computes them once, and
-nothing outlives the report. HostResult is frozen, so what was derived stays true.
+while a :func:`sharing` block is open: one report written as normal, grepable and
+XML output inside one block computes them once, and nothing outlives the block.
+HostResult is frozen, so what was derived stays true.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cached_property, partial
 from itertools import compress, repeat
 from operator import attrgetter, is_, is_not, itemgetter
@@ -106,46 +107,64 @@ def is_one_of(column: Sequence[T], wanted: Sequence[T]) -> list[bool]:
     return list(map(frozenset(wanted).__contains__, column))
 
 
-# ------------------------------------------------------------------ weak memo
+# ------------------------------------------------------------------ scoped memo
 
 MEMO_HOSTS = 8
 """At most this many hosts are remembered at once (the most recently used ones), so
 rendering a report of many large hosts does not hold derived data for all of them."""
 
-# id(host) -> (weak reference to the host, what was derived from it by name), oldest first
-_MEMO: dict[int, tuple[weakref.ref[HostResult], dict[str, object]]] = {}
+# id(host) -> (the host, what was derived from it by name), oldest first. Holding the
+# host itself keeps its id from being reused while the entry lives; the memo lives only
+# inside ``sharing()``, so nothing outlives the rendering that needed it. A context
+# variable gives every thread (and task) its own memo.
+_Memo = dict[int, tuple[HostResult, dict[str, object]]]
+_SCOPE: ContextVar[_Memo | None] = ContextVar("portlib_output_memo", default=None)
+
+
+@contextmanager
+def sharing() -> Iterator[None]:
+    """Within this block, what the outputs derive from a host is computed once.
+
+    Every renderer opens one, so a report written in one format walks each host's
+    verdicts once; write several formats inside one block to share the work
+    between them. Blocks nest (the outermost one holds the memo).
+    """
+    if _SCOPE.get() is not None:
+        yield
+        return
+    token = _SCOPE.set({})
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
 
 
 def remembered(host: HostResult, name: str, compute: Callable[[], T]) -> T:
-    """``compute()``, remembered under ``name`` while ``host`` lives (and is among the
-    :data:`MEMO_HOSTS` most recently used). Small hosts are not remembered.
+    """``compute()``, remembered under ``name`` for ``host`` inside :func:`sharing`
+    (among the :data:`MEMO_HOSTS` most recently used). Small hosts are not remembered.
 
     ``compute`` must depend on nothing but ``host`` (which is frozen).
     """
-    if len(host.ports) < MEMO_FROM:
+    memo = _SCOPE.get()
+    if memo is None or len(host.ports) < MEMO_FROM:
         return compute()
     key = id(host)
-    entry = _MEMO.pop(key, None)
-    if entry is None or entry[0]() is not host:
-        entry = (weakref.ref(host, partial(_forget, key)), {})
-    _MEMO[key] = entry  # now the most recently used
-    while len(_MEMO) > MEMO_HOSTS:
-        try:
-            oldest = next(iter(_MEMO))
-        except (RuntimeError, StopIteration):  # changed meanwhile: a host died, a thread
-            continue
-        _MEMO.pop(oldest, None)
+    entry = memo.pop(key, None)
+    if entry is None or entry[0] is not host:
+        entry = (host, {})
+    memo[key] = entry  # now the most recently used
+    while len(memo) > MEMO_HOSTS:
+        memo.pop(next(iter(memo)))
     values = entry[1]
     if name not in values:
         values[name] = compute()
     return cast(T, values[name])
 
 
-def _forget(key: int, ref: weakref.ref[HostResult]) -> None:
-    """The host died: drop what was derived from it (unless a newer host took the id)."""
-    entry = _MEMO.get(key)
-    if entry is not None and entry[0] is ref:
-        _MEMO.pop(key, None)
+def remembered_hosts() -> list[HostResult]:
+    """The hosts the current :func:`sharing` block remembers, oldest first (for tests)."""
+    memo = _SCOPE.get()
+    return [] if memo is None else [host for host, _ in memo.values()]
 
 
 def columns_of(host: HostResult) -> PortColumns:

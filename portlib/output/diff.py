@@ -2,13 +2,13 @@
 disappeared or changed state.
 
 Either side may be portlib's or nmap's XML or portlib's JSON
-(:func:`load_report` tells them apart). Ports are matched by (port, protocol)
+(:func:`portlib.output.load` tells them apart). Ports are matched by (port, protocol)
 within a host, hosts by address. A port counts as changed when its state
 differs; a different reason alone (``conn-refused`` from a connect scan,
 ``reset`` from a SYN scan) is the same verdict and is not a change.
 
-    >>> from portlib.output.diff import diff_reports, load_report, render_text
-    >>> d = diff_reports(load_report("monday.xml"), load_report("tuesday.json"))  # doctest: +SKIP
+    >>> from portlib.output import load
+    >>> d = diff_reports(load("monday.xml"), load("tuesday.json"))                # doctest: +SKIP
     >>> [(str(c.host), c.port, c.new_state) for c in d.ports_appeared()]         # doctest: +SKIP
     [('192.0.2.7', 8080, <PortState.OPEN: 'open'>)]
     >>> print(render_text(d))                                                       # doctest: +SKIP
@@ -17,11 +17,9 @@ differs; a different reason alone (``conn-refused`` from a connect scan,
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from dataclasses import dataclass
 from enum import StrEnum
 
-from portlib.errors import ReportFormatError
 from portlib.model import (
     HostResult,
     HostState,
@@ -33,9 +31,9 @@ from portlib.model import (
     ScanMethod,
     ScanReport,
 )
-from portlib.output.nmaptext import command_line, nmap_time
-from portlib.output.nmapxml import read_report_source
 from portlib.output.portsummary import IGNORE_ABOVE
+from portlib.output.sharedtext import command_line, nmap_time
+from portlib.textsafe import printable
 
 
 class Change(StrEnum):
@@ -126,7 +124,7 @@ class ReportDiff:
 def diff_reports(old: ScanReport, new: ScanReport) -> ReportDiff:
     """What changed from ``old`` to ``new``: a pure function of the two reports.
 
-    >>> d = diff_reports(load_report("old.xml"), load_report("new.json"))  # doctest: +SKIP
+    >>> d = diff_reports(load("old.xml"), load("new.json"))                # doctest: +SKIP
     >>> d.differs, [c.port for c in d.ports_changed()]                      # doctest: +SKIP
     (True, [22])
     """
@@ -218,7 +216,7 @@ def render_text(diff: ReportDiff) -> str:
 def _title(side: ScanSide) -> str:
     line = command_line(side.args)
     tool = "Nmap" if line.startswith("nmap") else "portlib"
-    return f"{tool} scan initiated {nmap_time(side.started)} as: {line}"
+    return f"{tool} scan initiated {nmap_time(side.started)} as: {printable(line)}"
 
 
 _HOST_SIGN: dict[Change | None, str] = {
@@ -230,7 +228,7 @@ _HOST_SIGN: dict[Change | None, str] = {
 
 
 def _host_lines(host: HostChange) -> list[str]:
-    name = f"{host.hostname} ({host.address})" if host.hostname else str(host.address)
+    name = f"{printable(host.hostname)} ({host.address})" if host.hostname else str(host.address)
     sign = _HOST_SIGN[host.change]
     lines = [f"{sign}{name}:"]
     if host.change is Change.CHANGED:
@@ -253,7 +251,7 @@ def _port_lines(changes: tuple[PortChange, ...]) -> list[str]:
     rows: list[tuple[str, str, str, str]] = []  # sign, port/proto, state, service
     folded: dict[tuple[str, PortState, Protocol], int] = {}
     for c in changes:
-        where, service = f"{c.port}/{c.protocol}", c.service or ""
+        where, service = f"{c.port}/{c.protocol}", printable(c.service or "")
         if c.change is Change.CHANGED:
             rows.append(("-", where, str(c.old_state), service))
             rows.append(("+", where, str(c.new_state), service))
@@ -282,27 +280,3 @@ def _one_sided(c: PortChange) -> tuple[str, PortState]:
         return "+", c.new_state
     assert c.old_state is not None
     return "-", c.old_state
-
-
-# ---------------------------------------------------------------------- loading
-
-
-def load_report(source: str | os.PathLike[str]) -> ScanReport:
-    """A report from a file (or text) in any format portlib reads, told apart by content:
-    nmap's or portlib's XML (``<``) or portlib's JSON (``{``).
-
-    >>> load_report("nmap-monday.xml").open_ports()                # doctest: +SKIP
-    """
-    from portlib.output.jsonload import report_from_json_bytes
-    from portlib.output.nmapxml import report_from_xml_bytes
-
-    data, name = read_report_source(source)
-    first = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
-    if first == b"<":
-        return report_from_xml_bytes(data, name)
-    if first == b"{":
-        return report_from_json_bytes(data, name)
-    raise ReportFormatError(
-        "neither nmap/portlib XML nor portlib JSON (it should start with '<' or '{')",
-        source=name,
-    )

@@ -21,8 +21,10 @@ import datetime as _dt
 import re
 
 from portlib.model import HostResult, HostState, PortResult, ScanReport
-from portlib.output.nmaptext import command_line, nmap_time, plural
+from portlib.output.columns import sharing
 from portlib.output.portsummary import folding_of
+from portlib.output.sharedtext import command_line, nmap_time, plural
+from portlib.textsafe import printable
 
 # Everything str.splitlines() breaks a line at, plus the tab between fields.
 _LINE_BREAKS = "\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
@@ -39,7 +41,12 @@ def to_grepable(report: ScanReport) -> str:
     >>> text.splitlines()[2]                                       # doctest: +SKIP
     'Host: 127.0.0.1 (localhost)\tPorts: 22/open/tcp//ssh///'
     """
-    from portlib import __version__
+    with sharing():
+        return _to_grepable(report)
+
+
+def _to_grepable(report: ScanReport) -> str:
+    from portlib.version import __version__
 
     started = nmap_time(report.started)
     ended = nmap_time(report.started + _dt.timedelta(seconds=report.elapsed))
@@ -72,10 +79,16 @@ def _host_lines(host: HostResult) -> list[str]:
 
 
 def _port_entry(port: PortResult) -> str:
-    service = _SEPARATORS.sub("|", port.service or "")
-    return f"{port.port}/{port.state.value}/{port.protocol.value}//{service}///"
+    return f"{port.port}/{port.state.value}/{port.protocol.value}//{service_field(port.service)}///"
+
+
+def service_field(service: str | None) -> str:
+    """A service name as a port entry's subfield: its separators become ``|``, and
+    what a terminal would act on is written visibly."""
+    return printable(_SEPARATORS.sub("|", service or ""))
 
 
 def _clean(text: str) -> str:
-    """Free text on one line: no newlines or tabs to break the line/field layout."""
-    return _BREAKS.sub(" ", text)
+    """Free text on one line: no newlines or tabs to break the line/field layout,
+    nothing a terminal would act on."""
+    return printable(_BREAKS.sub(" ", text))

@@ -1,24 +1,27 @@
-"""Read portlib's JSON report (``portlib scan --json``, ``ScanReport.to_json()``) back.
+"""Read portlib's JSON report (``portlib scan --json``, ``render(report, "json")``) back.
 
 The inverse of :mod:`portlib.output.jsonout` for a ScanReport: field names are
 the dataclass fields, enums their string values, addresses strings, times ISO
 8601. Fields a newer portlib may add are ignored; fields with defaults may be
-missing. Anything else raises ReportFormatError naming the source.
+missing. Types are exact (``"false"`` is not a boolean, ``Infinity`` not a
+number), every port belongs to the host it is listed under, and the limits of
+:mod:`portlib.output.reportchecks` hold. Anything else raises ReportFormatError
+naming the source.
 
-    >>> from portlib.output.jsonload import from_json
-    >>> report = from_json("scan.json")                             # doctest: +SKIP
+    >>> from portlib.output import load
+    >>> report = load("scan.json")                                  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 from collections.abc import Callable
 from enum import StrEnum
 from ipaddress import ip_address
 from typing import Any, TypeVar
 
+import portlib.output.reportchecks as checks
 from portlib.errors import ReportFormatError
 from portlib.model import (
     HostResult,
@@ -31,39 +34,30 @@ from portlib.model import (
     ScanMethod,
     ScanReport,
 )
-from portlib.output.nmapxml import read_report_source
+from portlib.output.reportinput import ReportInput
 
 E = TypeVar("E", bound=StrEnum)
 T = TypeVar("T")
 
 
-def from_json(source: str | os.PathLike[str]) -> ScanReport:
-    """A ScanReport from portlib's JSON, given as a path or as the JSON text.
-
-    >>> report = from_json("scan.json")                             # doctest: +SKIP
-    >>> from_json(report.to_json()) == report                       # doctest: +SKIP
-    True
-    """
-    return report_from_json_bytes(*read_report_source(source))
-
-
-def report_from_json_bytes(data: bytes, name: str) -> ScanReport:
-    """A ScanReport from the bytes of portlib's JSON; ``name`` is for error messages."""
+def read_json_report(source: ReportInput) -> ScanReport:
+    """A ScanReport from portlib's JSON; ReportFormatError, naming the input, for anything else."""
+    data = source.read_all()
     try:
-        document = json.loads(data)
+        document = json.loads(data, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
-        raise ReportFormatError(f"not valid JSON: {exc}", source=name) from None
-    return report_from_plain(document, name)
+        raise ReportFormatError(f"not valid JSON: {exc}", source=source.name) from None
+    return _Reader(source.name).report(document)
 
 
-def report_from_plain(document: Any, name: str = "<report>") -> ScanReport:
-    """A ScanReport from the builtins ``jsonout.to_plain(report)`` gives."""
-    return _Reader(name).report(document)
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 class _Reader:
     def __init__(self, name: str) -> None:
         self.name = name
+        self.budget = checks.VerdictBudget(self.fail)
 
     def fail(self, message: str) -> ReportFormatError:
         return ReportFormatError(message, source=self.name)
@@ -72,18 +66,23 @@ class _Reader:
         doc = self.mapping(doc, "the report")
         if "hosts" not in doc or "method" not in doc:
             raise self.fail("not a portlib scan report: it has no 'hosts' and 'method'")
+        started = self.time(doc.get("started"))
+        elapsed = self.seconds(doc.get("elapsed", 0.0), "elapsed")
+        checks.check_span(started, elapsed, self.fail)
+        args = tuple(self.text(a, "args") for a in self.sequence(doc.get("args", []), "args"))
+        checks.command_text(" ".join(args), self.fail)
         return ScanReport(
             hosts=tuple(self.host(h) for h in self.sequence(doc["hosts"], "hosts")),
             method=self.enum(ScanMethod, doc["method"], "method"),
-            started=self.time(doc.get("started")),
-            elapsed=self.number(doc.get("elapsed", 0.0), "elapsed"),
+            started=started,
+            elapsed=elapsed,
             protocols=tuple(
                 self.enum(Protocol, p, "protocols")
                 for p in self.sequence(doc.get("protocols", ["tcp"]), "protocols")
             ),
             ports_per_host=self.integer(doc.get("ports_per_host", 0), "ports_per_host"),
-            args=tuple(self.text(a, "args") for a in self.sequence(doc.get("args", []), "args")),
-            interrupted=bool(doc.get("interrupted", False)),
+            args=args,
+            interrupted=self.boolean(doc.get("interrupted", False), "interrupted"),
             probes_sent=self.integer(doc.get("probes_sent", 0), "probes_sent"),
         )
 
@@ -91,32 +90,32 @@ class _Reader:
         doc = self.mapping(doc, "a host")
         address = self.address(doc.get("address"))
         where = f"host {address}"
-        latency = doc.get("latency")
+        listed = self.sequence(doc.get("ports", []), f"{where} ports")
+        self.budget.take(len(listed))
+        ports = tuple(self.port(p, where) for p in listed)
+        checks.check_host_ports(address, ports, self.fail)
         return HostResult(
             address=address,
             hostname=self.optional(self.text, doc.get("hostname"), f"{where} hostname"),
             state=self.enum(HostState, doc.get("state"), f"{where} state"),
             reason=self.enum(Reason, doc.get("reason"), f"{where} reason"),
-            ports=tuple(
-                self.port(p, where) for p in self.sequence(doc.get("ports", []), f"{where} ports")
-            ),
-            latency=None if latency is None else self.number(latency, f"{where} latency"),
+            ports=ports,
+            latency=self.optional(self.seconds, doc.get("latency"), f"{where} latency"),
         )
 
     def port(self, doc: Any, where: str) -> PortResult:
         doc = self.mapping(doc, f"a port of {where}")
         number = doc.get("port")
         if type(number) is not int or not 0 <= number <= 65535:
-            raise self.fail(f"{where}: bad port number {number!r}")
+            raise self.fail(f"{where}: bad port number {_short(number)}")
         where = f"{where} port {number}"
-        rtt = doc.get("rtt")
         return PortResult(
             host=self.address(doc.get("host")),
             port=number,
             protocol=self.enum(Protocol, doc.get("protocol"), f"{where} protocol"),
             state=self.enum(PortState, doc.get("state"), f"{where} state"),
             reason=self.enum(Reason, doc.get("reason"), f"{where} reason"),
-            rtt=None if rtt is None else self.number(rtt, f"{where} rtt"),
+            rtt=self.optional(self.seconds, doc.get("rtt"), f"{where} rtt"),
             service=self.optional(self.text, doc.get("service"), f"{where} service"),
         )
 
@@ -137,15 +136,15 @@ class _Reader:
             return kind(value)
         except ValueError:
             choices = ", ".join(m.value for m in kind)
-            raise self.fail(f"{what}: {value!r} is not one of {choices}") from None
+            raise self.fail(f"{what}: {_short(value)} is not one of {choices}") from None
 
     def address(self, value: Any) -> IPAddress:
         if not isinstance(value, str):
-            raise self.fail(f"bad address {value!r}")
+            raise self.fail(f"bad address {_short(value)}")
         try:
             return ip_address(value)
         except ValueError:
-            raise self.fail(f"bad address {value!r}") from None
+            raise self.fail(f"bad address {_short(value)}") from None
 
     def time(self, value: Any) -> _dt.datetime:
         if value is None:
@@ -153,23 +152,37 @@ class _Reader:
         try:
             return _dt.datetime.fromisoformat(self.text(value, "started"))
         except ValueError:
-            raise self.fail(f"started: {value!r} is not an ISO 8601 time") from None
+            raise self.fail(f"started: {_short(value)} is not an ISO 8601 time") from None
 
-    def number(self, value: Any, what: str) -> float:
+    def seconds(self, value: Any, what: str) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(f"{what}: {value!r} is not a number")
-        return float(value)
+            raise self.fail(f"{what}: {_short(value)} is not a number")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise self.fail(f"{what}: {_short(value)} is not a duration in seconds") from None
+        return checks.seconds(number, what, self.fail)
 
     def integer(self, value: Any, what: str) -> int:
-        if type(value) is not int:
-            raise self.fail(f"{what}: {value!r} is not a whole number")
+        if type(value) is not int or not 0 <= value < 1 << 63:
+            raise self.fail(f"{what}: {_short(value)} is not a whole number (0 or more)")
+        return value
+
+    def boolean(self, value: Any, what: str) -> bool:
+        if type(value) is not bool:
+            raise self.fail(f"{what}: {_short(value)} is not true or false")
         return value
 
     def text(self, value: Any, what: str) -> str:
         if not isinstance(value, str):
-            raise self.fail(f"{what}: {value!r} is not a string")
+            raise self.fail(f"{what}: {_short(value)} is not a string")
         return value
 
     @staticmethod
     def optional(read: Callable[[Any, str], T], value: Any, what: str) -> T | None:
         return None if value is None else read(value, what)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

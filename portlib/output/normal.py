@@ -15,6 +15,7 @@ folded.
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -24,14 +25,17 @@ from operator import and_, is_, not_
 from portlib.model import (
     HostResult,
     HostState,
+    PortResult,
     PortState,
     Protocol,
     Reason,
     ScanMethod,
     ScanReport,
 )
-from portlib.output.columns import PortColumns, columns_of, count_members, is_one_of
+from portlib.output.columns import PortColumns, columns_of, count_members, is_one_of, sharing
 from portlib.output.portsummary import ignored_states
+from portlib.output.sharedtext import plural
+from portlib.textsafe import printable
 
 _SHOWN_WITH_OPEN_ONLY = frozenset({PortState.OPEN, PortState.OPEN_FILTERED})
 
@@ -44,14 +48,16 @@ def format_seconds(value: float) -> str:
     return f"{value:.{digits}f}"
 
 
-def _plural(count: int, word: str, plural: str | None = None) -> str:
-    return f"{count} {word if count == 1 else (plural or word + 's')}"
-
-
-def _host_title(host: HostResult) -> str:
+def host_title(host: HostResult) -> str:
+    """``name (address)``, or the address alone; the name printable on a terminal."""
     if host.hostname and host.hostname != str(host.address):
-        return f"{host.hostname} ({host.address})"
+        return f"{printable(host.hostname)} ({host.address})"
     return str(host.address)
+
+
+def service_cell(port: PortResult) -> str:
+    """The SERVICE column: the name (printable on a terminal), or ``unknown``."""
+    return printable(port.service) if port.service else "unknown"
 
 
 def _not_shown(reasons: tuple[Reason, ...], state: PortState, protocol: Protocol) -> str:
@@ -88,7 +94,7 @@ def _table(rows: list[list[str]]) -> list[str]:
 
 
 def _host_lines(host: HostResult, *, open_only: bool, reason: bool, ping_only: bool) -> list[str]:
-    lines = [f"portlib scan report for {_host_title(host)}"]
+    lines = [f"portlib scan report for {host_title(host)}"]
     received = f", received {host.reason.value}" if reason else ""
     if host.latency is not None:
         lines.append(f"Host is up{received} ({format_seconds(host.latency)}s latency).")
@@ -97,7 +103,7 @@ def _host_lines(host: HostResult, *, open_only: bool, reason: bool, ping_only: b
     if ping_only:
         return lines
     if not host.ports:
-        lines.append(f"No ports of {_host_title(host)} were decided.")
+        lines.append(f"No ports of {host_title(host)} were decided.")
         return lines
     # States folded into "Not shown": nmap decides per state, across protocols, by the
     # same rule as the XML and grepable outputs (portsummary), so all three agree.
@@ -116,7 +122,7 @@ def _host_lines(host: HostResult, *, open_only: bool, reason: bool, ping_only: b
         hidden = _hidden_groups(columns, hidden_states, is_hidden)
     if not shown:
         lines.append(
-            f"All {len(host.ports)} scanned ports on {_host_title(host)} are in ignored states."
+            f"All {len(host.ports)} scanned ports on {host_title(host)} are in ignored states."
         )
     if hidden:
         parts = sorted(hidden.items(), key=lambda kv: (-len(kv[1]), kv[0][1].value, kv[0][0].value))
@@ -130,7 +136,7 @@ def _host_lines(host: HostResult, *, open_only: bool, reason: bool, ping_only: b
             row = [
                 f"{port.port}/{port.protocol.value}",
                 port.state.value,
-                port.service or "unknown",
+                service_cell(port),
             ]
             if reason:
                 row.append(port.reason.value)
@@ -144,16 +150,26 @@ def render_normal(
     *,
     open_only: bool = False,
     reason: bool = False,
-    header: str | None = None,
+    banner: bool = True,
 ) -> str:
     """The report as nmap-style text; ``open_only`` is ``--open``, ``reason`` adds a REASON column.
 
-    ``header`` replaces the first line ("Starting portlib ... at ...").
+    ``banner=False`` leaves out the first line (:func:`banner_line`), which the CLI
+    prints when the scan starts, as nmap does.
     """
-    from portlib import __version__
+    with sharing():
+        return _render_normal(report, open_only=open_only, reason=reason, banner=banner)
 
-    started = report.started.strftime("%Y-%m-%d %H:%M %Z").strip()
-    lines = [header or f"Starting portlib {__version__} at {started}"]
+
+def banner_line(started: _dt.datetime) -> str:
+    """``Starting portlib 0.1.0 at 2026-11-28 00:10 UTC``: the first line of the report."""
+    from portlib.version import __version__
+
+    return f"Starting portlib {__version__} at {started.strftime('%Y-%m-%d %H:%M %Z').strip()}"
+
+
+def _render_normal(report: ScanReport, *, open_only: bool, reason: bool, banner: bool) -> str:
+    lines = [banner_line(report.started)] if banner else []
     if report.interrupted:
         lines.append("WARNING: the scan was interrupted; the results below are partial.")
     ping_only = report.method is ScanMethod.PING or (
@@ -175,7 +191,27 @@ def render_normal(
             "Note: Host seems down. If it is really up, but blocking our ping probes, try -Pn"
         )
     lines.append(
-        f"portlib done: {_plural(len(report.hosts), 'IP address', 'IP addresses')} "
-        f"({_plural(len(up), 'host')} up) scanned in {report.elapsed:.2f} seconds"
+        f"portlib done: {plural(len(report.hosts), 'IP address', 'IP addresses')} "
+        f"({plural(len(up), 'host', 'hosts')} up) scanned in {report.elapsed:.2f} seconds"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def render_list(report: ScanReport, *, banner: bool = True) -> str:
+    """``-sL``: one line per target and no verdicts, as nmap's list scan prints them.
+
+    >>> from ipaddress import ip_address
+    >>> from portlib.model import Reason
+    >>> host = HostResult(ip_address("192.0.2.1"), None, HostState.UNKNOWN, Reason.USER_SET)
+    >>> report = ScanReport((host,), ScanMethod.PING, _dt.datetime(2026, 1, 1), 0.0, ())
+    >>> print(render_list(report, banner=False), end="")
+    portlib scan report for 192.0.2.1
+    portlib done: 1 IP address (0 hosts up) scanned in 0.00 seconds
+    """
+    lines = [banner_line(report.started)] if banner else []
+    lines.extend(f"portlib scan report for {host_title(host)}" for host in report.hosts)
+    lines.append(
+        f"portlib done: {plural(len(report.hosts), 'IP address', 'IP addresses')}"
+        f" (0 hosts up) scanned in {report.elapsed:.2f} seconds"
     )
     return "\n".join(lines) + "\n"

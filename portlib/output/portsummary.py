@@ -9,8 +9,7 @@ outputs all use this one rule, so they agree on what is shown.
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import compress, repeat
@@ -174,66 +173,37 @@ def _reason_groups(
     return tuple(groups)
 
 
-def compress_ports(ports: Iterable[int]) -> str:
-    """Ports as nmap writes lists of them: ascending, runs folded into ranges.
+def port_ranges(spec: str) -> list[tuple[int, int]]:
+    """The ``(first, last)`` ranges of a port list, without expanding them (so a reader
+    can count what a list would become before building it); ``ValueError`` on anything
+    but what :func:`portlib.portspec.compress_ports` writes.
 
-    >>> compress_ports([80, 1, 2, 3, 1080, 443, 2])
-    '1-3,80,443,1080'
+    >>> port_ranges("1-3,80")
+    [(1, 3), (80, 80)]
     """
-    nums = sorted(set(ports))
-    parts: list[str] = []
-    first = 0
-    while first < len(nums):
-        last = first
-        while last + 1 < len(nums) and nums[last + 1] == nums[last] + 1:
-            last += 1
-            if last - first == _STEP_THROUGH:  # a long run: leap to its end
-                last = _run_end(nums, last)
-                break
-        parts.append(str(nums[first]) if first == last else f"{nums[first]}-{nums[last]}")
-        first = last + 1
-    return ",".join(parts)
-
-
-_STEP_THROUGH = 8  # runs up to this long are walked; longer ones leapt through
-
-
-def _run_end(nums: list[int], inside: int) -> int:
-    """The last index of the run of consecutive numbers that index ``inside`` is in.
-
-    In ascending distinct ints ``nums[i] - i`` never decreases and stays the same
-    along a run, so the end is found by galloping then bisecting: a few dozen steps
-    even for the 65530 closed ports of a full-range scan.
-    """
-    offset = nums[inside] - inside
-    last, step = inside, 1  # last: known to be in the run
-    while last + step < len(nums) and nums[last + step] - (last + step) == offset:
-        last += step
-        step *= 2
-    end = min(last + step, len(nums))  # the run ends before this index
-    return bisect_right(range(end), offset, last, end, key=lambda i: nums[i] - i) - 1
-
-
-def expand_ports(spec: str) -> list[int]:
-    """The inverse of :func:`compress_ports`; raises ``ValueError`` on anything else.
-
-    >>> expand_ports("1-3,80")
-    [1, 2, 3, 80]
-    """
-    ports: list[int] = []
+    ranges: list[tuple[int, int]] = []
     if not spec.strip():
-        return ports
+        return ranges
     for part in spec.split(","):
         first, sep, last = part.strip().partition("-")
         lo = _port_number(first)
         hi = _port_number(last) if sep else lo
         if hi < lo:
             raise ValueError(f"port range {part!r} runs backwards")
-        ports.extend(range(lo, hi + 1))
-    return ports
+        ranges.append((lo, hi))
+    return ranges
+
+
+def expand_ports(spec: str) -> list[int]:
+    """The inverse of ``portspec.compress_ports``; raises ``ValueError`` on anything else.
+
+    >>> expand_ports("1-3,80")
+    [1, 2, 3, 80]
+    """
+    return [n for lo, hi in port_ranges(spec) for n in range(lo, hi + 1)]
 
 
 def _port_number(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise ValueError(f"{text!r} is not a port number (0-65535)")
+    if not (text.isascii() and text.isdigit()) or len(text) > 5 or int(text) > 65535:
+        raise ValueError(f"{text[:20]!r} is not a port number (0-65535)")
     return int(text)

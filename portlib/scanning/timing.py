@@ -330,11 +330,10 @@ class ScanDelay:
     """
 
     current: float
-    maximum: float
 
     @classmethod
     def for_profile(cls, profile: TimingProfile) -> ScanDelay:
-        return cls(profile.scan_delay, max(profile.max_scan_delay, profile.scan_delay))
+        return cls(profile.scan_delay)
 
 
 @dataclass(slots=True)
@@ -344,8 +343,6 @@ class HostTiming:
     rtt: RttEstimator
     delay: ScanDelay
     next_send: float = 0.0
-    in_flight: int = 0
-    answers: int = 0
 
     @classmethod
     def for_profile(cls, profile: TimingProfile) -> HostTiming:
@@ -355,17 +352,10 @@ class HostTiming:
         return now >= self.next_send
 
     def sent(self, now: float) -> None:
-        self.in_flight += 1
         if self.delay.current > 0:
             self.next_send = now + self.delay.current
 
     def answered(self, rtt: float | None) -> None:
         """One probe to this host got an answer; ``rtt`` only when it was a first try."""
-        self.in_flight = max(0, self.in_flight - 1)
-        self.answers += 1
         if rtt is not None:
             self.rtt.observe(rtt)
-
-    def expired(self) -> None:
-        """One probe to this host timed out."""
-        self.in_flight = max(0, self.in_flight - 1)

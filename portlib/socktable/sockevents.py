@@ -84,8 +84,9 @@ class Tracker:
         seen: dict[Hashable, Socket] = {}
         for sock in current:
             key = identity(sock)
-            seen[key] = sock
             before = self.known.get(key)
+            # A closing socket loses its fd before it leaves the table: keep its owners.
+            seen[key] = sock if before is None else _owned(sock, before)
             if before is None:
                 if sock.state not in _NEVER_OPEN:
                     events.append(SocketEvent(SocketEventKind.OPENED, sock, now))

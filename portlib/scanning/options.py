@@ -1,0 +1,171 @@
+"""Pure: the Scanner's options, checked and resolved before anything is sent.
+
+Each ``resolve_*`` takes what a user passed (a string, a number, a list) and
+returns the one typed value the Scanner uses, or raises a ``PortlibError``
+saying what is wrong. ``ScanOptions`` types the keyword options of ``scan``
+and ``scan_async`` so that a misspelt option fails the user's type check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from ipaddress import IPv4Address, IPv6Address
+from typing import Literal, TypedDict
+
+from portlib.errors import PortSpecError, ScanError, TargetSpecError
+from portlib.model import Protocol, ScanMethod
+from portlib.portspec import DEFAULT_TOP_PORTS, PortList, parse_ports
+from portlib.scanning.order import ProbeOrder, parse_shard
+from portlib.scanning.timing import TimingProfile, preset
+
+DiscoveryMode = Literal["auto", "connect", "raw", "none"]
+DISCOVERY_MODES: tuple[DiscoveryMode, ...] = ("auto", "connect", "raw", "none")
+
+ProgressCallback = Callable[[int, int], object]
+"""``on_progress(done, total)``: verdicts so far and verdicts expected."""
+
+
+class ScanOptions(TypedDict, total=False):
+    """The keyword options of ``Scanner``, ``scan`` and ``scan_async`` (see ``Scanner``)."""
+
+    method: ScanMethod | str | Sequence[ScanMethod | str]
+    timing: int | TimingProfile
+    timeout: float | None
+    retries: int | None
+    rate: float | None
+    concurrency: int | None
+    discovery: bool | str
+    seed: int | None
+    shard: tuple[int, int] | str | None
+    sequential: bool
+    exclude: str | None
+    on_progress: ProgressCallback | None
+    args: Sequence[str]
+
+
+METHOD_PROTOCOL: dict[ScanMethod, Protocol] = {
+    ScanMethod.CONNECT: Protocol.TCP,
+    ScanMethod.SYN: Protocol.TCP,
+    ScanMethod.ACK: Protocol.TCP,
+    ScanMethod.UDP: Protocol.UDP,
+}
+RAW_METHODS = frozenset({ScanMethod.SYN, ScanMethod.ACK, ScanMethod.UDP})
+
+
+def parse_methods(method: ScanMethod | str | Sequence[ScanMethod | str]) -> tuple[ScanMethod, ...]:
+    """Validate ``method``: one TCP method (connect/syn/ack), optionally plus udp; or ping alone.
+
+    The TCP method comes first, as nmap's ``-sS -sU`` scans TCP then UDP.
+    """
+    items = [method] if isinstance(method, str) else list(method)
+    if not items:
+        raise ScanError("no scan method given: use connect, syn, ack, udp or ping")
+    methods: list[ScanMethod] = []
+    for item in items:
+        try:
+            value = ScanMethod(str(item).lower())
+        except ValueError:
+            names = ", ".join(m.value for m in ScanMethod)
+            raise ScanError(f"unknown scan method {item!r}: use one of {names}") from None
+        if value not in methods:
+            methods.append(value)
+    if ScanMethod.PING in methods and len(methods) > 1:
+        raise ScanError("method 'ping' (-sn) scans no ports and cannot be combined with others")
+    tcp = [m for m in methods if METHOD_PROTOCOL.get(m) is Protocol.TCP]
+    if len(tcp) > 1:
+        raise ScanError(
+            f"only one TCP method per scan, not {' and '.join(m.value for m in tcp)} "
+            "(add 'udp' to scan UDP as well)"
+        )
+    return tuple(
+        sorted(methods, key=lambda m: METHOD_PROTOCOL.get(m, Protocol.TCP) != Protocol.TCP)
+    )
+
+
+def resolve_timing(
+    timing: int | TimingProfile,
+    *,
+    timeout: float | None = None,
+    retries: int | None = None,
+    rate: float | None = None,
+    concurrency: int | None = None,
+) -> TimingProfile:
+    """The -T preset (or a given profile) with the user's overrides applied."""
+    if isinstance(timing, TimingProfile):
+        profile = timing
+    elif isinstance(timing, int) and not isinstance(timing, bool):
+        profile = preset(timing)
+    else:
+        raise ScanError(f"timing must be a level 0 to 5 or a TimingProfile, not {timing!r}")
+    for name, value in (("timeout", timeout), ("rate", rate)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ScanError(f"{name} must be a number, not {value!r}")
+    for name, value in (("retries", retries), ("concurrency", concurrency)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ScanError(f"{name} must be an integer, not {value!r}")
+    return profile.with_overrides(
+        timeout=timeout, retries=retries, rate=rate, concurrency=concurrency
+    )
+
+
+def resolve_ports(
+    ports: str | Iterable[int] | PortList | None, protocols: Sequence[Protocol]
+) -> dict[Protocol, tuple[int, ...]]:
+    """The ports to probe per protocol; None means nmap's default, the top 1000 of each."""
+    if ports is None:
+        from portlib.services import top_ports
+
+        return {p: tuple(top_ports(DEFAULT_TOP_PORTS, p.value)) for p in protocols}
+    if isinstance(ports, int | bytes) or not isinstance(ports, str | PortList | Iterable):
+        raise PortSpecError(
+            f"ports must be a spec string, a list of integers or a PortList, not {ports!r}"
+        )
+    given = ports if isinstance(ports, PortList) else parse_ports(ports)
+    wanted = {protocol: given.for_protocol(protocol) for protocol in protocols}
+    for protocol, numbers in wanted.items():
+        if not numbers:
+            spec = ports if isinstance(ports, str) else given.to_spec()
+            prefix = "U:" if protocol is Protocol.UDP else "T:"
+            raise PortSpecError(
+                f"no {protocol.value.upper()} ports to scan in {spec!r} "
+                f"(give some, for example {prefix}53)"
+            )
+    return wanted
+
+
+def resolve_shard(shard: tuple[int, int] | str | None) -> tuple[int, int] | None:
+
+    if shard is None:
+        return None
+    if isinstance(shard, str):
+        return parse_shard(shard)
+    return ProbeOrder(0, seed=0, shard=shard).shard  # validates (i, n)
+
+
+def resolve_discovery(discovery: bool | str) -> DiscoveryMode:
+    if discovery is True:
+        return "auto"
+    if discovery is False:
+        return "none"
+    for mode in DISCOVERY_MODES:
+        if discovery == mode:
+            return mode
+    raise ScanError(
+        f"discovery must be True, False or one of {', '.join(DISCOVERY_MODES)}, not {discovery!r}"
+    )
+
+
+def check_targets(targets: object) -> None:
+    """Refuse a ``targets`` argument of the wrong type (its specs are parsed later)."""
+    from portlib.targets import TargetSet
+
+    if isinstance(targets, str | TargetSet):
+        return
+    if isinstance(targets, Sequence) and all(
+        isinstance(t, str | IPv4Address | IPv6Address) for t in targets
+    ):
+        return
+    raise TargetSpecError(
+        f"targets must be a spec string, a list of specs or addresses, or a TargetSet, "
+        f"not {targets!r}"
+    )

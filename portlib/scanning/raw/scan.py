@@ -1,0 +1,334 @@
+"""One run of the raw engine over one ``ScanWork``: the loop between sending and reading.
+
+The loop sends what the window, the rate cap and the ICMP buckets allow
+(``sending``), reads replies when the receive socket is readable (``replies``),
+times silent probes out and decides them or queues them again, and hands
+decided verdicts to the Scanner in batches. It owns every socket it opens.
+
+A UDP silence counts as a try only when the target's ICMP token bucket
+certainly held a token for it (``icmplimit``); other silent ports are probed
+again as the bucket refills, so rate-limited closed ports are not misreported
+as ``open|filtered``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from portlib.model import PortState, Protocol, Reason
+from portlib.scanning.contract import Emit, ScanWork, emit_many
+from portlib.scanning.order import ProbeOrder
+from portlib.scanning.raw import bpf
+from portlib.scanning.raw.cookie import Cookie
+from portlib.scanning.raw.hosts import HostBuilder, RawHost
+from portlib.scanning.raw.io import rawsock
+from portlib.scanning.raw.io.rxring import RxRing
+from portlib.scanning.raw.links import Links
+from portlib.scanning.raw.probes import ProbeBook
+from portlib.scanning.raw.replies import (
+    SILENCE_STATE,
+    Answer,
+    Classifier,
+    FirstTry,
+    Frame,
+    ReplyReader,
+)
+from portlib.scanning.raw.sending import RawSender
+from portlib.scanning.raw.wire import PROTO_TCP, PROTO_UDP, Probe
+from portlib.scanning.timing import CongestionWindow, RateLimiter, RetryPolicy, RttEstimator
+from portlib.scanning.wakeup import Wakeup
+
+PROTOCOL: dict[Probe, Protocol] = {
+    Probe.SYN: Protocol.TCP,
+    Probe.ACK: Protocol.TCP,
+    Probe.UDP: Protocol.UDP,
+}
+BATCH = 256  # probes sent between two looks at the receive socket
+RAW_WINDOW_CAP = 8192  # probes in flight at most (no file descriptor per probe)
+
+
+@dataclass(frozen=True, slots=True)
+class RawTuning:
+    """Which kernel facilities a raw scan uses; each off switch keeps a slower, plainer path."""
+
+    rx_ring: bool = True  # False: one recv per reply
+    tx_ring: bool = True  # False: one sendto per probe on a raw IP socket
+    send_workers: bool = True  # False: every sendto in this process
+
+
+DEFAULT_TUNING = RawTuning()
+
+
+class RawScan:
+    """One run of the engine over one ``ScanWork``; owns every socket it opens."""
+
+    def __init__(self, kind: Probe, work: ScanWork, tuning: RawTuning = DEFAULT_TUNING):
+        self.kind = kind
+        self.work = work
+        self.tuning = tuning
+        self.sockets: list[socket.socket] = []
+        self.rx_drops = 0
+        self.clock = time.monotonic
+        self.links = Links()
+        self.rx_ring: RxRing | None = None
+        rng = random.Random(work.seed)
+        try:
+            self.sport, held = rawsock.hold_port(
+                socket.SOCK_DGRAM if kind is Probe.UDP else socket.SOCK_STREAM, rng
+            )
+            self.sockets += held
+            l4 = (PROTO_UDP,) if kind is Probe.UDP else (PROTO_TCP,)
+            ifindexes = rawsock.receive_interfaces(work.hosts)
+            self.rx = rawsock.packet_receiver(bpf.reply_filter(l4, self.sport, ifindexes=ifindexes))
+            self.sockets.append(self.rx)
+            if tuning.rx_ring:
+                with contextlib.suppress(OSError):  # no ring here: replies come by recv
+                    self.rx_ring = RxRing(self.rx)
+            builder = HostBuilder(
+                kind,
+                self.sport,
+                self.links,
+                self.sockets,
+                use_tx_ring=tuning.tx_ring,
+                now=self.clock(),
+            )
+            self.hosts: list[RawHost] = [builder.host(h) for h in dict.fromkeys(work.hosts)]
+        except BaseException:
+            self.close()
+            raise
+        ports = list(dict.fromkeys(work.ports))
+        count = len(self.hosts) * len(ports)
+        # Seeded pseudo-random walk, nothing materialized; shards partition exactly.
+        self.order = ProbeOrder(count, seed=work.seed, shard=work.shard, sequential=work.sequential)
+        book = self.book = ProbeBook(
+            [h.address for h in self.hosts], ports, PROTOCOL[kind], to_decide=self.order.count
+        )
+        cookie = Cookie(secrets.token_bytes(16))
+        self.sender = RawSender(book, self.hosts, cookie, self.sport, self.clock)
+        # Per host: may a first-try answer be decided in bulk? Not while its link
+        # header is unresolved; ICMP answers from a host that may rate-limit them
+        # (one with an ``IcmpLimit``) always count one by one.
+        self.reader = ReplyReader(
+            Classifier(kind, self.sport, cookie),
+            host_index={h.key: i for i, h in enumerate(self.hosts)},
+            port_index=dict(zip(ports, range(len(ports)), strict=True)),
+            cookies=book.cookies,
+            sends=book.sends,
+            decided=book.decided,
+            fast=bytearray(h.link.unresolved is None for h in self.hosts),
+            icmp_untracked=bytearray(h.limit is None for h in self.hosts),
+        )
+        timing = work.timing
+        self.rtt = RttEstimator.for_profile(timing)
+        self.window = CongestionWindow.for_profile(timing, RAW_WINDOW_CAP)
+        self.window.cwnd = max(self.window.cwnd, min(64.0, float(self.window.high)))
+        self.window.ssthresh = float(self.window.high)  # slow start until the first loss
+        self.retry = RetryPolicy(timing.max_retries)
+        self.rate = RateLimiter.per_second(timing.rate) if timing.rate else None
+        self.drop_mark = float("-inf")
+        self.wakeup = Wakeup()
+
+    @property
+    def sent(self) -> int:
+        return self.sender.sent
+
+    def close(self) -> None:
+        sender = getattr(self, "sender", None)
+        if sender is not None:
+            sender.close()
+        self.links.close()
+        if self.rx_ring is not None:
+            self.rx_ring.close()
+            self.rx_ring = None
+        for sock in self.sockets:
+            sock.close()
+        self.sockets.clear()
+
+    # --- the loop -----------------------------------------------------------------
+
+    async def run(self, emit: Emit) -> None:
+        loop = asyncio.get_running_loop()
+        fd = self.rx.fileno()
+        if self.tuning.send_workers:
+            self.sender.start_workers(self.order.count)
+        loop.add_reader(fd, self.on_readable)
+        try:
+            await self._loop(emit)
+        finally:
+            loop.remove_reader(fd)
+
+    async def _loop(self, emit: Emit) -> None:
+        hand_over = emit_many(emit)
+        book, sender = self.book, self.sender
+        fresh = iter(self.order)
+        fresh_left = True
+        scan_delay = self.work.timing.scan_delay
+        next_allowed = 0.0
+        while book.undecided:
+            self.on_readable()  # replies already queued are answers, not silence
+            if sender.workers:
+                sender.worker_errors()
+            now = self.clock()
+            self._check_drops(now)
+            self._expire(now)
+            wait = 0.01
+            budget = min(BATCH, self.window.available(book.pending))
+            unpaced = self.rate is None and not scan_delay
+            while budget > 0:
+                if book.resend:
+                    idx = book.resend.popleft()
+                    if book.decided[idx]:
+                        continue
+                elif fresh_left and unpaced:
+                    # Retransmissions are out: the rest of the budget takes the hot path.
+                    budget, fresh_left, pushed_back = sender.send_fresh(budget, fresh)
+                    if pushed_back:
+                        wait = 0.001  # the kernel wants a pause
+                        break
+                    continue
+                elif fresh_left:
+                    idx = next(fresh, -1)
+                    if idx < 0:
+                        fresh_left = False
+                        break
+                else:
+                    break
+                if self.rate is not None or scan_delay:
+                    delay = max(self.rate.delay(now) if self.rate else 0.0, next_allowed - now)
+                    if delay > 0:
+                        book.resend.appendleft(idx)
+                        wait = min(wait, delay)
+                        break
+                    next_allowed = now + scan_delay
+                if not sender.send(idx, now):
+                    book.resend.appendleft(idx)
+                    wait = 0.001
+                    break
+                book.fly(idx)
+                budget -= 1
+            wait = min(wait, sender.send_paced(now, self.rate))
+            self.links.flush()
+            if book.out:
+                await hand_over(book.take_out())
+            if not book.undecided:
+                break
+            if budget == 0 and (book.resend or fresh_left):
+                # The window is full: sleep until replies free some of it. Spinning
+                # here would take CPU from the send workers, whose kernel work
+                # (the targets' answers) is what we are waiting for.
+                await self.wakeup.sleep(wait)
+            else:
+                await self.wakeup.sleep(max(0.0, min(wait, self._next_expiry(now) - now)))
+                self.on_readable()
+        if book.out:
+            await hand_over(book.take_out())
+
+    def _next_expiry(self, now: float) -> float:
+        book = self.book
+        heads = [q[0] for q in (book.in_flight, book.paced_out) if q]
+        if not heads:
+            return now + 0.01
+        return min(book.sent_at[i] for i in heads) + self.rtt.timeout
+
+    # --- silence ------------------------------------------------------------------
+
+    def _check_drops(self, now: float) -> None:
+        drops = rawsock.packet_drops(self.rx)
+        if drops:
+            # Replies were lost in our own buffer: silences until now prove nothing.
+            self.rx_drops += drops
+            self.drop_mark = now
+
+    def _expire(self, now: float) -> None:
+        book = self.book
+        timeout = self.rtt.timeout
+        for queue, paced in ((book.in_flight, False), (book.paced_out, True)):
+            while queue:
+                idx = queue[0]
+                if book.decided[idx]:
+                    queue.popleft()
+                    continue
+                if book.sent_at[idx] + timeout > now:
+                    break
+                queue.popleft()
+                if not paced:
+                    book.land(idx)
+                self._on_silence(idx)
+
+    def _on_silence(self, idx: int) -> None:
+        book = self.book
+        limit = self.hosts[idx // book.nports].limit
+        if book.sent_at[idx] <= self.drop_mark:
+            if limit is not None:
+                limit.forget(idx)
+            book.resend.append(idx)  # the answer may have been dropped by us: not a try
+            return
+        if limit is not None and not limit.on_silence(idx, book.sent_at[idx]):
+            return  # no ICMP token was certainly waiting for it: queued, not a try
+        book.silences[idx] = min(255, book.silences[idx] + 1)
+        if not self.retry.should_retry(book.silences[idx]):
+            book.decide(idx, SILENCE_STATE[self.kind], Reason.NO_RESPONSE, None)
+        elif limit is None or not limit.retry_later(idx, book.sent_at[idx]):
+            book.resend.append(idx)
+
+    # --- replies ------------------------------------------------------------------
+
+    def on_readable(self) -> None:
+        """Drain the receive socket, then decide what it proved."""
+        first: list[FirstTry] = []
+        later: list[Answer] = []
+        frames = self.rx_ring.frames() if self.rx_ring is not None else self._received()
+        self.reader.read(frames, first, later, self.clock)
+        if first:
+            self.book.decide_first_tries(first, self.window, self.retry, self.rtt)
+        for idx, h, state, reason, from_icmp in later:
+            self._on_answer(idx, h, state, reason, from_icmp)
+        if self.book.out:
+            self.wakeup.wake()  # the loop sleeps: results to hand over, room to send
+
+    def _received(self) -> Iterator[Frame]:
+        """Replies by ``recv``, one system call each: where the kernel gave no ring."""
+        recv = self.rx.recv
+        while True:
+            try:
+                data = recv(bpf.SNAPLEN)
+            except OSError:  # BlockingIOError (drained) and the rest alike
+                return
+            yield data, 0, len(data)
+
+    def _on_answer(self, idx: int, h: int, state: PortState, reason: Reason, icmp: bool) -> None:
+        """A proven reply to the probe ``idx`` (of host number ``h``) decides it."""
+        book = self.book
+        if book.decided[idx]:
+            return
+        tries = book.sends[idx]
+        now = self.clock()
+        host = self.hosts[h]
+        if host.link.unresolved is not None:
+            self.links.resolve(host.address, host.link)  # it answered: the kernel knows its MAC
+            self.reader.fast[h] = host.link.unresolved is None  # its answers may go in bulk
+        rtt = now - book.sent_at[idx]
+        limit = host.limit
+        starved = limit is not None and limit.on_answer(
+            idx, book.sent_at[idx], self.sender.datagrams(host, idx), icmp=icmp
+        )
+        if starved:  # its earlier silences were the limit, not loss: the try that counted worked
+            self.retry.on_answer(0)
+        else:
+            self.retry.on_answer(tries - 1)
+            if tries == 1:
+                self.rtt.observe(rtt)
+                self.window.on_answer()
+            else:
+                self.window.on_drop(now, book.pending, self.rtt.timeout)
+        book.decide(idx, state, reason, rtt)
+
+
+__all__ = ["BATCH", "DEFAULT_TUNING", "PROTOCOL", "RAW_WINDOW_CAP", "RawScan", "RawTuning"]

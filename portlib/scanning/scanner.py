@@ -1,0 +1,466 @@
+"""The Scanner: targets and ports in, a stream of PortResults out, a ScanReport at the end.
+
+    >>> async with Scanner("localhost", "22,80") as results:   # doctest: +SKIP
+    ...     async for r in results:
+    ...         print(r.port, r.state)
+    >>> report = scan("localhost", "22,80")                    # doctest: +SKIP
+
+The Scanner owns the stream's lifecycle: it resolves targets, runs host
+discovery, starts one engine per method, streams verdicts through a bounded
+channel (``tally`` dedupes, names and records them) and builds the report.
+Options are checked in ``options``; engines only probe (``contract``).
+
+Decisions:
+
+- Cancellation: leaving the ``async with`` block early, or cancelling the task
+  that iterates, cancels the scan; engines close their sockets before the
+  Scanner's ``__aexit__`` returns. ``scan_async`` re-raises ``CancelledError``
+  (so ``asyncio.timeout`` and task groups work as everywhere in asyncio); the
+  partial report is then ``scanner.report()`` of a Scanner you hold.
+  The blocking ``scan`` turns Ctrl-C into the partial report with
+  ``interrupted=True``, unless ``interrupt="raise"`` or the previous call
+  already ended that way moments ago (a user pressing Ctrl-C again means stop).
+- Shards: the probe space a shard splits is the target list *as given* times
+  the ports, fixed before discovery, so every machine computes the same
+  partition whatever its own discovery saw. Each machine still runs
+  discovery; hosts it finds down are reported down and the verdicts of its
+  probes to them are dropped. (Splitting only the live hosts would make the
+  partition depend on each machine's view of the network: a probe could fall
+  into no shard or into two.) Without a ``seed``, sharded scans use seed 0 so
+  that the shards agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, Unpack
+
+from portlib.errors import PortlibError, ScanError, TargetSpecError
+from portlib.model import HostState, IPAddress, PortResult, Protocol, ScanMethod, ScanReport
+from portlib.scanning import privilege
+from portlib.scanning.channel import Channel, EndOfStream
+from portlib.scanning.contract import ScanEngine, ScanWork
+from portlib.scanning.discovery import discover
+from portlib.scanning.options import (
+    METHOD_PROTOCOL,
+    RAW_METHODS,
+    ProgressCallback,
+    ScanOptions,
+    check_targets,
+    parse_methods,
+    resolve_discovery,
+    resolve_ports,
+    resolve_shard,
+    resolve_timing,
+)
+from portlib.scanning.order import ProbeOrder
+from portlib.scanning.report import HostStatus, build_report
+from portlib.scanning.tally import Tally
+from portlib.scanning.timing import TimingProfile
+
+if TYPE_CHECKING:
+    from portlib.portspec import PortList
+    from portlib.targets import TargetSet
+
+QUEUE_SIZE = 1024  # verdicts buffered ahead of a slow consumer; engines wait beyond it
+REPEATED_INTERRUPT_S = 5.0  # a Ctrl-C this soon after one that ended a scan() stops the caller
+
+Targets: TypeAlias = "str | Sequence[str | IPAddress] | TargetSet"
+Ports: TypeAlias = "str | Iterable[int] | PortList | None"
+
+
+def _connect_engine(method: ScanMethod) -> ScanEngine:
+    from portlib.scanning.connect.engine import ConnectEngine
+
+    return ConnectEngine(method)
+
+
+def _raw_engine(method: ScanMethod) -> ScanEngine:
+    from portlib.scanning.raw.engine import RawEngine
+
+    return RawEngine(method)
+
+
+# method -> the factory of its engine; engines are imported on first use, so scapy
+# loads only for raw methods.
+ENGINES: dict[ScanMethod, Callable[[ScanMethod], ScanEngine]] = {
+    ScanMethod.CONNECT: _connect_engine,
+    ScanMethod.SYN: _raw_engine,
+    ScanMethod.ACK: _raw_engine,
+    ScanMethod.UDP: _raw_engine,
+}
+
+
+async def _run_all(coroutines: Sequence[Coroutine[Any, Any, None]]) -> None:
+    """Run concurrently; the first error cancels the others and is raised as itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for coroutine in coroutines:
+                group.create_task(coroutine)
+    except BaseExceptionGroup as errors:
+        raise errors.exceptions[0] from errors.exceptions[0].__cause__
+
+
+async def resolve_targets(
+    targets: Targets, exclude: str | None
+) -> list[tuple[IPAddress, str | None]]:
+    """(address, host name) of every target, names resolved without blocking the loop."""
+    from portlib.targets import TargetSet, parse_targets_async
+
+    if isinstance(targets, TargetSet):
+        if exclude is not None:
+            raise ScanError("pass exclude to parse_targets, not with a parsed TargetSet")
+        target_set = targets
+    else:
+        spec = targets if isinstance(targets, str) else " ".join(str(t) for t in targets)
+        target_set = await parse_targets_async(spec, exclude)
+    return [(t.address, t.hostname) for t in target_set]
+
+
+class Scanner:
+    """A scan as an async stream of PortResults; see the module doc for the decisions.
+
+    ``targets``: a spec string (``"192.0.2.0/28, localhost"``), a list of specs or
+    addresses, or a ``TargetSet``. ``ports``: a spec (``"22,80,1000-2000"``,
+    ``"T:80,U:53"``), a list of ints, a ``PortList``, or None for the top 1000.
+    ``method``: ``"connect"`` (default, no privileges), ``"syn"``, ``"ack"``,
+    ``"udp"``, a list of one TCP method plus ``"udp"``, or ``"ping"`` (discovery
+    only). ``timing``: 0-5 like ``-T``, or a ``TimingProfile``; ``timeout``,
+    ``retries``, ``rate`` (probes/s), ``concurrency`` override it.
+    ``discovery``: True (auto: raw pings when privileged, else connect to 80/443),
+    False (``-Pn``: every host up), or ``"connect"``/``"raw"`` to force one.
+    ``seed`` fixes the probe order; ``sequential=True`` probes in order instead
+    (nmap's ``-r``); ``shard`` is ``(i, n)`` 0-based or ``"I/N"`` 1-based.
+    ``on_progress(done, total)`` is called once with ``(0, 0)`` when discovery
+    starts, then after every verdict. ``args`` (the command line, if
+    any) is copied into the report.
+
+    Every bad option raises a ``PortlibError`` from the constructor (targets: from
+    ``async with``), before any probe is sent.
+
+    Example (leaving the loop early stops the scan)::
+
+        import asyncio
+        import portlib
+
+        async def first_open() -> None:
+            async with portlib.Scanner("127.0.0.1", "1-10000") as results:
+                async for r in results:
+                    if r.state == "open":
+                        print(r.port, r.service)  # 8000 http-alt
+                        break
+            print(results.report().interrupted)  # True
+
+        asyncio.run(first_open())
+    """
+
+    def __init__(
+        self,
+        targets: Targets,
+        ports: Ports = None,
+        *,
+        method: ScanMethod | str | Sequence[ScanMethod | str] = "connect",
+        timing: int | TimingProfile = 3,
+        timeout: float | None = None,
+        retries: int | None = None,
+        rate: float | None = None,
+        concurrency: int | None = None,
+        discovery: bool | str = True,
+        seed: int | None = None,
+        shard: tuple[int, int] | str | None = None,
+        sequential: bool = False,
+        exclude: str | None = None,
+        on_progress: ProgressCallback | None = None,
+        args: Sequence[str] = (),
+    ) -> None:
+        self._methods = parse_methods(method)
+        self._port_methods = tuple(m for m in self._methods if m is not ScanMethod.PING)
+        self._protocols = tuple(METHOD_PROTOCOL[m] for m in self._port_methods)
+        self._timing = resolve_timing(
+            timing, timeout=timeout, retries=retries, rate=rate, concurrency=concurrency
+        )
+        self._ports = resolve_ports(ports, self._protocols) if self._protocols else {}
+        self._shard = resolve_shard(shard)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ScanError(f"seed must be an integer, not {seed!r}")
+        if seed is not None and not 0 <= seed < 2**64:
+            raise ScanError(f"seed must be in 0 .. 2**64-1, not {seed}")
+        self._seed = seed if seed is not None else (0 if self._shard else secrets.randbits(63))
+        self._discovery = resolve_discovery(discovery)
+        if not isinstance(sequential, bool):
+            raise ScanError(f"sequential must be True or False, not {sequential!r}")
+        self._sequential = sequential
+        if on_progress is not None and not callable(on_progress):
+            raise ScanError(f"on_progress must be callable, not {on_progress!r}")
+        self._targets_arg = targets
+        self._exclude = exclude
+        self._args = tuple(args)
+        check_targets(targets)
+        # Filled while scanning:
+        self._target_list: list[tuple[IPAddress, str | None]] = []
+        self._statuses: dict[IPAddress, HostStatus] = {}
+        self._tally = Tally(on_progress)
+        self._channel: Channel[PortResult] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+        self._started: _dt.datetime | None = None
+        self._t0 = 0.0
+        self._elapsed: float | None = None
+        self._finished = False  # the consumer saw the end of the stream
+        self._completed = False  # the scan decided everything it set out to
+        self._engines: list[ScanEngine] = []
+
+    # -- options as built -------------------------------------------------
+    @property
+    def methods(self) -> tuple[ScanMethod, ...]:
+        return self._methods
+
+    @property
+    def timing(self) -> TimingProfile:
+        return self._timing
+
+    @property
+    def ports(self) -> dict[Protocol, tuple[int, ...]]:
+        """The ports each protocol will probe, in the given order."""
+        return dict(self._ports)
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    @property
+    def shard(self) -> tuple[int, int] | None:
+        return self._shard
+
+    @property
+    def started(self) -> bool:
+        """Whether the scan has started (``async with`` entered)."""
+        return self._started is not None
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        """(verdicts so far, verdicts expected); total is 0 until discovery ends."""
+        return (self._tally.done, self._tally.total)
+
+    @property
+    def host_statuses(self) -> dict[IPAddress, HostStatus]:
+        """Discovery's verdict per host so far."""
+        return dict(self._statuses)
+
+    # -- the stream -------------------------------------------------------
+    async def __aenter__(self) -> Scanner:
+        if self._task is not None:
+            raise ScanError("a Scanner runs once; make a new one to scan again")
+        self._target_list = await resolve_targets(self._targets_arg, self._exclude)
+        if not self._target_list:
+            raise TargetSpecError("no targets left to scan (all excluded?)")
+        raw = sorted(m.value for m in self._port_methods if m in RAW_METHODS)
+        if raw:
+            privilege.require_raw_privilege(f"method {', '.join(raw)}")
+        self._engines = [ENGINES[m](m) for m in self._port_methods]
+        self._channel = Channel(QUEUE_SIZE)
+        self._started = _dt.datetime.now(_dt.UTC)
+        self._t0 = time.perf_counter()
+        self._task = asyncio.create_task(self._produce(), name="portlib-scan")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the scan (if still running) and wait until every socket is closed."""
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                # Our own cancel of the scan task; re-raise only if *we* are being cancelled.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+        if self._channel is not None:
+            self._channel.close()  # iterating after the block ends at once, never hangs
+        self._stop_clock()
+
+    def __aiter__(self) -> AsyncIterator[PortResult]:
+        return self
+
+    async def __anext__(self) -> PortResult:
+        channel = self._channel
+        if channel is None:
+            raise ScanError("use the Scanner inside 'async with Scanner(...) as results'")
+        if len(channel):
+            return channel.get_nowait()
+        try:
+            return await channel.receive()
+        except EndOfStream:
+            if self._error is not None and not self._finished:
+                self._finished = True
+                raise self._error from self._error.__cause__
+            self._finished = True
+            raise StopAsyncIteration from None
+
+    def _stop_clock(self) -> None:
+        if self._elapsed is None and self._started is not None:
+            self._elapsed = time.perf_counter() - self._t0
+
+    def report(self) -> ScanReport:
+        """The report of what the scan decided; ``interrupted`` unless it ran to the end."""
+        if self._started is None:
+            raise ScanError("the scan has not started: use 'async with Scanner(...)' first")
+        elapsed = self._elapsed if self._elapsed is not None else time.perf_counter() - self._t0
+        completed = self._completed and self._error is None
+        return build_report(
+            self._target_list,
+            self._statuses,
+            self._tally.results,
+            method=self._methods[0],
+            protocols=self._protocols,
+            started=self._started,
+            elapsed=elapsed,
+            ports_per_host=sum(len(p) for p in self._ports.values()),
+            args=self._args,
+            interrupted=not completed,
+            probes_sent=sum(e.probes_sent for e in self._engines),
+        )
+
+    # -- the producer -----------------------------------------------------
+    async def _produce(self) -> None:
+        assert self._channel is not None
+        try:
+            await self._scan()
+            self._completed = True
+        except PortlibError as exc:
+            self._error = exc
+        except OSError as exc:
+            self._error = ScanError(f"the scan failed: {exc}")
+            self._error.__cause__ = exc
+        except Exception as exc:  # a bug: hand it to the consumer as itself, never hang it
+            self._error = exc
+        self._stop_clock()
+        self._channel.close()
+
+    async def _scan(self) -> None:
+        assert self._channel is not None
+        tally = self._tally
+        addresses = [address for address, _ in self._target_list]
+        tally.report_progress()  # (0, 0): discovery under way, the total is not known yet
+        statuses = await discover(addresses, self._timing, mode=self._discovery, seed=self._seed)
+        self._statuses.update(statuses)
+        up = tuple(a for a in addresses if self._statuses[a].state is HostState.UP)
+        if not self._port_methods or not up:
+            return
+        # Sharded: the space is every target, so all machines split it alike (module doc).
+        hosts = tuple(addresses) if self._shard else up
+        tally.dropped = frozenset(hosts) - frozenset(up)
+        works = [
+            ScanWork(
+                hosts=hosts,
+                ports=self._ports[METHOD_PROTOCOL[method]],
+                protocol=METHOD_PROTOCOL[method],
+                timing=self._timing,
+                seed=self._seed,
+                shard=self._shard,
+                sequential=self._sequential,
+            )
+            for method in self._port_methods
+        ]
+        tally.total = sum(_work_size(w) for w in works)
+        tally.report_progress()
+        from portlib.services import service_names
+
+        runs = [
+            engine.run(work, tally.emitter(service_names(work.protocol), self._channel))
+            for engine, work in zip(self._engines, works, strict=True)
+        ]
+        await _run_all(runs)
+
+
+def _work_size(work: ScanWork) -> int:
+    size = len(work.hosts) * len(work.ports)
+    if work.shard is None:
+        return size
+    return ProbeOrder(size, seed=work.seed, shard=work.shard).count
+
+
+async def scan_async(
+    targets: Targets, ports: Ports = None, **options: Unpack[ScanOptions]
+) -> ScanReport:
+    """Scan and return the whole report (options as for ``Scanner``).
+
+    Cancelling the awaiting task cancels the scan and re-raises ``CancelledError``,
+    as asyncio code expects; hold a ``Scanner`` yourself to keep its partial report.
+
+    Example:
+
+    >>> import portlib
+    >>> report = await portlib.scan_async("localhost", [8000])  # doctest: +SKIP
+    >>> report.open_ports()[0].port  # doctest: +SKIP
+    8000
+    """
+    async with Scanner(targets, ports, **options) as results:
+        async for _ in results:
+            pass
+    return results.report()
+
+
+_last_interrupted_return: float | None = None  # when scan() last turned Ctrl-C into a report
+
+
+def scan(
+    targets: Targets,
+    ports: Ports = None,
+    *,
+    interrupt: Literal["report", "raise"] = "report",
+    **options: Unpack[ScanOptions],
+) -> ScanReport:
+    """Blocking scan (options as for ``Scanner``); Ctrl-C returns the partial report.
+
+    With ``interrupt="raise"`` Ctrl-C propagates as ``KeyboardInterrupt``. It
+    propagates too when the previous ``scan()`` ended by Ctrl-C less than
+    ``REPEATED_INTERRUPT_S`` ago, so a script that loops over scans stops on a
+    second Ctrl-C. Inside a running event loop it refuses (``ScanError``): use
+    ``await scan_async``.
+
+    Example:
+
+    >>> import portlib
+    >>> report = portlib.scan("localhost", "22,8000-8010")  # doctest: +SKIP
+    >>> [(p.port, p.state.value, p.service) for p in report.open_ports()]  # doctest: +SKIP
+    [(8000, 'open', 'http-alt')]
+    """
+    global _last_interrupted_return
+    if interrupt not in ("report", "raise"):
+        raise ScanError(f"interrupt must be 'report' or 'raise', not {interrupt!r}")
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise ScanError(
+            "scan() cannot run inside a running event loop; use 'await portlib.scan_async(...)'"
+        )
+    scanner = Scanner(targets, ports, **options)
+
+    async def consume() -> None:
+        async with scanner as results:
+            async for _ in results:
+                pass
+
+    try:
+        asyncio.run(consume())
+    except KeyboardInterrupt:
+        previous = _last_interrupted_return
+        repeated = previous is not None and time.monotonic() - previous < REPEATED_INTERRUPT_S
+        if interrupt == "raise" or repeated or not scanner.started:
+            raise
+        _last_interrupted_return = time.monotonic()
+    return scanner.report()
+
+
+__all__ = ["ENGINES", "QUEUE_SIZE", "Scanner", "scan", "scan_async"]
