@@ -8,16 +8,40 @@ an interrupted run's namespace is removed by the next lab.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.lab import netns
+import pytest
+
+from tests.lab import lab_available, netns
 
 ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def python(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` with this checkout importable, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=ROOT, env=ENV, check=check
+    )
+
+
+@contextlib.contextmanager
+def lab_or_skip(*tools: str) -> Iterator[SocketLab]:
+    """A SocketLab, or a skip saying why there cannot be one here (or a tool is missing)."""
+    reason = lab_available()
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if reason or missing:
+        pytest.skip(reason or f"{', '.join(missing)} not installed")
+    with SocketLab() as lab:
+        yield lab
 
 
 class SocketLab:
@@ -44,14 +68,13 @@ class SocketLab:
 
     def spawn(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[str]:
         """A process inside the namespace, this checkout importable, pipes for stdin/stdout."""
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         return subprocess.Popen(
             netns.ns_argv(self.ns, argv),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
-            env=env,
+            env=ENV,
             **kwargs,
         )
 

@@ -18,8 +18,7 @@ from portlib.errors import SocketQueryError
 from portlib.model import SocketState
 from portlib.socktable import sockdiag
 from portlib.socktable.destroy import DestroyUnsupported, destroy_one
-from tests.lab import lab_available
-from tests.socket_lab import SocketLab
+from tests.socket_lab import SocketLab, lab_or_skip, python
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,10 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def lab() -> Iterator[SocketLab]:
-    reason = lab_available()
-    if reason:
-        pytest.skip(reason)
-    with SocketLab() as built:
+    with lab_or_skip() as built:
         yield built
 
 
@@ -83,13 +79,7 @@ def test_cli_kill_prints_what_it_closed(lab: SocketLab) -> None:
 def test_destroy_needs_a_filter() -> None:
     with pytest.raises(SocketQueryError, match="needs a filter"):
         portlib.destroy_sockets("tcp", filter="state established")
-    done = subprocess.run(
-        [sys.executable, "-m", "portlib", "sockets", "-K"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    done = python("-m", "portlib", "sockets", "-K", check=False)
     assert (
         done.returncode == 2 and done.stderr.count("\n") == 1 and "-K needs a filter" in done.stderr
     )
@@ -124,12 +114,5 @@ NON_ROOT = textwrap.dedent(
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to an unprivileged user")
 def test_unprivileged_destroy_is_refused_clearly() -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", NON_ROOT],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=True,
-    ).stdout
+    out = python("-c", NON_ROOT).stdout
     assert "needs root (CAP_NET_ADMIN)" in json.loads(out)

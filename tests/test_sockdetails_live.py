@@ -8,11 +8,7 @@ compared with a tolerance or left out.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +17,7 @@ import pytest
 
 import portlib
 from portlib.socktable.details import TimerKind
-from tests.lab import lab_available
-from tests.socket_lab import SocketLab
+from tests.socket_lab import SocketLab, lab_or_skip, python
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,12 +35,7 @@ class Conns:
 
 @pytest.fixture(scope="module")
 def conns() -> Iterator[Conns]:
-    reason = lab_available()
-    if reason:
-        pytest.skip(reason)
-    if shutil.which("ss") is None:
-        pytest.skip("ss (iproute2) is not installed")
-    with SocketLab() as lab:
+    with lab_or_skip("ss") as lab:
         listener = lab.run({"op": "listen", "host": "127.0.0.1"})["port"]
         v6 = lab.run({"op": "listen", "host": "::1"})["port"]
         keepalive = lab.run(
@@ -79,14 +69,7 @@ def words(text: str) -> dict[tuple[str, str], dict[str, str]]:
 
 
 def portlib_text(conns: Conns, *flags: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "portlib", "sockets", "-N", conns.lab.ns, *flags],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=True,
-    ).stdout
+    return python("-m", "portlib", "sockets", "-N", conns.lab.ns, *flags).stdout
 
 
 def test_extras_agree_with_ss(conns: Conns) -> None:
@@ -165,12 +148,6 @@ def test_no_header_and_netns(conns: Conns) -> None:
 
 
 def test_bad_namespace_is_one_line(conns: Conns) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "portlib", "sockets", "-N", "portlib-nosuch-ns", "-t"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    done = python("-m", "portlib", "sockets", "-N", "portlib-nosuch-ns", "-t", check=False)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "no network namespace" in done.stderr

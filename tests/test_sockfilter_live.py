@@ -8,7 +8,6 @@ bytecode and portlib's Python evaluation all look at exactly the same table.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,8 +30,7 @@ from portlib.socktable.filters import (
     predicate,
     ss_states,
 )
-from tests.lab import lab_available
-from tests.socket_lab import SocketLab
+from tests.socket_lab import SocketLab, lab_or_skip
 
 pytestmark = pytest.mark.lab
 
@@ -45,12 +43,7 @@ class Table:
 
 @pytest.fixture(scope="module")
 def table() -> Iterator[Table]:
-    reason = lab_available()
-    if reason:
-        pytest.skip(reason)
-    if shutil.which("ss") is None:
-        pytest.skip("ss (iproute2) is not installed")
-    with SocketLab() as lab:
+    with lab_or_skip("ss") as lab:
         run = lab.run
         ports = {
             "l4": run({"op": "listen", "host": "127.0.0.1"})["port"],

@@ -20,8 +20,7 @@ from portlib.model import Endpoint, Family, Process, Protocol, Socket, SocketSta
 from portlib.socktable import watch as watch_mod
 from portlib.socktable.details import SocketDetails
 from portlib.socktable.sockevents import SocketEvent, SocketEventKind, Tracker
-from tests.lab import lab_available
-from tests.socket_lab import SocketLab
+from tests.socket_lab import SocketLab, lab_or_skip
 
 ROOT = Path(__file__).resolve().parent.parent
 S = SocketState
@@ -70,10 +69,7 @@ def test_tracker_events() -> None:
 
 @pytest.fixture
 def lab() -> Iterator[SocketLab]:
-    reason = lab_available()
-    if reason:
-        pytest.skip(reason)
-    with SocketLab() as built:
+    with lab_or_skip() as built:
         yield built
 
 

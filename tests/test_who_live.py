@@ -24,8 +24,7 @@ import pytest
 
 import portlib
 from portlib.socktable.killing import refused
-from tests.lab import lab_available
-from tests.socket_lab import SocketLab
+from tests.socket_lab import SocketLab, lab_or_skip
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -41,12 +40,7 @@ class Held:
 
 @pytest.fixture(scope="module")
 def held() -> Iterator[Held]:
-    reason = lab_available()
-    if reason:
-        pytest.skip(reason)
-    if shutil.which("lsof") is None:
-        pytest.skip("lsof is not installed")
-    with SocketLab() as lab:
+    with lab_or_skip("lsof") as lab:
         port = lab.run({"op": "listen", "host": "127.0.0.1"})["port"]
         lab.run({"op": "listen", "proto": "udp", "host": "127.0.0.1", "port": port})
         lab.run({"op": "connect", "host": "127.0.0.1", "port": port})
