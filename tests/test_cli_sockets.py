@@ -234,3 +234,29 @@ def test_whole_command_runs(listener: int) -> None:
     ).stdout
     assert out.splitlines()[0].split()[:3] == ["State", "Recv-Q", "Send-Q"]
     assert f"127.0.0.1:{listener}" in out
+
+
+def test_a_users_type_check_sees_socket_kinds(tmp_path: Path) -> None:
+    """``sockets``/``listening`` are typed by kind: a user's mypy knows "tcp" gives Sockets."""
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        "import portlib\n"
+        "from portlib import Socket, UnixSocket\n"
+        'tcp: list[Socket] = portlib.listening("tcp")\n'
+        'unix: list[UnixSocket] = portlib.sockets("unix", processes=False)\n'
+        'ports: list[int] = [s.local.port for s in portlib.sockets("udp6", filter="sport = :53")]\n'
+        'wrong: list[UnixSocket] = portlib.sockets("tcp")\n'
+        'typo = portlib.sockets("tcp", proceses=False)\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(script)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "MYPYPATH": str(ROOT)},
+        timeout=300,
+    )
+    lines = [line for line in proc.stdout.splitlines() if "error:" in line]
+    assert {line.split(":")[1] for line in lines} == {"6", "7"}, proc.stdout  # only the bad two
+    assert 'list[Socket]", variable has type "list[UnixSocket]"' in proc.stdout
+    assert "proceses" in proc.stdout
