@@ -260,3 +260,11 @@ def test_a_users_type_check_sees_socket_kinds(tmp_path: Path) -> None:
     assert {line.split(":")[1] for line in lines} == {"6", "7"}, proc.stdout  # only the bad two
     assert 'list[Socket]", variable has type "list[UnixSocket]"' in proc.stdout
     assert "proceses" in proc.stdout
+
+
+def test_flags_may_come_among_the_words(listener: int, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["who", str(listener), "-t", "1"]) == 0  # lsof -t -i :P -i :1
+    assert capsys.readouterr().out == f"{os.getpid()}\n"
+    assert main(["sockets", "-t", "state", "listening", "-n", "sport", "=", f":{listener}"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == 2 and f"127.0.0.1:{listener}" in rows[1]
