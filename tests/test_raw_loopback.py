@@ -493,13 +493,13 @@ def test_window_counts_undecided_probes_not_the_send_queue() -> None:
         book.decide_first_tries(
             [(idx, PortState.CLOSED, Reason.RESET, 1000.001) for idx in range(1, 100)],
             scan.window,
-            scan.retry,
+            scan.retries,
             scan.rtt,
         )
         for idx in range(1, 100):
             book.decided[idx] = 1
         assert book.pending == 1 and len(book.in_flight) == 100  # the queue empties lazily
-        scan._expire(1000.0 + scan.rtt.timeout + 1)
+        scan.silences.expire(1000.0 + scan.rtt.timeout + 1)
         assert book.pending == 0 and not book.in_flight
         assert list(book.resend) == [0]  # the silent one goes around again
     finally:

@@ -14,8 +14,9 @@ from collections import deque
 from collections.abc import Sequence
 
 from portlib.model import IPAddress, PortResult, PortState, Protocol, Reason
+from portlib.scanning.book import RetryBook
 from portlib.scanning.raw.replies import FirstTry
-from portlib.scanning.timing import CongestionWindow, RetryPolicy, RttEstimator
+from portlib.scanning.timing import CongestionWindow, RttEstimator
 
 
 class ProbeBook:
@@ -115,7 +116,7 @@ class ProbeBook:
         self,
         batch: list[FirstTry],
         window: CongestionWindow,
-        retry: RetryPolicy,
+        retries: RetryBook,
         rtt: RttEstimator,
     ) -> None:
         """First-try answers (already marked decided by the reader), all at once.
@@ -134,7 +135,7 @@ class ProbeBook:
             flying[idx] = 0
         self.pending -= landed
         window.on_answer(count)
-        retry.on_first_try_answers(count)
+        retries.on_first_try_answers(count)
         sent_at = self.sent_at
         step = max(1, count // 8)
         for i in range(step - 1, count, step):

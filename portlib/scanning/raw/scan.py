@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from portlib.model import PortState, Protocol, Reason
+from portlib.scanning.book import RetryBook
 from portlib.scanning.contract import Emit, ScanWork, emit_many
 from portlib.scanning.order import ProbeOrder
 from portlib.scanning.raw import bpf
@@ -33,7 +34,6 @@ from portlib.scanning.raw.io.rxring import RxRing
 from portlib.scanning.raw.links import Links
 from portlib.scanning.raw.probes import ProbeBook
 from portlib.scanning.raw.replies import (
-    SILENCE_STATE,
     Answer,
     Classifier,
     FirstTry,
@@ -41,6 +41,7 @@ from portlib.scanning.raw.replies import (
     ReplyReader,
 )
 from portlib.scanning.raw.sending import RawSender
+from portlib.scanning.raw.silences import Silences
 from portlib.scanning.raw.wire import PROTO_TCP, PROTO_UDP, Probe
 from portlib.scanning.timing import CongestionWindow, RateLimiter, RetryPolicy, RttEstimator
 from portlib.scanning.wakeup import Wakeup
@@ -130,9 +131,11 @@ class RawScan:
         self.window = CongestionWindow.for_profile(timing, RAW_WINDOW_CAP)
         self.window.cwnd = max(self.window.cwnd, min(64.0, float(self.window.high)))
         self.window.ssthresh = float(self.window.high)  # slow start until the first loss
-        self.retry = RetryPolicy(timing.max_retries)
+        # No silent-scan horizon: a raw scan that hears nothing at all is done after
+        # its tries (the connect engine confirms such a silence for a few seconds).
+        self.retries = RetryBook(RetryPolicy(timing.max_retries), horizon=0.0)
         self.rate = RateLimiter.per_second(timing.rate) if timing.rate else None
-        self.drop_mark = float("-inf")
+        self.silences = Silences(self.book, self.hosts, kind, self.retries, self.rtt)
         self.wakeup = Wakeup()
 
     @property
@@ -177,7 +180,9 @@ class RawScan:
                 sender.worker_errors()
             now = self.clock()
             self._check_drops(now)
-            self._expire(now)
+            self.silences.expire(now)
+            if self.retries.bench:
+                self.silences.review_bench(now, final=not fresh_left)
             wait = 0.01
             budget = min(BATCH, self.window.available(book.pending))
             unpaced = self.rate is None and not scan_delay
@@ -213,6 +218,7 @@ class RawScan:
                     break
                 book.fly(idx)
                 budget -= 1
+            self.retries.on_send(now)
             wait = min(wait, sender.send_paced(now, self.rate))
             self.links.flush()
             if book.out:
@@ -225,58 +231,17 @@ class RawScan:
                 # (the targets' answers) is what we are waiting for.
                 await self.wakeup.sleep(wait)
             else:
-                await self.wakeup.sleep(max(0.0, min(wait, self._next_expiry(now) - now)))
+                await self.wakeup.sleep(max(0.0, min(wait, self.silences.next_expiry(now) - now)))
                 self.on_readable()
         if book.out:
             await hand_over(book.take_out())
-
-    def _next_expiry(self, now: float) -> float:
-        book = self.book
-        heads = [q[0] for q in (book.in_flight, book.paced_out) if q]
-        if not heads:
-            return now + 0.01
-        return min(book.sent_at[i] for i in heads) + self.rtt.timeout
-
-    # --- silence ------------------------------------------------------------------
 
     def _check_drops(self, now: float) -> None:
         drops = rawsock.packet_drops(self.rx)
         if drops:
             # Replies were lost in our own buffer: silences until now prove nothing.
             self.rx_drops += drops
-            self.drop_mark = now
-
-    def _expire(self, now: float) -> None:
-        book = self.book
-        timeout = self.rtt.timeout
-        for queue, paced in ((book.in_flight, False), (book.paced_out, True)):
-            while queue:
-                idx = queue[0]
-                if book.decided[idx]:
-                    queue.popleft()
-                    continue
-                if book.sent_at[idx] + timeout > now:
-                    break
-                queue.popleft()
-                if not paced:
-                    book.land(idx)
-                self._on_silence(idx)
-
-    def _on_silence(self, idx: int) -> None:
-        book = self.book
-        limit = self.hosts[idx // book.nports].limit
-        if book.sent_at[idx] <= self.drop_mark:
-            if limit is not None:
-                limit.forget(idx)
-            book.resend.append(idx)  # the answer may have been dropped by us: not a try
-            return
-        if limit is not None and not limit.on_silence(idx, book.sent_at[idx]):
-            return  # no ICMP token was certainly waiting for it: queued, not a try
-        book.silences[idx] = min(255, book.silences[idx] + 1)
-        if not self.retry.should_retry(book.silences[idx]):
-            book.decide(idx, SILENCE_STATE[self.kind], Reason.NO_RESPONSE, None)
-        elif limit is None or not limit.retry_later(idx, book.sent_at[idx]):
-            book.resend.append(idx)
+            self.silences.drop_mark = now
 
     # --- replies ------------------------------------------------------------------
 
@@ -287,7 +252,7 @@ class RawScan:
         frames = self.rx_ring.frames() if self.rx_ring is not None else self._received()
         self.reader.read(frames, first, later, self.clock)
         if first:
-            self.book.decide_first_tries(first, self.window, self.retry, self.rtt)
+            self.book.decide_first_tries(first, self.window, self.retries, self.rtt)
         for idx, h, state, reason, from_icmp in later:
             self._on_answer(idx, h, state, reason, from_icmp)
         if self.book.out:
@@ -320,9 +285,9 @@ class RawScan:
             idx, book.sent_at[idx], self.sender.datagrams(host, idx), icmp=icmp
         )
         if starved:  # its earlier silences were the limit, not loss: the try that counted worked
-            self.retry.on_answer(0)
+            self.retries.on_answer(idx, 0)
         else:
-            self.retry.on_answer(tries - 1)
+            self.retries.on_answer(idx, tries - 1)
             if tries == 1:
                 self.rtt.observe(rtt)
                 self.window.on_answer()
