@@ -34,7 +34,12 @@ PURE = (
     "portlib.scanning.timing",
     "portlib.output.reportchecks",
     "portlib.output.sharedtext",
+    "portlib.socktable.bytecode",
+    "portlib.socktable.filterparse",
+    "portlib.socktable.filters",
     "portlib.socktable.procnet",
+    "portlib.socktable.sockevents",
+    "portlib.socktable.whoselect",
     "portlib.targetspec",
     "portlib.textsafe",
 )
