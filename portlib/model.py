@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from portlib.socktable.details import SocketDetails
+
 IPAddress = IPv4Address | IPv6Address
 
 
@@ -165,6 +167,7 @@ class Socket:
 
     ``owners`` lists every (process, fd) holding it: forked servers share one socket.
     It is empty when processes were not asked for or could not be read.
+    ``details`` holds what ``ss -e -o -i -m`` add, when a listing asks for them.
 
     Example:
 
@@ -184,6 +187,7 @@ class Socket:
     rx_queue: int
     tx_queue: int
     owners: tuple[Process, ...] = ()
+    details: SocketDetails | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The match rules: which probe's answer a rule reads, and what it concludes. Data only.
+"""The match rules: which probe's answer a rule reads, and what it concludes. Pure data.
 
 A rule is either a regular expression over the answer, whose named groups give the
 fields (``product``, ``version``, ``extra``, ``os``), or a parser from ``parsers``.
