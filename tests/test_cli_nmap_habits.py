@@ -116,7 +116,7 @@ def test_timing_flags_set_the_profile_the_scanner_runs_with() -> None:
         ["scan", "-T4", "--initial-rtt-timeout", "300ms", "--min-rtt-timeout", "50ms",
          "--max-rtt-timeout", "2s", "--max-retries", "1", "--scan-delay", "10ms",
          "--max-scan-delay", "1s", "--min-parallelism", "4", "--max-parallelism", "64",
-         "--max-rate", "900", "127.0.0.1"]
+         "--max-rate", "900", "--min-rate", "300", "127.0.0.1"]
     )  # fmt: skip
     scanner = scanner_from_args(args, "127.0.0.1", None)
     timing = scanner.timing
@@ -128,6 +128,7 @@ def test_timing_flags_set_the_profile_the_scanner_runs_with() -> None:
     )
     assert (timing.max_retries, timing.scan_delay, timing.max_scan_delay) == (1, 0.01, 1.0)
     assert (timing.min_parallelism, timing.max_parallelism, timing.rate) == (4, 64, 900.0)
+    assert timing.min_rate == 300.0
 
 
 def test_preset_values_make_room_for_the_users() -> None:
@@ -146,6 +147,7 @@ def test_preset_values_make_room_for_the_users() -> None:
         (["--scan-delay", "2s", "--max-scan-delay", "1s"], "--scan-delay 2s is more"),
         (["--min-parallelism", "9", "--max-parallelism", "3"], "--min-parallelism 9 is more"),
         (["--timeout", "1s", "--max-rtt-timeout", "2s"], "--timeout fixes the probe timeout"),
+        (["--min-rate", "500", "--max-rate", "100"], "min_rate 500 is more than rate 100"),
     ],
 )
 def test_contradicting_timing_flags_are_one_line_exit_2(

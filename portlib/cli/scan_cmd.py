@@ -133,6 +133,7 @@ def scanner_from_args(
         timeout=args.timeout,
         retries=args.retries,
         rate=args.rate,
+        min_rate=args.min_rate,
         discovery=not args.no_ping,
         seed=args.seed,
         shard=args.shard,

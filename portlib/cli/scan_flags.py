@@ -258,6 +258,13 @@ def _timing(parser: argparse.ArgumentParser) -> None:
         help="at most PPS probes per second",
     )
     group.add_argument(
+        "--min-rate",
+        dest="min_rate",
+        type=positive_number,
+        metavar="PPS",
+        help="at least PPS probes per second, past what the congestion window allows",
+    )
+    group.add_argument(
         "--timeout",
         type=positive_duration,
         metavar="TIME",

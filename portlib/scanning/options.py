@@ -33,6 +33,7 @@ class ScanOptions(TypedDict, total=False):
     timeout: float | None
     retries: int | None
     rate: float | None
+    min_rate: float | None
     concurrency: int | None
     discovery: bool | str
     seed: int | None
@@ -91,6 +92,7 @@ def resolve_timing(
     retries: int | None = None,
     rate: float | None = None,
     concurrency: int | None = None,
+    min_rate: float | None = None,
 ) -> TimingProfile:
     """The -T preset (or a given profile) with the user's overrides applied."""
     if isinstance(timing, TimingProfile):
@@ -99,14 +101,14 @@ def resolve_timing(
         profile = preset(timing)
     else:
         raise ScanError(f"timing must be a level 0 to 5 or a TimingProfile, not {timing!r}")
-    for name, value in (("timeout", timeout), ("rate", rate)):
+    for name, value in (("timeout", timeout), ("rate", rate), ("min_rate", min_rate)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise ScanError(f"{name} must be a number, not {value!r}")
     for name, value in (("retries", retries), ("concurrency", concurrency)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ScanError(f"{name} must be an integer, not {value!r}")
     return profile.with_overrides(
-        timeout=timeout, retries=retries, rate=rate, concurrency=concurrency
+        timeout=timeout, retries=retries, rate=rate, concurrency=concurrency, min_rate=min_rate
     )
 
 

@@ -131,7 +131,8 @@ class Scanner:
     ``method``: ``"connect"`` (default, no privileges), ``"syn"``, ``"ack"``,
     ``"udp"``, a list of one TCP method plus ``"udp"``, or ``"ping"`` (discovery
     only). ``timing``: 0-5 like ``-T``, or a ``TimingProfile``; ``timeout``,
-    ``retries``, ``rate`` (probes/s), ``concurrency`` override it.
+    ``retries``, ``rate`` (probes/s at most), ``min_rate`` (probes/s at least, past
+    the congestion window), ``concurrency`` override it.
     ``discovery``: True (auto: raw pings when privileged, else connect to 80/443),
     False (``-Pn``: every host up), or ``"connect"``/``"raw"`` to force one.
     ``seed`` fixes the probe order; ``sequential=True`` probes in order instead
@@ -172,6 +173,7 @@ class Scanner:
         timeout: float | None = None,
         retries: int | None = None,
         rate: float | None = None,
+        min_rate: float | None = None,
         concurrency: int | None = None,
         discovery: bool | str = True,
         seed: int | None = None,
@@ -187,7 +189,12 @@ class Scanner:
         self._port_methods = tuple(m for m in self._methods if m is not ScanMethod.PING)
         self._protocols = tuple(METHOD_PROTOCOL[m] for m in self._port_methods)
         self._timing = resolve_timing(
-            timing, timeout=timeout, retries=retries, rate=rate, concurrency=concurrency
+            timing,
+            timeout=timeout,
+            retries=retries,
+            rate=rate,
+            concurrency=concurrency,
+            min_rate=min_rate,
         )
         self._ports = resolve_ports(ports, self._protocols) if self._protocols else {}
         self._shard = resolve_shard(shard)

@@ -43,7 +43,13 @@ from portlib.scanning.raw.replies import (
 from portlib.scanning.raw.sending import RawSender
 from portlib.scanning.raw.silences import Silences
 from portlib.scanning.raw.wire import PROTO_TCP, PROTO_UDP, Probe
-from portlib.scanning.timing import CongestionWindow, RateLimiter, RetryPolicy, RttEstimator
+from portlib.scanning.timing import (
+    CongestionWindow,
+    RateFloor,
+    RateLimiter,
+    RetryPolicy,
+    RttEstimator,
+)
 from portlib.scanning.wakeup import Wakeup
 
 PROTOCOL: dict[Probe, Protocol] = {
@@ -135,6 +141,7 @@ class RawScan:
         # its tries (the connect engine confirms such a silence for a few seconds).
         self.retries = RetryBook(RetryPolicy(timing.max_retries), horizon=0.0)
         self.rate = RateLimiter.per_second(timing.rate) if timing.rate else None
+        self.rate_floor = RateFloor(timing.min_rate, self.clock()) if timing.min_rate else None
         self.silences = Silences(self.book, self.hosts, kind, self.retries, self.rtt)
         self.wakeup = Wakeup()
 
@@ -185,6 +192,9 @@ class RawScan:
                 self.silences.review_bench(now, final=not fresh_left)
             wait = 0.01
             budget = min(BATCH, self.window.available(book.pending))
+            if self.rate_floor is not None:  # --min-rate: past the window, to the cap
+                owed = self.rate_floor.owed(now, sender.sent)
+                budget = max(budget, min(BATCH, owed, RAW_WINDOW_CAP - book.pending))
             unpaced = self.rate is None and not scan_delay
             while budget > 0:
                 if book.resend:
