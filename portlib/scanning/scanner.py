@@ -137,9 +137,8 @@ class Scanner:
     False (``-Pn``: every host up), or ``"connect"``/``"raw"`` to force one.
     ``seed`` fixes the probe order; ``sequential=True`` probes in order instead
     (nmap's ``-r``); ``shard`` is ``(i, n)`` 0-based or ``"I/N"`` 1-based.
-    ``versions=True`` detects the service on every open port once the port scan is
-    over (nmap's ``-sV``; ``version_intensity`` 0-9 as ``--version-intensity``): the
-    stream hands open ports on after their detection, with ``detected`` filled.
+    ``versions=True`` (nmap's ``-sV``, ``version_intensity`` 0-9) detects services on the
+    open ports after the port scan; they stream out with ``detected`` filled.
     ``on_progress(done, total)`` is called once with ``(0, 0)`` when discovery
     starts, then after every verdict. ``args`` (the command line, if
     any) is copied into the report.
@@ -392,11 +391,21 @@ class Scanner:
             engine.run(work, tally.emitter(service_names(work.protocol), self._channel))
             for engine, work in zip(self._engines, works, strict=True)
         ]
-        await _run_all(runs)
-        if self._detection is not None:  # -sV: the last stage, on the ports found open
-            from portlib.scanning.versions.stage import detect_held
+        await _then_detect(_run_all(runs), self._channel, self._tally.results, self._detection)
 
-            await detect_held(self._channel, self._tally.results, self._detection)
+
+async def _then_detect(
+    scan: Coroutine[Any, Any, None],
+    channel: Channel[PortResult],
+    record: list[PortResult],
+    detection: DetectionOptions | None,
+) -> None:
+    """The port scan, then (``-sV``) detection on the ports it found open."""
+    await scan
+    if detection is not None:
+        from portlib.scanning.versions.stage import detect_held
+
+        await detect_held(channel, record, detection)
 
 
 def _detection_options(versions: bool, intensity: int) -> DetectionOptions | None:
