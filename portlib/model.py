@@ -366,6 +366,8 @@ class HostResult:
 
     ``latency`` is the round-trip time of the answer that showed the host up (or,
     for hosts not probed by discovery, the fastest port answer), in seconds.
+    ``timed_out``: the scan's ``host_timeout`` passed before every port of the host
+    was decided; as nmap does, such a host is reported with no ports.
 
     Example:
 
@@ -381,6 +383,7 @@ class HostResult:
     reason: Reason
     ports: tuple[PortResult, ...] = ()
     latency: float | None = None
+    timed_out: bool = False
 
     def open_ports(self) -> tuple[PortResult, ...]:
         return tuple(p for p in self.ports if p.state is PortState.OPEN)

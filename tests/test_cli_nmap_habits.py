@@ -116,7 +116,7 @@ def test_timing_flags_set_the_profile_the_scanner_runs_with() -> None:
         ["scan", "-T4", "--initial-rtt-timeout", "300ms", "--min-rtt-timeout", "50ms",
          "--max-rtt-timeout", "2s", "--max-retries", "1", "--scan-delay", "10ms",
          "--max-scan-delay", "1s", "--min-parallelism", "4", "--max-parallelism", "64",
-         "--max-rate", "900", "--min-rate", "300", "127.0.0.1"]
+         "--max-rate", "900", "--min-rate", "300", "--host-timeout", "2m", "127.0.0.1"]
     )  # fmt: skip
     scanner = scanner_from_args(args, "127.0.0.1", None)
     timing = scanner.timing
@@ -129,6 +129,7 @@ def test_timing_flags_set_the_profile_the_scanner_runs_with() -> None:
     assert (timing.max_retries, timing.scan_delay, timing.max_scan_delay) == (1, 0.01, 1.0)
     assert (timing.min_parallelism, timing.max_parallelism, timing.rate) == (4, 64, 900.0)
     assert timing.min_rate == 300.0
+    assert scanner.host_timeout == 120.0
 
 
 def test_preset_values_make_room_for_the_users() -> None:

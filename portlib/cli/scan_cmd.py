@@ -138,6 +138,7 @@ def scanner_from_args(
         seed=args.seed,
         shard=args.shard,
         sequential=args.sequential,
+        host_timeout=args.host_timeout,
         on_progress=on_progress,
         args=tuple(sys.argv),
         versions=VERSIONS in (args.methods or ()),

@@ -265,6 +265,13 @@ def _timing(parser: argparse.ArgumentParser) -> None:
         help="at least PPS probes per second, past what the congestion window allows",
     )
     group.add_argument(
+        "--host-timeout",
+        dest="host_timeout",
+        type=positive_duration,
+        metavar="TIME",
+        help="give up on hosts not finished after TIME (reported with no ports, as nmap does)",
+    )
+    group.add_argument(
         "--timeout",
         type=positive_duration,
         metavar="TIME",

@@ -67,6 +67,8 @@ def _to_grepable(report: ScanReport) -> str:
 def _host_lines(host: HostResult) -> list[str]:
     prefix = f"Host: {host.address} ({_clean(host.hostname or '')})"
     lines = [f"{prefix}\tStatus: {host.state.value.capitalize()}"]
+    if host.timed_out:
+        lines.append(f"{prefix}\tStatus: Timeout")  # nmap's second line for such a host
     if host.state is not HostState.UP or not host.ports:
         return lines
     folding = folding_of(host)

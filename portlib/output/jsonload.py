@@ -105,6 +105,7 @@ class _Reader:
             reason=self.enum(Reason, doc.get("reason"), f"{where} reason"),
             ports=ports,
             latency=self.optional(self.seconds, doc.get("latency"), f"{where} latency"),
+            timed_out=self.boolean(doc.get("timed_out", False), f"{where} timed_out"),
         )
 
     def port(self, doc: Any, where: str) -> PortResult:

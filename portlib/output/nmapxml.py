@@ -140,8 +140,10 @@ def _numbers(host: HostResult, protocol: Protocol) -> Iterable[int]:
 
 def _host(host: HostResult, start: int, end: int) -> str:
     addrtype = "ipv6" if host.address.version == 6 else "ipv4"
+    timed_out = f" timedout={_q('true')}" if host.timed_out else ""
     lines = [
-        f"<host starttime={_q(start)} endtime={_q(end)}><status state={_q(host.state.value)}"
+        f"<host starttime={_q(start)} endtime={_q(end)}{timed_out}>"
+        f"<status state={_q(host.state.value)}"
         f" reason={_q(host.reason.value)} reason_ttl={_q(0)}/>",
         f"<address addr={_q(str(host.address))} addrtype={_q(addrtype)}/>",
         "<hostnames>",

@@ -110,6 +110,9 @@ def _host_lines(host: HostResult, *, open_only: bool, reason: bool, ping_only: b
         lines.append(f"Host is up{received}.")
     if ping_only:
         return lines
+    if host.timed_out:
+        lines.append(f"Skipping host {host_title(host)} due to host timeout")
+        return lines
     if not host.ports:
         lines.append(f"No ports of {host_title(host)} were decided.")
         return lines

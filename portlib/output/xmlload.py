@@ -276,7 +276,14 @@ class _Reader:
             reason=self.reason(status.get("reason", "")),
             ports=tuple(sorted(ports, key=lambda p: (p.port, p.protocol.value))),
             latency=self.latency(element.find("times"), address),
+            timed_out=self.timed_out(element.get("timedout"), address),
         )
+
+    def timed_out(self, value: str | None, address: IPAddress) -> bool:
+        """nmap's ``timedout`` attribute: absent or "false", or "true"."""
+        if value not in (None, "true", "false"):
+            raise self.fail(f"host {address}: timedout={value[:20]!r} is not true or false")
+        return value == "true"
 
     def latency(self, times: ET.Element | None, address: IPAddress) -> float | None:
         srtt = times.get("srtt") if times is not None else None

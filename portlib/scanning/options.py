@@ -39,6 +39,7 @@ class ScanOptions(TypedDict, total=False):
     seed: int | None
     shard: tuple[int, int] | str | None
     sequential: bool
+    host_timeout: float | None
     exclude: str | None
     on_progress: ProgressCallback | None
     args: Sequence[str]
@@ -173,3 +174,16 @@ def check_targets(targets: object) -> None:
         f"targets must be a spec string, a list of specs or addresses, or a TargetSet, "
         f"not {targets!r}"
     )
+
+
+def resolve_host_timeout(host_timeout: float | None, shard: tuple[int, int] | None) -> float | None:
+    """``host_timeout`` checked: seconds, positive; a shard cannot tell when a host is done."""
+    if host_timeout is None:
+        return None
+    if isinstance(host_timeout, bool) or not isinstance(host_timeout, int | float):
+        raise ScanError(f"host_timeout must be a number of seconds, not {host_timeout!r}")
+    if not host_timeout > 0:
+        raise ScanError(f"host_timeout must be positive, not {host_timeout!r}")
+    if shard is not None:
+        raise ScanError("host_timeout cannot be combined with shard (a shard holds part of a host)")
+    return float(host_timeout)

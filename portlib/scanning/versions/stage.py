@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from portlib.model import PortResult
+from portlib.model import IPAddress, PortResult
 from portlib.scanning.channel import Channel
 from portlib.scanning.versions.detect import (
     DetectionOptions,
@@ -46,11 +46,16 @@ class OpenHeldChannel(Channel[PortResult]):
 
 
 async def detect_held(
-    channel: Channel[PortResult], record: list[PortResult], options: DetectionOptions
+    channel: Channel[PortResult],
+    record: list[PortResult],
+    options: DetectionOptions,
+    skip: frozenset[IPAddress] = frozenset(),
 ) -> None:
     """Detect what ``channel`` held during the port scan; the waits follow the port
-    scan's RTT unless ``options`` fix one."""
+    scan's RTT unless ``options`` fix one. Hosts in ``skip`` (timed out) are left out."""
     assert isinstance(channel, OpenHeldChannel)
+    if skip and channel.held:
+        channel.held = [r for r in channel.held if r.host not in skip]
     if options.rtt is None:
         options = dataclasses.replace(options, rtt=median_rtt(channel.held or []))
     await channel.release(record, options)
