@@ -319,3 +319,9 @@ def test_r_probes_ports_in_order() -> None:
     assert order("-r") == list(range(1, 301))
     shuffled = order()
     assert sorted(shuffled) == list(range(1, 301)) and shuffled != sorted(shuffled)
+
+
+def test_e_names_an_interface_that_must_exist(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scan", "-e", "nosuch0", "-p", "1", "127.0.0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "no network interface named 'nosuch0'" in err and err.count("\n") == 1

@@ -139,6 +139,7 @@ def scanner_from_args(
         shard=args.shard,
         sequential=args.sequential,
         host_timeout=args.host_timeout,
+        interface=args.interface,
         on_progress=on_progress,
         args=tuple(sys.argv),
         versions=VERSIONS in (args.methods or ()),

@@ -265,6 +265,12 @@ def _timing(parser: argparse.ArgumentParser) -> None:
         help="at least PPS probes per second, past what the congestion window allows",
     )
     group.add_argument(
+        "-e",
+        dest="interface",
+        metavar="IFACE",
+        help="send every probe through this network interface (nmap's -e)",
+    )
+    group.add_argument(
         "--host-timeout",
         dest="host_timeout",
         type=positive_duration,

@@ -40,6 +40,7 @@ class ScanOptions(TypedDict, total=False):
     shard: tuple[int, int] | str | None
     sequential: bool
     host_timeout: float | None
+    interface: str | None
     exclude: str | None
     on_progress: ProgressCallback | None
     args: Sequence[str]

@@ -45,6 +45,7 @@ class ScanPlan:
     discovery: DiscoveryMode
     host_timeout: float | None
     detection: DetectionOptions | None
+    interface: str | None = None
 
     @property
     def ports_per_host(self) -> int:
@@ -61,6 +62,7 @@ class ScanPlan:
                 seed=self.seed,
                 shard=self.shard,
                 sequential=self.sequential,
+                interface=self.interface,
             )
             for method in self.port_methods
         ]
@@ -79,7 +81,10 @@ async def run_plan(
     Returns the hosts whose host timeout passed before all their ports were decided.
     """
     tally.report_progress()  # (0, 0): discovery under way, the total is not known yet
-    statuses.update(await discover(addresses, plan.timing, mode=plan.discovery, seed=plan.seed))
+    found = await discover(
+        addresses, plan.timing, mode=plan.discovery, seed=plan.seed, interface=plan.interface
+    )
+    statuses.update(found)
     up = tuple(a for a in addresses if statuses[a].state is HostState.UP)
     if not plan.port_methods or not up:
         return frozenset()

@@ -44,6 +44,7 @@ from portlib.model import IPAddress, PortResult, Protocol, ScanMethod, ScanRepor
 from portlib.scanning import privilege
 from portlib.scanning.channel import Channel, EndOfStream
 from portlib.scanning.contract import ScanEngine
+from portlib.scanning.interfaces import check_interface
 from portlib.scanning.options import (
     METHOD_PROTOCOL,
     RAW_METHODS,
@@ -133,6 +134,7 @@ class Scanner:
     ports are not all decided by then (their clocks start together, when the port
     scan does; ``-sV`` gets what is left): they are reported ``timed_out`` with no
     ports, though verdicts already streamed for them stay streamed.
+    ``interface`` (nmap's ``-e``) sends every probe through that interface only.
     ``seed`` fixes the probe order; ``sequential=True`` probes in order instead
     (nmap's ``-r``); ``shard`` is ``(i, n)`` 0-based or ``"I/N"`` 1-based.
     ``versions=True`` (nmap's ``-sV``, ``version_intensity`` 0-9) detects services on the
@@ -177,6 +179,7 @@ class Scanner:
         shard: tuple[int, int] | str | None = None,
         sequential: bool = False,
         host_timeout: float | None = None,
+        interface: str | None = None,
         exclude: str | None = None,
         on_progress: ProgressCallback | None = None,
         args: Sequence[str] = (),
@@ -214,6 +217,7 @@ class Scanner:
             discovery=resolve_discovery(discovery),
             host_timeout=resolve_host_timeout(host_timeout, resolved_shard),
             detection=detection_options(versions, version_intensity),
+            interface=check_interface(interface),
         )
         self._timed_out: frozenset[IPAddress] = frozenset()
         if on_progress is not None and not callable(on_progress):

@@ -127,7 +127,7 @@ class ConnectCore:
         )
         window = CongestionWindow.for_profile(profile, cap)
         ledger = Ledger(order.count, queue, window, RetryBook.for_retries(profile.max_retries))
-        core = cls(targets, work.ports, queue, ledger, window)
+        core = cls(targets, work.ports, queue, ledger, window, sockets=SocketPool(work.interface))
         core.rate_floor = _rate_floor(work, shard, core.clock())
         return core
 

@@ -92,7 +92,7 @@ class RawScan:
             )
             self.sockets += held
             l4 = (PROTO_UDP,) if kind is Probe.UDP else (PROTO_TCP,)
-            ifindexes = rawsock.receive_interfaces(work.hosts)
+            ifindexes = rawsock.receive_interfaces(work.hosts, interface=work.interface)
             self.rx = rawsock.packet_receiver(bpf.reply_filter(l4, self.sport, ifindexes=ifindexes))
             self.sockets.append(self.rx)
             if tuning.rx_ring:
@@ -105,6 +105,7 @@ class RawScan:
                 self.sockets,
                 use_tx_ring=tuning.tx_ring,
                 now=self.clock(),
+                interface=work.interface,
             )
             self.hosts: list[RawHost] = [builder.host(h) for h in dict.fromkeys(work.hosts)]
         except BaseException:
