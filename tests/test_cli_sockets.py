@@ -192,6 +192,8 @@ def test_who_idle_port_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
         ["who", "99999"],
         ["who", "80/icmp"],
         ["who", "80", "--kill", "--signal", "NOPE"],
+        ["who", "80", "--signal", "HUP"],  # nmap-style: a flag that goes with --kill
+        ["who", "80", "--wait", "2"],
     ],
 )
 def test_bad_input_is_one_line_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
