@@ -34,6 +34,9 @@ from portlib.errors import (
     UnknownService,
 )
 from portlib.model import (
+    Certificate,
+    DetectedService,
+    DetectionMethod,
     Endpoint,
     Family,
     HostResult,
@@ -59,11 +62,29 @@ _LAZY: dict[str, str] = {
     "scan": "portlib.scanning.scanner",
     "scan_async": "portlib.scanning.scanner",
     "Scanner": "portlib.scanning.scanner",
+    "detect_services": "portlib.scanning.versions",
+    "detect_services_async": "portlib.scanning.versions",
     "sockets": "portlib.socktable",
     "listening": "portlib.socktable",
     "who_uses": "portlib.socktable",
     "ports_of": "portlib.socktable",
     "kill_port": "portlib.socktable",
+    "destroy_sockets": "portlib.socktable",
+    "socket_summary": "portlib.socktable",
+    "parse_socket_filter": "portlib.socktable",
+    "watch_sockets": "portlib.socktable.watch",
+    "SocketFilter": "portlib.socktable.filters",
+    "FilterSyntaxError": "portlib.socktable.filterparse",
+    "PortStillHeld": "portlib.socktable.killing",
+    "DestroyUnsupported": "portlib.socktable.destroy",
+    "SocketSummary": "portlib.socktable.summary",
+    "SocketDetails": "portlib.socktable.details",
+    "SocketTimer": "portlib.socktable.details",
+    "SocketMemory": "portlib.socktable.details",
+    "TcpInfo": "portlib.socktable.details",
+    "TimerKind": "portlib.socktable.details",
+    "SocketEvent": "portlib.socktable.sockevents",
+    "SocketEventKind": "portlib.socktable.sockevents",
     "is_port_free": "portlib.ports",
     "find_free_port": "portlib.ports",
     "reserve_port": "portlib.ports",
@@ -93,6 +114,7 @@ if TYPE_CHECKING:
     from portlib.ports import find_free_port, is_port_free, port_ranges, reserve_port
     from portlib.portspec import PortList, parse_ports
     from portlib.scanning.scanner import Scanner, scan, scan_async
+    from portlib.scanning.versions import detect_services, detect_services_async
     from portlib.services import (
         service_for_port,
         service_name,
@@ -101,7 +123,30 @@ if TYPE_CHECKING:
         service_ports,
         top_ports,
     )
-    from portlib.socktable import kill_port, listening, ports_of, sockets, who_uses
+    from portlib.socktable import (
+        destroy_sockets,
+        kill_port,
+        listening,
+        parse_socket_filter,
+        ports_of,
+        socket_summary,
+        sockets,
+        who_uses,
+    )
+    from portlib.socktable.destroy import DestroyUnsupported
+    from portlib.socktable.details import (
+        SocketDetails,
+        SocketMemory,
+        SocketTimer,
+        TcpInfo,
+        TimerKind,
+    )
+    from portlib.socktable.filterparse import FilterSyntaxError
+    from portlib.socktable.filters import SocketFilter
+    from portlib.socktable.killing import PortStillHeld
+    from portlib.socktable.sockevents import SocketEvent, SocketEventKind
+    from portlib.socktable.summary import SocketSummary
+    from portlib.socktable.watch import watch_sockets
     from portlib.targets import Target, TargetSet, parse_targets
 
 
@@ -120,8 +165,13 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "Certificate",
+    "DestroyUnsupported",
+    "DetectedService",
+    "DetectionMethod",
     "Endpoint",
     "Family",
+    "FilterSyntaxError",
     "HostResult",
     "HostState",
     "NoFreePort",
@@ -135,6 +185,7 @@ __all__ = [
     "PortResult",
     "PortSpecError",
     "PortState",
+    "PortStillHeld",
     "PortlibError",
     "PrivilegeError",
     "Process",
@@ -148,13 +199,25 @@ __all__ = [
     "Service",
     "SizeOverflowError",
     "Socket",
+    "SocketDetails",
+    "SocketEvent",
+    "SocketEventKind",
+    "SocketFilter",
+    "SocketMemory",
     "SocketQueryError",
     "SocketState",
+    "SocketSummary",
+    "SocketTimer",
     "Target",
     "TargetSet",
     "TargetSpecError",
+    "TcpInfo",
+    "TimerKind",
     "UnixSocket",
     "UnknownService",
+    "destroy_sockets",
+    "detect_services",
+    "detect_services_async",
     "dump_report",
     "find_free_port",
     "is_port_free",
@@ -163,6 +226,7 @@ __all__ = [
     "load_report",
     "parse_ports",
     "parse_report",
+    "parse_socket_filter",
     "parse_targets",
     "port_ranges",
     "ports_of",
@@ -175,7 +239,9 @@ __all__ = [
     "service_names",
     "service_port",
     "service_ports",
+    "socket_summary",
     "sockets",
     "top_ports",
+    "watch_sockets",
     "who_uses",
 ]

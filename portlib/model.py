@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from portlib.socktable.details import SocketDetails
+
 IPAddress = IPv4Address | IPv6Address
 
 
@@ -165,6 +167,7 @@ class Socket:
 
     ``owners`` lists every (process, fd) holding it: forked servers share one socket.
     It is empty when processes were not asked for or could not be read.
+    ``details`` holds what ``ss -e -o -i -m`` add, when a listing asks for them.
 
     Example:
 
@@ -184,6 +187,7 @@ class Socket:
     rx_queue: int
     tx_queue: int
     owners: tuple[Process, ...] = ()
+    details: SocketDetails | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +262,81 @@ class Service:
     frequency: float | None = None
 
 
+class DetectionMethod(StrEnum):
+    """How a port's service name was found, in nmap's words (``<service method=>``)."""
+
+    PROBED = "probed"  # the server's own bytes said so
+    TABLE = "table"  # only the registry's name for the port number
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    """Facts from the certificate a TLS server presented (not verified: detection only).
+
+    ``subject`` and ``issuer`` are RFC 4514-like strings (``CN=lab,O=portlib``);
+    ``alt_names`` holds the subjectAltName DNS names and IP addresses; ``not_before``
+    and ``not_after`` are aware UTC datetimes.
+
+    Example:
+
+    >>> import portlib
+    >>> found = portlib.detect_services([("192.0.2.10", 443)])  # doctest: +SKIP
+    >>> cert = found[0].detected.certificate  # doctest: +SKIP
+    >>> cert.subject, cert.alt_names, cert.self_signed  # doctest: +SKIP
+    ('CN=lab.example,O=portlib lab', ('lab.example', '192.0.2.10'), True)
+    """
+
+    subject: str
+    issuer: str
+    alt_names: tuple[str, ...]
+    not_before: _dt.datetime | None
+    not_after: _dt.datetime | None
+    self_signed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DetectedService:
+    """What service detection (``-sV``) found on one port.
+
+    ``name`` is nmap's service word (``ssh``, ``http``); ``tunnel`` is ``"ssl"`` when it
+    speaks inside TLS; ``confidence`` is nmap's ``conf`` (10 probed and certain, 3 from
+    the registry). ``banner`` holds the first bytes the server sent, capped.
+
+    Example:
+
+    >>> import portlib
+    >>> found = portlib.detect_services([("192.0.2.10", 22)])  # doctest: +SKIP
+    >>> s = found[0].detected  # doctest: +SKIP
+    >>> s.name, s.product, s.version, str(s.method)  # doctest: +SKIP
+    ('ssh', 'OpenSSH', '9.2p1 Debian 2+deb12u3', 'probed')
+    """
+
+    name: str
+    method: DetectionMethod
+    confidence: int
+    product: str | None = None
+    version: str | None = None
+    extra_info: str | None = None
+    os_hint: str | None = None
+    device_hint: str | None = None
+    tunnel: str | None = None
+    cpe: tuple[str, ...] = ()
+    banner: bytes = b""
+    certificate: Certificate | None = None
+
+    def service_text(self) -> str:
+        """nmap's SERVICE column under ``-sV``: ``ssl/http``; ``?`` when only guessed."""
+        name = f"{self.tunnel}/{self.name}" if self.tunnel else self.name
+        return name if self.method is DetectionMethod.PROBED else f"{name}?"
+
+    def version_text(self) -> str:
+        """nmap's VERSION column: product, version and (extra info), space-separated."""
+        parts = [p for p in (self.product, self.version) if p]
+        if self.extra_info:
+            parts.append(f"({self.extra_info})")
+        return " ".join(parts)
+
+
 @dataclass(frozen=True, slots=True)
 class PortResult:
     """The verdict on one probed port.
@@ -278,6 +357,7 @@ class PortResult:
     reason: Reason
     rtt: float | None = None
     service: str | None = None
+    detected: DetectedService | None = None  # filled by service detection (-sV)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +366,8 @@ class HostResult:
 
     ``latency`` is the round-trip time of the answer that showed the host up (or,
     for hosts not probed by discovery, the fastest port answer), in seconds.
+    ``timed_out``: the scan's ``host_timeout`` passed before every port of the host
+    was decided; as nmap does, such a host is reported with no ports.
 
     Example:
 
@@ -301,6 +383,7 @@ class HostResult:
     reason: Reason
     ports: tuple[PortResult, ...] = ()
     latency: float | None = None
+    timed_out: bool = False
 
     def open_ports(self) -> tuple[PortResult, ...]:
         return tuple(p for p in self.ports if p.state is PortState.OPEN)

@@ -116,7 +116,7 @@ def test_timing_flags_set_the_profile_the_scanner_runs_with() -> None:
         ["scan", "-T4", "--initial-rtt-timeout", "300ms", "--min-rtt-timeout", "50ms",
          "--max-rtt-timeout", "2s", "--max-retries", "1", "--scan-delay", "10ms",
          "--max-scan-delay", "1s", "--min-parallelism", "4", "--max-parallelism", "64",
-         "--max-rate", "900", "127.0.0.1"]
+         "--max-rate", "900", "--min-rate", "300", "--host-timeout", "2m", "127.0.0.1"]
     )  # fmt: skip
     scanner = scanner_from_args(args, "127.0.0.1", None)
     timing = scanner.timing
@@ -128,6 +128,8 @@ def test_timing_flags_set_the_profile_the_scanner_runs_with() -> None:
     )
     assert (timing.max_retries, timing.scan_delay, timing.max_scan_delay) == (1, 0.01, 1.0)
     assert (timing.min_parallelism, timing.max_parallelism, timing.rate) == (4, 64, 900.0)
+    assert timing.min_rate == 300.0
+    assert scanner.host_timeout == 120.0
 
 
 def test_preset_values_make_room_for_the_users() -> None:
@@ -146,6 +148,7 @@ def test_preset_values_make_room_for_the_users() -> None:
         (["--scan-delay", "2s", "--max-scan-delay", "1s"], "--scan-delay 2s is more"),
         (["--min-parallelism", "9", "--max-parallelism", "3"], "--min-parallelism 9 is more"),
         (["--timeout", "1s", "--max-rtt-timeout", "2s"], "--timeout fixes the probe timeout"),
+        (["--min-rate", "500", "--max-rate", "100"], "min_rate 500 is more than rate 100"),
     ],
 )
 def test_contradicting_timing_flags_are_one_line_exit_2(
@@ -316,3 +319,9 @@ def test_r_probes_ports_in_order() -> None:
     assert order("-r") == list(range(1, 301))
     shuffled = order()
     assert sorted(shuffled) == list(range(1, 301)) and shuffled != sorted(shuffled)
+
+
+def test_e_names_an_interface_that_must_exist(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scan", "-e", "nosuch0", "-p", "1", "127.0.0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "no network interface named 'nosuch0'" in err and err.count("\n") == 1

@@ -168,6 +168,7 @@ def test_jsonl_hook_prints_one_verdict_per_line() -> None:
         "reason": "conn-refused",
         "rtt": 0.0001,
         "service": None,
+        "detected": None,
     }
     out = io.StringIO()
     hook = outputs.jsonl_hook(parse("--jsonl", "--open"), out)

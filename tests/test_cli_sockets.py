@@ -17,8 +17,11 @@ import pytest
 
 from portlib.cli import main
 from portlib.cli import sockets_cmd as cmd
+from portlib.cli import sockets_text as sstext
 from portlib.model import Endpoint, Family, Process, Protocol, Socket, SocketState, UnixSocket
 from portlib.socktable import SocketQueryError
+from portlib.socktable.filters import in_states
+from portlib.socktable.whoselect import Selector, parse_selector
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,8 +58,9 @@ def sock(state: SocketState, port: int = 8000, *, owners: tuple[Process, ...] = 
 
 
 def test_state_filters_like_ss() -> None:
-    every = [sock(s) for s in SocketState]
-    default = {s.state for s in every if cmd.state_filter(flags())(s)}  # type: ignore[misc]
+    default_states = cmd.default_states(flags())
+    assert default_states is not None
+    default = {s for s in SocketState if in_states(s, default_states)}
     assert SocketState.ESTABLISHED in default and SocketState.CLOSE_WAIT in default
     assert not default & {
         SocketState.LISTEN,
@@ -64,9 +68,10 @@ def test_state_filters_like_ss() -> None:
         SocketState.TIME_WAIT,
         SocketState.SYN_RECV,
     }
-    listening = {s.state for s in every if cmd.state_filter(flags("-l"))(s)}  # type: ignore[misc]
-    assert listening == {SocketState.LISTEN, SocketState.CLOSE}
-    assert cmd.state_filter(flags("-a")) is None
+    assert cmd.default_states(flags("-l")) == {SocketState.LISTEN, SocketState.CLOSE}
+    assert cmd.default_states(flags("-a")) is None
+    # A `state` word in the filter replaces -l and -a, as in ss.
+    assert cmd.build_filter(flags("-l", "state", "established")).states == {SocketState.ESTABLISHED}
 
 
 def test_table_layout_like_ss() -> None:
@@ -87,7 +92,7 @@ def test_table_layout_like_ss() -> None:
         UnixSocket("/run/x.sock", "stream", SocketState.LISTEN, 99, 0x10000, 2),
         UnixSocket(None, "dgram", SocketState.CLOSE, 100, 0, 2),
     ]
-    text = cmd.format_table(rows, show_netid=True, processes=True)
+    text = sstext.format_table(rows, show_netid=True, processes=True)
     lines = text.splitlines()
     assert lines[0].split() == [
         "Netid", "State", "Recv-Q", "Send-Q", "Local", "Address:Port", "Peer", "Address:Port",
@@ -102,13 +107,13 @@ def test_table_layout_like_ss() -> None:
     assert lines[4].split() == ["u_dgr", "UNCONN", "0", "0", "*", "100", "*", "*"]
     # Addresses are right-aligned against the colon, as ss does.
     assert lines[1].index(":8000") == lines[2].index("]:22") + 1
-    plain = cmd.format_table(rows[:1], show_netid=False, processes=False).splitlines()
+    plain = sstext.format_table(rows[:1], show_netid=False, processes=False).splitlines()
     assert plain[0].startswith("State ") and "Process" not in plain[0] and "users" not in plain[1]
 
 
 def test_service_names_without_numeric() -> None:
-    namer = cmd._service_namer()
-    text = cmd.format_table(
+    namer = sstext.service_namer()
+    text = sstext.format_table(
         [sock(SocketState.LISTEN, port=22)], show_netid=False, processes=False, service=namer
     )
     assert "127.0.0.1:ssh" in text
@@ -116,16 +121,21 @@ def test_service_names_without_numeric() -> None:
 
 
 @pytest.mark.parametrize(
-    ("spec", "want"), [("8000", (8000, "tcp")), ("53/udp", (53, "udp")), ("80/TCP", (80, "tcp"))]
+    ("spec", "want"),
+    [
+        ("8000", Selector(None, ports=(8000, 8000))),
+        ("53/udp", Selector(Protocol.UDP, ports=(53, 53))),
+        ("80/TCP", Selector(Protocol.TCP, ports=(80, 80))),
+    ],
 )
-def test_port_spec(spec: str, want: tuple[int, str]) -> None:
-    assert cmd.parse_port_spec(spec) == want
+def test_port_spec(spec: str, want: Selector) -> None:
+    assert parse_selector(spec) == want
 
 
 @pytest.mark.parametrize("spec", ["", "http", "0", "70000", "80/sctp", "-1", "８０"])
 def test_bad_port_spec(spec: str) -> None:
     with pytest.raises(SocketQueryError):
-        cmd.parse_port_spec(spec)
+        parse_selector(spec)
 
 
 @pytest.fixture
@@ -160,6 +170,7 @@ def test_who_table_and_json(listener: int, capsys: pytest.CaptureFixture[str]) -
     assert out[1].split()[1] == str(os.getpid()) and out[1].endswith(
         f"127.0.0.1:{listener} (LISTEN)"
     )
+    assert len(out) == 2  # the listener only: no UDP socket, no connection on that port
     assert main(["who", f"{listener}/tcp", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data[0]["owners"][0]["pid"] == os.getpid()
@@ -181,6 +192,8 @@ def test_who_idle_port_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
         ["who", "99999"],
         ["who", "80/icmp"],
         ["who", "80", "--kill", "--signal", "NOPE"],
+        ["who", "80", "--signal", "HUP"],  # nmap-style: a flag that goes with --kill
+        ["who", "80", "--wait", "2"],
     ],
 )
 def test_bad_input_is_one_line_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -223,3 +236,37 @@ def test_whole_command_runs(listener: int) -> None:
     ).stdout
     assert out.splitlines()[0].split()[:3] == ["State", "Recv-Q", "Send-Q"]
     assert f"127.0.0.1:{listener}" in out
+
+
+def test_a_users_type_check_sees_socket_kinds(tmp_path: Path) -> None:
+    """``sockets``/``listening`` are typed by kind: a user's mypy knows "tcp" gives Sockets."""
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        "import portlib\n"
+        "from portlib import Socket, UnixSocket\n"
+        'tcp: list[Socket] = portlib.listening("tcp")\n'
+        'unix: list[UnixSocket] = portlib.sockets("unix", processes=False)\n'
+        'ports: list[int] = [s.local.port for s in portlib.sockets("udp6", filter="sport = :53")]\n'
+        'wrong: list[UnixSocket] = portlib.sockets("tcp")\n'
+        'typo = portlib.sockets("tcp", proceses=False)\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(script)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "MYPYPATH": str(ROOT)},
+        timeout=300,
+    )
+    lines = [line for line in proc.stdout.splitlines() if "error:" in line]
+    assert {line.split(":")[1] for line in lines} == {"6", "7"}, proc.stdout  # only the bad two
+    assert 'list[Socket]", variable has type "list[UnixSocket]"' in proc.stdout
+    assert "proceses" in proc.stdout
+
+
+def test_flags_may_come_among_the_words(listener: int, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["who", str(listener), "-t", "1"]) == 0  # lsof -t -i :P -i :1
+    assert capsys.readouterr().out == f"{os.getpid()}\n"
+    assert main(["sockets", "-t", "state", "listening", "-n", "sport", "=", f":{listener}"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == 2 and f"127.0.0.1:{listener}" in rows[1]

@@ -170,10 +170,12 @@ def test_no_processes_means_no_proc_walk(proc: FakeProc, monkeypatch: pytest.Mon
     assert len(socks) == 12 and all(s.owners == () for s in socks)
 
 
-def test_who_uses_local_port_only(proc: FakeProc) -> None:
-    found = portlib.who_uses(8000, procfs=proc.write())
+def test_who_uses_either_end_or_local_only(proc: FakeProc) -> None:
+    found = portlib.who_uses(8000, "tcp", local=True, procfs=proc.write())
     assert {s.inode for s in found} == {100, 101, 0}  # 102 has 8000 only as its peer port
     assert {o.pid for s in found for o in s.owners} == {200, 201}
+    either = portlib.who_uses(8000, procfs=proc.write())  # lsof -i :8000
+    assert {s.inode for s in either} == {100, 101, 102, 0}
     assert portlib.who_uses(5353, "udp", procfs=proc.write())[0].owners[0].name == "client"
     assert portlib.who_uses(5353, "tcp", procfs=proc.write()) == []
 
@@ -300,16 +302,40 @@ def test_endpoints_and_families_are_typed(proc: FakeProc) -> None:
 
 
 def test_plan_split_balances_the_walk() -> None:
+    end = owners_mod.fdwalk.FD_END
     fds = {10: 10_000, 11: 10_000, 12: 50, 13: 5}
-    # The caller is busy for a long time (a big table): the helper takes everything big.
+    # The caller is busy for a long time (a big table): the helper takes everything.
     caller, helper = owners_mod.plan_split(fds, caller_busy_us=10**9)
-    assert caller == [] and sorted(helper) == [10, 11, 12, 13]
-    # The caller is free almost at once (a kernel-filtered query): the work is shared.
+    assert caller == [] and sorted(helper) == [(p, 0, end) for p in (10, 11, 12, 13)]
+
+    def cost(shares: list[tuple[int, int, int]]) -> int:
+        return sum(min(fds[p], e) - f for p, f, e in shares)
+
+    # The caller is free at once (a kernel-filtered query): the work is shared evenly,
+    # the process that crosses the line cut in two by fd number.
     caller, helper = owners_mod.plan_split(fds, caller_busy_us=0)
-    assert {10, 11} & set(caller) and {10, 11} & set(helper)
-    assert sorted(caller + helper) == [10, 11, 12, 13]
+    assert cost(caller) + cost(helper) == sum(fds.values())
+    start = owners_mod.HELPER_START_US // owners_mod.READLINK_US
+    assert abs(cost(helper) + start - cost(caller)) <= 1
+    split = {s[0] for s in caller} & {s[0] for s in helper}
+    assert len(split) == 1 and split <= {10, 11}
     # No counts (kernels before 6.2): the helper walks all.
-    assert owners_mod.plan_split({1: 0, 2: 0}, 0) == ([], [1, 2])
+    assert owners_mod.plan_split({1: 0, 2: 0}, 0) == ([], [(1, 0, end), (2, 0, end)])
+
+
+def test_a_split_process_is_walked_once(proc: FakeProc) -> None:
+    root = proc.write()
+    whole = owners_mod.socket_holders(root, pids=[200])
+    assert whole
+    fds = sorted(fd for pairs in whole.values() for _, fd in pairs)
+    cut = fds[len(fds) // 2] if len(fds) > 1 else fds[0] + 1
+    low = owners_mod.socket_holders(root, shares=[(200, 0, cut)])
+    high = owners_mod.socket_holders(root, shares=[(200, cut, owners_mod.fdwalk.FD_END)])
+    merged: dict[int, list[tuple[int, int]]] = {}
+    for part in (low, high):
+        for inode, pairs in part.items():
+            merged.setdefault(inode, []).extend(pairs)
+    assert {i: sorted(p) for i, p in merged.items()} == {i: sorted(p) for i, p in whole.items()}
 
 
 def test_fd_counts_reads_directory_sizes(proc: FakeProc) -> None:

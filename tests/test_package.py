@@ -132,6 +132,7 @@ def test_json_uses_field_names_and_enum_strings() -> None:
         "reason": "no-response",
         "rtt": None,
         "service": None,
+        "detected": None,
     }
     ranges = portlib.PortRanges(range(32768, 61000), 1024, frozenset({9001, 8080}))
     assert to_plain(ranges) == {

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from portlib.errors import ParseError
 from portlib.model import Endpoint, Family, Protocol, Socket, SocketState, UnixSocket
 from portlib.socktable import procnet, sockdiag
+from portlib.socktable.bytecode import bytecode_attribute
+from portlib.socktable.filters import Comparison, PortMatch, Side
 
 TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid"
 UNIX_HEADER = "Num       RefCount Protocol Flags    Type St Inode Path"
@@ -385,11 +387,14 @@ def test_ipv4_and_ipv6_wildcards_do_not_share_cache_entries() -> None:
     assert out[1].local.address == IPv6Address("::")
 
 
-def test_request_with_local_port_carries_a_kernel_filter() -> None:
-    request = sockdiag.encode_request(Protocol.TCP, Family.INET, local_port=8080)
-    assert struct.unpack_from("=I", request)[0] == len(request) == 16 + 56 + 4 + 16
-    attr_len, attr_type = struct.unpack_from("=HH", request, 72)
-    assert (attr_len, attr_type) == (20, sockdiag.INET_DIAG_REQ_BYTECODE)
-    ops = [struct.unpack_from("=BBH", request, 76 + 4 * i) for i in range(4)]
-    # sport >= 8080 (else reject), then sport <= 8080 (else reject); the end accepts.
-    assert ops == [(2, 8, 20), (0, 0, 8080), (3, 8, 12), (0, 0, 8080)]
+def test_request_carries_states_extensions_and_a_kernel_filter() -> None:
+    program = bytecode_attribute(PortMatch(Side.SOURCE, Comparison.EQ, 8080))
+    request = sockdiag.encode_request(
+        Protocol.TCP, Family.INET, states=1 << 10, ext=0x42, bytecode=program
+    )
+    assert struct.unpack_from("=I", request)[0] == len(request) == 16 + 56 + len(program)
+    assert struct.unpack_from("=BBBBI", request, 16) == (2, 6, 0x42, 0, 1 << 10)
+    assert request[72:] == program
+    assert struct.unpack_from("=HH", request, 72) == (16, 1)  # INET_DIAG_REQ_BYTECODE
+    # sport = :8080 is a host condition on any address: S_COND, yes 12, no 16 (reject).
+    assert struct.unpack_from("=BBHBBxxi", request, 76) == (7, 12, 16, 0, 0, 8080)

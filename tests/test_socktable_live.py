@@ -27,7 +27,8 @@ import portlib
 from portlib.errors import NoSuchProcess, PermissionDenied, PortNotInUse
 from portlib.model import Family, Protocol, Socket, SocketState
 from portlib.socktable import owners as owners_mod
-from portlib.socktable import read_inet_table
+from portlib.socktable import parse_socket_filter, read_inet_table
+from portlib.socktable.query import CompiledFilter
 
 pytestmark = pytest.mark.live
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,26 +155,42 @@ def test_netlink_and_procfs_backends_agree(holder: Holder) -> None:
             }
             assert net == txt and net, (protocol, family)
             port = next(iter(net)).local.port
-            filtered = read_inet_table(protocol, family, backend="netlink", local_port=port)
+            # The same filter, applied by the kernel and by Python over /proc text.
+            compiled = CompiledFilter.of(parse_socket_filter(f"sport = :{port}"))
+            filtered = read_inet_table(protocol, family, backend="netlink", compiled=compiled)
             assert filtered and {s.local.port for s in filtered} == {port}
-            by_text = read_inet_table(protocol, family, backend="procfs")
+            by_text = read_inet_table(protocol, family, backend="procfs", compiled=compiled)
             assert {s for s in filtered if s.inode in mine} == {
-                s for s in by_text if s.local.port == port and s.inode in mine
+                s for s in by_text if s.inode in mine
             }
 
 
 def test_who_uses_finds_the_holder(holder: Holder) -> None:
-    found = portlib.who_uses(holder.ports["tcp4"])
-    # Other processes may have a socket on the same port number elsewhere; ours are two.
+    port = holder.ports["tcp4"]
+    found = portlib.who_uses(port)
+    # Other processes may have a socket on the same port number elsewhere; ours are three:
+    # the listener, the accepted socket, and the client whose remote end is the port.
     mine = [s for s in found if [o.pid for o in s.owners] == [holder.pid]]
-    assert {s.state for s in mine} == {SocketState.LISTEN, SocketState.ESTABLISHED}
-    assert all(s.local.port == holder.ports["tcp4"] for s in found)
+    assert sorted((s.state.value, s.local.port == port) for s in mine) == [
+        ("ESTAB", False),
+        ("ESTAB", True),
+        ("LISTEN", True),
+    ]
+    assert all(port in (s.local.port, s.remote.port) for s in found)
+    local = portlib.who_uses(port, "tcp", local=True)
+    assert {s.state for s in local if s.owners[:1] and s.owners[0].pid == holder.pid} == {
+        SocketState.LISTEN,
+        SocketState.ESTABLISHED,
+    }
+    assert all(s.local.port == port for s in local)
     owner = mine[0].owners[0]
     assert owner.name.startswith("python") and owner.cmdline[0] == sys.executable
     assert owner.user == "root" if os.geteuid() == 0 else owner.user is not None
     udp = [s for s in portlib.who_uses(holder.ports["udp6"], "udp") if s.owners]
-    assert [(s.family, s.owners[0].pid) for s in udp if s.owners[0].pid == holder.pid] == [
-        (Family.INET6, holder.pid)
+    # The bound socket, and the connected one whose remote end is that port.
+    assert sorted((s.family, s.state.value) for s in udp if s.owners[0].pid == holder.pid) == [
+        (Family.INET6, "ESTAB"),
+        (Family.INET6, "UNCONN"),
     ]
 
 
@@ -207,6 +224,12 @@ def test_helper_walk_matches_in_process_walk(holder: Holder) -> None:
     expected = {i: sorted(direct[i]) for i in mine}
     assert {i: sorted(helper[i]) for i in mine} == expected
     assert {i: sorted(shared[i]) for i in mine} == expected
+    # The same owners as Process values, the helper's part read straight from its output.
+    reader = owners_mod.ProcessReader()
+    with owners_mod.OwnerWalk("/proc", helper=True, table_sockets=0) as walk:
+        assert walk.in_helper
+        processes = walk.owners(reader, mine)
+    assert processes == reader.owners({i: direct[i] for i in mine})
 
 
 def test_kill_port_stops_a_child() -> None:
@@ -268,7 +291,8 @@ def test_unprivileged_view_has_sockets_without_owners(holder: Holder) -> None:
         check=True,
     )
     result = json.loads(out.stdout)
-    assert result == {"uid": 65534, "seen": 2, "owners": 0, "who": 2, "denied": True}
+    # who: the listener, the accepted socket and the client connected to the port.
+    assert result == {"uid": 65534, "seen": 2, "owners": 0, "who": 3, "denied": True}
 
 
 def test_churn_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:

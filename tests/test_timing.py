@@ -13,6 +13,7 @@ from portlib.scanning.timing import (
     PRESETS,
     CongestionWindow,
     HostTiming,
+    RateFloor,
     RateLimiter,
     RetryPolicy,
     RttEstimator,
@@ -211,3 +212,18 @@ def test_budget_from_no_evidence_may_still_grow() -> None:
         policy.on_answer(2)  # answers needed retries: loss
     assert policy.tries_allowed == 7 and not policy.may_grow
     assert not RetryPolicy(max_retries=0).may_grow
+
+
+def test_rate_floor_owes_what_the_minimum_rate_has_earned() -> None:
+    floor = RateFloor(1000.0, start=10.0)
+    assert floor.owed(10.0, 0) == 0
+    assert floor.owed(10.5, 200) == 300  # 500 earned, 200 sent
+    assert floor.owed(10.5, 900) == 0  # ahead of the rate: nothing owed
+
+
+def test_min_rate_is_checked_against_rate() -> None:
+    assert preset(3).with_overrides(min_rate=50).min_rate == 50.0
+    with pytest.raises(ScanError, match="min_rate 500 is more than rate 100"):
+        preset(3).with_overrides(rate=100, min_rate=500)
+    with pytest.raises(ScanError, match="min_rate must be a positive"):
+        preset(3).with_overrides(min_rate=0)

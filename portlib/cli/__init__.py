@@ -24,8 +24,8 @@ from typing import NoReturn
 
 from portlib.errors import PortlibError
 
-_COMMANDS: tuple[str, ...] = ("scan_cmd", "free_cmd", "diff_cmd", "sockets_cmd")
-_INTERMIXED = frozenset({"scan"})  # subcommands whose positionals may follow their flags
+_COMMANDS: tuple[str, ...] = ("scan_cmd", "free_cmd", "diff_cmd", "sockets_cmd", "who_cmd")
+_INTERMIXED = frozenset({"scan", "sockets", "who"})  # positionals may come among flags
 _NUMBER = re.compile(r"-[0-9][0-9,.-]*")  # -5, -1024, -1.5: a value, not a flag
 
 EXIT_OK = 0

@@ -7,7 +7,7 @@ import contextlib
 import sys
 from typing import TYPE_CHECKING, Any
 
-from portlib.cli.argtypes import whole_number
+from portlib.cli.argtypes import positive_duration, whole_number
 
 if TYPE_CHECKING:
     import socket
@@ -34,6 +34,8 @@ examples:
   portlib service 5432           the names registered for port 5432
   portlib service 53 -u          only UDP
   portlib service www --json     aliases work too; JSON with field names
+  portlib service 192.0.2.10:22  detect what runs on that port (as nmap -sV)
+  portlib service [::1]:53/udp   the same over UDP
 
 Names come from IANA's registry (/etc/services), the open frequency from nmap:
 the fraction of scanned hosts the port was found open on.
@@ -70,13 +72,20 @@ def register(subparsers: Any) -> None:
 
     service = subparsers.add_parser(
         "service",
-        help="the ports of a service name, or the names of a port",
-        description="Look up the service registry: NAME -> ports, PORT[/PROTO] -> names.",
+        help="the ports of a service name, the names of a port, or what runs on HOST:PORT",
+        description="Look up the service registry: NAME -> ports, PORT[/PROTO] -> names; "
+        "detect the service on HOST:PORT[/PROTO].",
         epilog=SERVICE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    service.add_argument("query", metavar="NAME|PORT", help="a service name or alias, or a port")
+    service.add_argument(
+        "query", metavar="NAME|PORT|HOST:PORT", help="a service name or alias, a port, or HOST:PORT"
+    )
     _protocol_flags(service, default=None)
+    service.add_argument("--version-intensity", metavar="0-9", type=whole_number, default=7,
+                         help="for HOST:PORT: how many probes to try (default 7)")  # fmt: skip
+    service.add_argument("--host-timeout", metavar="TIME", type=positive_duration, default=None,
+                         help="for HOST:PORT: give up after TIME (5s, 500ms)")  # fmt: skip
     service.add_argument("--json", action="store_true", help="print JSON")
     service.set_defaults(handler=run_service)
 
@@ -167,6 +176,10 @@ def run_free(args: argparse.Namespace) -> int:
 
 
 def run_service(args: argparse.Namespace) -> int:
+    from portlib.cli.service_detect import endpoint_query, run_detect
+
+    if (endpoint := endpoint_query(args.query)) is not None:
+        return run_detect(args, endpoint)
     if args.protocol is None:
         args.protocol = args.protocol_default
     from portlib.errors import UnknownService

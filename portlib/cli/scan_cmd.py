@@ -44,7 +44,10 @@ def register(subparsers: Any) -> None:
 
 
 def methods_from_args(args: argparse.Namespace) -> list[str]:
-    return list(dict.fromkeys(args.methods or ["connect"]))
+    from portlib.cli.scan_flags import VERSIONS
+
+    methods = [m for m in args.methods or () if m != VERSIONS]
+    return list(dict.fromkeys(methods or ["connect"]))
 
 
 def ports_from_args(args: argparse.Namespace, methods: list[str]) -> object:
@@ -117,6 +120,7 @@ def scanner_from_args(
     args: argparse.Namespace, targets: Any, on_progress: Callable[[int, int], object] | None
 ) -> Scanner:
     """A Scanner for these flags; every bad flag raises a PortlibError here."""
+    from portlib.cli.scan_flags import VERSIONS
     from portlib.cli.scan_timing import timing_from_args
     from portlib.scanning import Scanner
 
@@ -129,12 +133,17 @@ def scanner_from_args(
         timeout=args.timeout,
         retries=args.retries,
         rate=args.rate,
+        min_rate=args.min_rate,
         discovery=not args.no_ping,
         seed=args.seed,
         shard=args.shard,
         sequential=args.sequential,
+        host_timeout=args.host_timeout,
+        interface=args.interface,
         on_progress=on_progress,
         args=tuple(sys.argv),
+        versions=VERSIONS in (args.methods or ()),
+        version_intensity=7 if args.version_intensity is None else args.version_intensity,
     )
 
 

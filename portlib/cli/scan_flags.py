@@ -28,6 +28,7 @@ examples:
   portlib scan -sS -sU -F 192.0.2.10          SYN and UDP scan of the top 100 ports (root)
   portlib scan -sn 192.0.2.0/28               which hosts are up (no port scan)
   portlib scan -sL 192.0.2.0/30               list the targets; send nothing
+  portlib scan -sV -p22,80,443 192.0.2.10     what runs on the open ports, which version
   portlib scan -Pn --open --json localhost    skip discovery; JSON of open ports
   portlib scan --max-rtt-timeout 200ms --max-retries 1 --scan-delay 10ms 192.0.2.10
   portlib scan --stats-every 10s -oA scans/today 192.0.2.0/24   status lines on stderr
@@ -56,6 +57,8 @@ TIMING_NAMES: dict[str, int] = {
     "insane": 5,
 }
 FAST_PORTS = 100  # -F: nmap's "fast mode", the 100 most common ports
+VERSIONS = "versions"  # -sV: not a scan method, detection after the port scan
+VERSION_LIGHT, VERSION_ALL = 2, 9  # nmap's --version-light and --version-all intensities
 
 _positive_int = whole_number_at_least(1)
 _non_negative_int = whole_number_at_least(0)
@@ -120,6 +123,8 @@ def _timing_level(text: str) -> int:
 
 
 def _scan_letter(text: str) -> str:
+    if text == "V":
+        return VERSIONS
     if text not in SCAN_LETTERS:
         letters = ", ".join(f"-s{k}" for k in SCAN_LETTERS)
         raise argparse.ArgumentTypeError(f"unknown scan type -s{text} (use {letters})")
@@ -202,8 +207,24 @@ def _what_to_scan(parser: argparse.ArgumentParser) -> None:
         type=_scan_letter,
         metavar="X",
         help="scan type: -sT connect (default), -sS SYN, -sA ACK, -sU UDP, "
-        "-sn ping only, -sL list targets only; -sS -sU scans both",
+        "-sn ping only, -sL list targets only; -sS -sU scans both; "
+        "-sV adds service and version detection",
     )
+    intensity = parser.add_mutually_exclusive_group()
+    intensity.add_argument(
+        "--version-intensity",
+        type=_non_negative_int,
+        metavar="0-9",
+        help="with -sV: how many probes to try (default 7)",
+    )
+    for flag, level, what in (
+        ("--version-light", VERSION_LIGHT, "intensity 2"),
+        ("--version-all", VERSION_ALL, "every probe, intensity 9"),
+    ):
+        intensity.add_argument(
+            flag, dest="version_intensity", action="store_const", const=level,
+            help=f"with -sV: {what}",
+        )  # fmt: skip
     parser.add_argument(
         "-Pn",
         dest="no_ping",
@@ -235,6 +256,26 @@ def _timing(parser: argparse.ArgumentParser) -> None:
         type=positive_number,
         metavar="PPS",
         help="at most PPS probes per second",
+    )
+    group.add_argument(
+        "--min-rate",
+        dest="min_rate",
+        type=positive_number,
+        metavar="PPS",
+        help="at least PPS probes per second, past what the congestion window allows",
+    )
+    group.add_argument(
+        "-e",
+        dest="interface",
+        metavar="IFACE",
+        help="send every probe through this network interface (nmap's -e)",
+    )
+    group.add_argument(
+        "--host-timeout",
+        dest="host_timeout",
+        type=positive_duration,
+        metavar="TIME",
+        help="give up on hosts not finished after TIME (reported with no ports, as nmap does)",
     )
     group.add_argument(
         "--timeout",

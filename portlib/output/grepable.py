@@ -67,6 +67,8 @@ def _to_grepable(report: ScanReport) -> str:
 def _host_lines(host: HostResult) -> list[str]:
     prefix = f"Host: {host.address} ({_clean(host.hostname or '')})"
     lines = [f"{prefix}\tStatus: {host.state.value.capitalize()}"]
+    if host.timed_out:
+        lines.append(f"{prefix}\tStatus: Timeout")  # nmap's second line for such a host
     if host.state is not HostState.UP or not host.ports:
         return lines
     folding = folding_of(host)
@@ -79,7 +81,13 @@ def _host_lines(host: HostResult) -> list[str]:
 
 
 def _port_entry(port: PortResult) -> str:
-    return f"{port.port}/{port.state.value}/{port.protocol.value}//{service_field(port.service)}///"
+    found = port.detected
+    if found is None:
+        service, version = service_field(port.service), ""
+    else:  # -sV: nmap writes ssl|http and the VERSION text
+        name = f"{found.tunnel}|{found.name}" if found.tunnel else found.name
+        service, version = service_field(name), service_field(found.version_text())
+    return f"{port.port}/{port.state.value}/{port.protocol.value}//{service}//{version}/"
 
 
 def service_field(service: str | None) -> str:

@@ -18,12 +18,16 @@ import datetime as _dt
 import json
 from collections.abc import Callable
 from enum import StrEnum
+from functools import partial
 from ipaddress import ip_address
 from typing import Any, TypeVar
 
 import portlib.output.reportchecks as checks
 from portlib.errors import ReportFormatError
 from portlib.model import (
+    Certificate,
+    DetectedService,
+    DetectionMethod,
     HostResult,
     HostState,
     IPAddress,
@@ -101,6 +105,7 @@ class _Reader:
             reason=self.enum(Reason, doc.get("reason"), f"{where} reason"),
             ports=ports,
             latency=self.optional(self.seconds, doc.get("latency"), f"{where} latency"),
+            timed_out=self.boolean(doc.get("timed_out", False), f"{where} timed_out"),
         )
 
     def port(self, doc: Any, where: str) -> PortResult:
@@ -117,7 +122,54 @@ class _Reader:
             reason=self.enum(Reason, doc.get("reason"), f"{where} reason"),
             rtt=self.optional(self.seconds, doc.get("rtt"), f"{where} rtt"),
             service=self.optional(self.text, doc.get("service"), f"{where} service"),
+            detected=self.optional(self.detected, doc.get("detected"), f"{where} detected"),
         )
+
+    def detected(self, value: Any, where: str) -> DetectedService:
+        """A port's ``detected`` object (service detection), banner and certificate too."""
+        doc = self.mapping(value, where)
+        text = partial(self.optional, self.text)
+        banner = self.text(doc.get("banner", ""), f"{where} banner")
+        try:
+            raw = banner.encode("latin-1")  # JSON writes bytes one character per byte
+        except UnicodeEncodeError:
+            raise self.fail(f"{where} banner: not one character per byte") from None
+        cpe = self.sequence(doc.get("cpe", []), f"{where} cpe")
+        return DetectedService(
+            name=self.text(doc.get("name"), f"{where} name"),
+            method=self.enum(DetectionMethod, doc.get("method"), f"{where} method"),
+            confidence=self.integer(doc.get("confidence"), f"{where} confidence"),
+            product=text(doc.get("product"), f"{where} product"),
+            version=text(doc.get("version"), f"{where} version"),
+            extra_info=text(doc.get("extra_info"), f"{where} extra_info"),
+            os_hint=text(doc.get("os_hint"), f"{where} os_hint"),
+            device_hint=text(doc.get("device_hint"), f"{where} device_hint"),
+            tunnel=text(doc.get("tunnel"), f"{where} tunnel"),
+            cpe=tuple(self.text(c, f"{where} cpe") for c in cpe),
+            banner=raw,
+            certificate=self.optional(
+                self.certificate, doc.get("certificate"), f"{where} certificate"
+            ),
+        )
+
+    def certificate(self, value: Any, where: str) -> Certificate:
+        doc = self.mapping(value, where)
+        when = partial(self.optional, self.moment)
+        names = self.sequence(doc.get("alt_names", []), f"{where} alt_names")
+        return Certificate(
+            subject=self.text(doc.get("subject"), f"{where} subject"),
+            issuer=self.text(doc.get("issuer"), f"{where} issuer"),
+            alt_names=tuple(self.text(n, f"{where} alt_names") for n in names),
+            not_before=when(doc.get("not_before"), f"{where} not_before"),
+            not_after=when(doc.get("not_after"), f"{where} not_after"),
+            self_signed=self.boolean(doc.get("self_signed"), f"{where} self_signed"),
+        )
+
+    def moment(self, value: Any, what: str) -> _dt.datetime:
+        try:
+            return _dt.datetime.fromisoformat(self.text(value, what))
+        except ValueError:
+            raise self.fail(f"{what}: {_short(value)} is not an ISO 8601 time") from None
 
     # ---- leaves
 

@@ -1,7 +1,8 @@
 """JSON for portlib's values: dataclass field names, enum values as their strings.
 
-Addresses and datetimes become strings, ranges become ``[first, last]``, sets
-become sorted lists. Nothing portlib returns needs a custom decoder to read.
+Addresses and datetimes become strings, bytes a string of one character per byte
+(latin-1), ranges become ``[first, last]``, sets become sorted lists. Nothing portlib
+returns needs a custom decoder to read.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def to_plain(value: Any) -> Any:
         return str(value)
     if isinstance(value, _dt.datetime):
         return value.isoformat()
+    if isinstance(value, bytes):  # banners: one character per byte, exact both ways
+        return value.decode("latin-1")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, range):

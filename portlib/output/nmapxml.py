@@ -24,6 +24,7 @@ from portlib.model import HostResult, HostState, PortResult, Protocol, ScanMetho
 from portlib.output.columns import columns_of, sharing
 from portlib.output.portsummary import summary_of
 from portlib.output.sharedtext import command_line, nmap_time, plural
+from portlib.output.xmlservice import service_element
 from portlib.portspec import compress_ports
 
 XML_OUTPUT_VERSION = "1.05"  # the xmloutputversion nmap 7.9x writes
@@ -139,8 +140,10 @@ def _numbers(host: HostResult, protocol: Protocol) -> Iterable[int]:
 
 def _host(host: HostResult, start: int, end: int) -> str:
     addrtype = "ipv6" if host.address.version == 6 else "ipv4"
+    timed_out = f" timedout={_q('true')}" if host.timed_out else ""
     lines = [
-        f"<host starttime={_q(start)} endtime={_q(end)}><status state={_q(host.state.value)}"
+        f"<host starttime={_q(start)} endtime={_q(end)}{timed_out}>"
+        f"<status state={_q(host.state.value)}"
         f" reason={_q(host.reason.value)} reason_ttl={_q(0)}/>",
         f"<address addr={_q(str(host.address))} addrtype={_q(addrtype)}/>",
         "<hostnames>",
@@ -172,7 +175,9 @@ def _host(host: HostResult, start: int, end: int) -> str:
 
 def _port(port: PortResult) -> str:
     service = ""
-    if port.service:
+    if port.detected is not None:
+        service = service_element(port.detected, _q)
+    elif port.service:
         service = f"<service name={_q(port.service)} method={_q('table')} conf={_q(3)}/>"
     return (
         f"<port protocol={_q(port.protocol.value)} portid={_q(port.port)}>"

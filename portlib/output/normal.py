@@ -56,8 +56,16 @@ def host_title(host: HostResult) -> str:
 
 
 def service_cell(port: PortResult) -> str:
-    """The SERVICE column: the name (printable on a terminal), or ``unknown``."""
+    """The SERVICE column: the name (printable on a terminal), or ``unknown``; after
+    service detection nmap's ``ssl/http`` form."""
+    if port.detected is not None:
+        return printable(port.detected.service_text())
     return printable(port.service) if port.service else "unknown"
+
+
+def version_cell(port: PortResult) -> str:
+    """The VERSION column (``-sV``): product, version, (extra info), printable."""
+    return printable(port.detected.version_text()) if port.detected is not None else ""
 
 
 def _not_shown(reasons: tuple[Reason, ...], state: PortState, protocol: Protocol) -> str:
@@ -102,6 +110,9 @@ def _host_lines(host: HostResult, *, open_only: bool, reason: bool, ping_only: b
         lines.append(f"Host is up{received}.")
     if ping_only:
         return lines
+    if host.timed_out:
+        lines.append(f"Skipping host {host_title(host)} due to host timeout")
+        return lines
     if not host.ports:
         lines.append(f"No ports of {host_title(host)} were decided.")
         return lines
@@ -130,8 +141,9 @@ def _host_lines(host: HostResult, *, open_only: bool, reason: bool, ping_only: b
             "Not shown: " + ", ".join(_not_shown(why, st, proto) for (st, proto), why in parts)
         )
     if shown:
+        versions = any(port.detected is not None for port in shown)  # -sV ran
         header = ["PORT", "STATE", "SERVICE"] + (["REASON"] if reason else [])
-        rows = [header]
+        rows = [header + (["VERSION"] if versions else [])]
         for port in shown:
             row = [
                 f"{port.port}/{port.protocol.value}",
@@ -140,6 +152,8 @@ def _host_lines(host: HostResult, *, open_only: bool, reason: bool, ping_only: b
             ]
             if reason:
                 row.append(port.reason.value)
+            if versions:
+                row.append(version_cell(port))
             rows.append(row)
         lines.extend(_table(rows))
     return lines

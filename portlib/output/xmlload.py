@@ -42,6 +42,7 @@ from portlib.output.nmapxml import TCP_SCAN_TYPE
 from portlib.output.portsummary import port_ranges
 from portlib.output.reportinput import ReportInput
 from portlib.output.sharedtext import split_command_line
+from portlib.output.xmlservice import detected_service
 
 _METHOD_OF_TYPE: dict[str, ScanMethod] = {v: k for k, v in TCP_SCAN_TYPE.items()} | {
     "udp": ScanMethod.UDP
@@ -88,6 +89,8 @@ class _Document:
         parser.ExternalEntityRefHandler = self._external
         parser.StartElementHandler = self._start
         parser.EndElementHandler = self._end
+        parser.CharacterDataHandler = self._text
+        self.in_cpe = False  # the only element whose text a report keeps (-sV's CPEs)
         self.parser = parser
 
     def parse(self, source: ReportInput) -> ScanReport:
@@ -139,8 +142,14 @@ class _Document:
                 self.builder.start(tag, attributes)
         elif not self.skipping and self.builder is not None:
             self.builder.start(tag, attributes)
+            self.in_cpe = tag == "cpe"
+
+    def _text(self, data: str) -> None:
+        if self.in_cpe and self.builder is not None:
+            self.builder.data(data)
 
     def _end(self, tag: str) -> None:
+        self.in_cpe = False
         self.depth -= 1
         if self.depth < 1 or self.skipping or self.builder is None:
             return
@@ -267,7 +276,14 @@ class _Reader:
             reason=self.reason(status.get("reason", "")),
             ports=tuple(sorted(ports, key=lambda p: (p.port, p.protocol.value))),
             latency=self.latency(element.find("times"), address),
+            timed_out=self.timed_out(element.get("timedout"), address),
         )
+
+    def timed_out(self, value: str | None, address: IPAddress) -> bool:
+        """nmap's ``timedout`` attribute: absent or "false", or "true"."""
+        if value not in (None, "true", "false"):
+            raise self.fail(f"host {address}: timedout={value[:20]!r} is not true or false")
+        return value == "true"
 
     def latency(self, times: ET.Element | None, address: IPAddress) -> float | None:
         srtt = times.get("srtt") if times is not None else None
@@ -296,6 +312,9 @@ class _Reader:
         service_name = service.get("name") if service is not None else None
         protocol = self.protocol(element.get("protocol", ""), where)
         tally.add(protocol, 1)
+        detected = None
+        if service is not None and service.get("method") == "probed" and service_name:
+            detected = detected_service(service, service_name, self.confidence(service, where))
         return PortResult(
             host=host,
             port=portid,
@@ -303,7 +322,14 @@ class _Reader:
             state=self.state(state.get("state", ""), where),
             reason=self.reason(state.get("reason", "")),
             service=service_name or None,
+            detected=detected,
         )
+
+    def confidence(self, service: ET.Element, where: str) -> int:
+        text = service.get("conf", "10")
+        if not (text.isascii() and text.isdigit()) or int(text) > 10:
+            raise self.fail(f"{where}: service conf {text[:20]!r} is not 0-10")
+        return int(text)
 
     def extraports(
         self, host: IPAddress, element: ET.Element, tally: checks.PortTally

@@ -54,6 +54,7 @@ class ScanWork:
     seed: int
     shard: tuple[int, int] | None = None
     sequential: bool = False
+    interface: str | None = None  # send through this interface only (nmap's -e)
 
 
 class ScanEngine(TypingProtocol):

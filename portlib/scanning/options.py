@@ -33,14 +33,19 @@ class ScanOptions(TypedDict, total=False):
     timeout: float | None
     retries: int | None
     rate: float | None
+    min_rate: float | None
     concurrency: int | None
     discovery: bool | str
     seed: int | None
     shard: tuple[int, int] | str | None
     sequential: bool
+    host_timeout: float | None
+    interface: str | None
     exclude: str | None
     on_progress: ProgressCallback | None
     args: Sequence[str]
+    versions: bool
+    version_intensity: int
 
 
 METHOD_PROTOCOL: dict[ScanMethod, Protocol] = {
@@ -89,6 +94,7 @@ def resolve_timing(
     retries: int | None = None,
     rate: float | None = None,
     concurrency: int | None = None,
+    min_rate: float | None = None,
 ) -> TimingProfile:
     """The -T preset (or a given profile) with the user's overrides applied."""
     if isinstance(timing, TimingProfile):
@@ -97,14 +103,14 @@ def resolve_timing(
         profile = preset(timing)
     else:
         raise ScanError(f"timing must be a level 0 to 5 or a TimingProfile, not {timing!r}")
-    for name, value in (("timeout", timeout), ("rate", rate)):
+    for name, value in (("timeout", timeout), ("rate", rate), ("min_rate", min_rate)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise ScanError(f"{name} must be a number, not {value!r}")
     for name, value in (("retries", retries), ("concurrency", concurrency)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ScanError(f"{name} must be an integer, not {value!r}")
     return profile.with_overrides(
-        timeout=timeout, retries=retries, rate=rate, concurrency=concurrency
+        timeout=timeout, retries=retries, rate=rate, concurrency=concurrency, min_rate=min_rate
     )
 
 
@@ -169,3 +175,16 @@ def check_targets(targets: object) -> None:
         f"targets must be a spec string, a list of specs or addresses, or a TargetSet, "
         f"not {targets!r}"
     )
+
+
+def resolve_host_timeout(host_timeout: float | None, shard: tuple[int, int] | None) -> float | None:
+    """``host_timeout`` checked: seconds, positive; a shard cannot tell when a host is done."""
+    if host_timeout is None:
+        return None
+    if isinstance(host_timeout, bool) or not isinstance(host_timeout, int | float):
+        raise ScanError(f"host_timeout must be a number of seconds, not {host_timeout!r}")
+    if not host_timeout > 0:
+        raise ScanError(f"host_timeout must be positive, not {host_timeout!r}")
+    if shard is not None:
+        raise ScanError("host_timeout cannot be combined with shard (a shard holds part of a host)")
+    return float(host_timeout)

@@ -125,10 +125,12 @@ def build_report(
     args: tuple[str, ...] = (),
     interrupted: bool = False,
     probes_sent: int = 0,
+    timed_out: frozenset[IPAddress] = frozenset(),
 ) -> ScanReport:
     """The report of a scan of ``targets`` (address, hostname), in that order.
 
     Port results of hosts that are not up are left out: a down host has no ports.
+    Neither has a host in ``timed_out`` (its host timeout passed first, nmap's rule).
     """
     by_host = _by_host(results)
     order = _sorted_tcp_first if len(protocols) > 1 else _sorted_by_port
@@ -136,7 +138,8 @@ def build_report(
     for address, hostname in targets:
         status = statuses.get(address, UNDECIDED)
         ports: tuple[PortResult, ...] = ()
-        arrived = by_host.get(address, []) if status.state is HostState.UP else []
+        late = address in timed_out
+        arrived = by_host.get(address, []) if status.state is HostState.UP and not late else []
         if arrived:
             ports = tuple(order(arrived))
         latency = status.latency
@@ -150,6 +153,7 @@ def build_report(
                 reason=status.reason,
                 ports=ports,
                 latency=latency,
+                timed_out=late,
             )
         )
     return ScanReport(

@@ -36,15 +36,15 @@ import asyncio
 import datetime as _dt
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, Unpack
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Literal, TypeAlias, Unpack
 
 from portlib.errors import PortlibError, ScanError, TargetSpecError
-from portlib.model import HostState, IPAddress, PortResult, Protocol, ScanMethod, ScanReport
+from portlib.model import IPAddress, PortResult, Protocol, ScanMethod, ScanReport
 from portlib.scanning import privilege
 from portlib.scanning.channel import Channel, EndOfStream
-from portlib.scanning.contract import ScanEngine, ScanWork
-from portlib.scanning.discovery import discover
+from portlib.scanning.contract import ScanEngine
+from portlib.scanning.interfaces import check_interface
 from portlib.scanning.options import (
     METHOD_PROTOCOL,
     RAW_METHODS,
@@ -53,11 +53,18 @@ from portlib.scanning.options import (
     check_targets,
     parse_methods,
     resolve_discovery,
+    resolve_host_timeout,
     resolve_ports,
     resolve_shard,
     resolve_timing,
 )
-from portlib.scanning.order import ProbeOrder
+from portlib.scanning.pipeline import (
+    QUEUE_SIZE,
+    ScanPlan,
+    detection_options,
+    run_plan,
+    scan_channel,
+)
 from portlib.scanning.report import HostStatus, build_report
 from portlib.scanning.tally import Tally
 from portlib.scanning.timing import TimingProfile
@@ -66,7 +73,6 @@ if TYPE_CHECKING:
     from portlib.portspec import PortList
     from portlib.targets import TargetSet
 
-QUEUE_SIZE = 1024  # verdicts buffered ahead of a slow consumer; engines wait beyond it
 REPEATED_INTERRUPT_S = 5.0  # a Ctrl-C this soon after one that ended a scan() stops the caller
 
 Targets: TypeAlias = "str | Sequence[str | IPAddress] | TargetSet"
@@ -95,16 +101,6 @@ ENGINES: dict[ScanMethod, Callable[[ScanMethod], ScanEngine]] = {
 }
 
 
-async def _run_all(coroutines: Sequence[Coroutine[Any, Any, None]]) -> None:
-    """Run concurrently; the first error cancels the others and is raised as itself."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            for coroutine in coroutines:
-                group.create_task(coroutine)
-    except BaseExceptionGroup as errors:
-        raise errors.exceptions[0] from errors.exceptions[0].__cause__
-
-
 async def resolve_targets(
     targets: Targets, exclude: str | None
 ) -> list[tuple[IPAddress, str | None]]:
@@ -130,11 +126,19 @@ class Scanner:
     ``method``: ``"connect"`` (default, no privileges), ``"syn"``, ``"ack"``,
     ``"udp"``, a list of one TCP method plus ``"udp"``, or ``"ping"`` (discovery
     only). ``timing``: 0-5 like ``-T``, or a ``TimingProfile``; ``timeout``,
-    ``retries``, ``rate`` (probes/s), ``concurrency`` override it.
+    ``retries``, ``rate`` (probes/s at most), ``min_rate`` (probes/s at least, past
+    the congestion window), ``concurrency`` override it.
     ``discovery``: True (auto: raw pings when privileged, else connect to 80/443),
     False (``-Pn``: every host up), or ``"connect"``/``"raw"`` to force one.
+    ``host_timeout`` (seconds, nmap's ``--host-timeout``) gives up on hosts whose
+    ports are not all decided by then (their clocks start together, when the port
+    scan does; ``-sV`` gets what is left): they are reported ``timed_out`` with no
+    ports, though verdicts already streamed for them stay streamed.
+    ``interface`` (nmap's ``-e``) sends every probe through that interface only.
     ``seed`` fixes the probe order; ``sequential=True`` probes in order instead
     (nmap's ``-r``); ``shard`` is ``(i, n)`` 0-based or ``"I/N"`` 1-based.
+    ``versions=True`` (nmap's ``-sV``, ``version_intensity`` 0-9) detects services on the
+    open ports after the port scan; they stream out with ``detected`` filled.
     ``on_progress(done, total)`` is called once with ``(0, 0)`` when discovery
     starts, then after every verdict. ``args`` (the command line, if
     any) is copied into the report.
@@ -168,32 +172,54 @@ class Scanner:
         timeout: float | None = None,
         retries: int | None = None,
         rate: float | None = None,
+        min_rate: float | None = None,
         concurrency: int | None = None,
         discovery: bool | str = True,
         seed: int | None = None,
         shard: tuple[int, int] | str | None = None,
         sequential: bool = False,
+        host_timeout: float | None = None,
+        interface: str | None = None,
         exclude: str | None = None,
         on_progress: ProgressCallback | None = None,
         args: Sequence[str] = (),
+        versions: bool = False,
+        version_intensity: int = 7,
     ) -> None:
         self._methods = parse_methods(method)
-        self._port_methods = tuple(m for m in self._methods if m is not ScanMethod.PING)
-        self._protocols = tuple(METHOD_PROTOCOL[m] for m in self._port_methods)
-        self._timing = resolve_timing(
-            timing, timeout=timeout, retries=retries, rate=rate, concurrency=concurrency
+        port_methods = tuple(m for m in self._methods if m is not ScanMethod.PING)
+        self._protocols = tuple(METHOD_PROTOCOL[m] for m in port_methods)
+        timing_profile = resolve_timing(
+            timing,
+            timeout=timeout,
+            retries=retries,
+            rate=rate,
+            concurrency=concurrency,
+            min_rate=min_rate,
         )
-        self._ports = resolve_ports(ports, self._protocols) if self._protocols else {}
-        self._shard = resolve_shard(shard)
+        resolved_ports = resolve_ports(ports, self._protocols) if self._protocols else {}
+        resolved_shard = resolve_shard(shard)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ScanError(f"seed must be an integer, not {seed!r}")
         if seed is not None and not 0 <= seed < 2**64:
             raise ScanError(f"seed must be in 0 .. 2**64-1, not {seed}")
-        self._seed = seed if seed is not None else (0 if self._shard else secrets.randbits(63))
-        self._discovery = resolve_discovery(discovery)
+        if seed is None:
+            seed = 0 if resolved_shard else secrets.randbits(63)
         if not isinstance(sequential, bool):
             raise ScanError(f"sequential must be True or False, not {sequential!r}")
-        self._sequential = sequential
+        self._plan = ScanPlan(
+            port_methods=port_methods,
+            ports=resolved_ports,
+            timing=timing_profile,
+            seed=seed,
+            shard=resolved_shard,
+            sequential=sequential,
+            discovery=resolve_discovery(discovery),
+            host_timeout=resolve_host_timeout(host_timeout, resolved_shard),
+            detection=detection_options(versions, version_intensity),
+            interface=check_interface(interface),
+        )
+        self._timed_out: frozenset[IPAddress] = frozenset()
         if on_progress is not None and not callable(on_progress):
             raise ScanError(f"on_progress must be callable, not {on_progress!r}")
         self._targets_arg = targets
@@ -221,20 +247,25 @@ class Scanner:
 
     @property
     def timing(self) -> TimingProfile:
-        return self._timing
+        return self._plan.timing
 
     @property
     def ports(self) -> dict[Protocol, tuple[int, ...]]:
         """The ports each protocol will probe, in the given order."""
-        return dict(self._ports)
+        return dict(self._plan.ports)
 
     @property
     def seed(self) -> int:
-        return self._seed
+        return self._plan.seed
 
     @property
     def shard(self) -> tuple[int, int] | None:
-        return self._shard
+        return self._plan.shard
+
+    @property
+    def host_timeout(self) -> float | None:
+        """Seconds a host may take before it is given up (None: no limit)."""
+        return self._plan.host_timeout
 
     @property
     def started(self) -> bool:
@@ -258,11 +289,11 @@ class Scanner:
         self._target_list = await resolve_targets(self._targets_arg, self._exclude)
         if not self._target_list:
             raise TargetSpecError("no targets left to scan (all excluded?)")
-        raw = sorted(m.value for m in self._port_methods if m in RAW_METHODS)
+        raw = sorted(m.value for m in self._plan.port_methods if m in RAW_METHODS)
         if raw:
             privilege.require_raw_privilege(f"method {', '.join(raw)}")
-        self._engines = [ENGINES[m](m) for m in self._port_methods]
-        self._channel = Channel(QUEUE_SIZE)
+        self._engines = [ENGINES[m](m) for m in self._plan.port_methods]
+        self._channel = scan_channel(self._plan.detection)
         self._started = _dt.datetime.now(_dt.UTC)
         self._t0 = time.perf_counter()
         self._task = asyncio.create_task(self._produce(), name="portlib-scan")
@@ -323,10 +354,11 @@ class Scanner:
             protocols=self._protocols,
             started=self._started,
             elapsed=elapsed,
-            ports_per_host=sum(len(p) for p in self._ports.values()),
+            ports_per_host=self._plan.ports_per_host,
             args=self._args,
             interrupted=not completed,
             probes_sent=sum(e.probes_sent for e in self._engines),
+            timed_out=self._timed_out,
         )
 
     # -- the producer -----------------------------------------------------
@@ -347,45 +379,10 @@ class Scanner:
 
     async def _scan(self) -> None:
         assert self._channel is not None
-        tally = self._tally
         addresses = [address for address, _ in self._target_list]
-        tally.report_progress()  # (0, 0): discovery under way, the total is not known yet
-        statuses = await discover(addresses, self._timing, mode=self._discovery, seed=self._seed)
-        self._statuses.update(statuses)
-        up = tuple(a for a in addresses if self._statuses[a].state is HostState.UP)
-        if not self._port_methods or not up:
-            return
-        # Sharded: the space is every target, so all machines split it alike (module doc).
-        hosts = tuple(addresses) if self._shard else up
-        tally.dropped = frozenset(hosts) - frozenset(up)
-        works = [
-            ScanWork(
-                hosts=hosts,
-                ports=self._ports[METHOD_PROTOCOL[method]],
-                protocol=METHOD_PROTOCOL[method],
-                timing=self._timing,
-                seed=self._seed,
-                shard=self._shard,
-                sequential=self._sequential,
-            )
-            for method in self._port_methods
-        ]
-        tally.total = sum(_work_size(w) for w in works)
-        tally.report_progress()
-        from portlib.services import service_names
-
-        runs = [
-            engine.run(work, tally.emitter(service_names(work.protocol), self._channel))
-            for engine, work in zip(self._engines, works, strict=True)
-        ]
-        await _run_all(runs)
-
-
-def _work_size(work: ScanWork) -> int:
-    size = len(work.hosts) * len(work.ports)
-    if work.shard is None:
-        return size
-    return ProbeOrder(size, seed=work.seed, shard=work.shard).count
+        self._timed_out = await run_plan(
+            self._plan, addresses, self._engines, self._tally, self._channel, self._statuses
+        )
 
 
 async def scan_async(

@@ -18,7 +18,7 @@ from portlib.scanning.options import ProgressCallback
 class Tally:
     """The verdicts of one scan and its progress (``done`` of ``total``)."""
 
-    __slots__ = ("done", "dropped", "on_progress", "results", "total")
+    __slots__ = ("done", "dropped", "emitters", "on_progress", "results", "total")
 
     def __init__(self, on_progress: ProgressCallback | None) -> None:
         self.results: list[PortResult] = []
@@ -26,6 +26,7 @@ class Tally:
         self.total = 0  # known once discovery has ended
         self.dropped: frozenset[IPAddress] = frozenset()
         self.on_progress = on_progress
+        self.emitters: list[Emitter] = []
 
     def report_progress(self) -> None:
         if self.on_progress is not None:
@@ -33,7 +34,13 @@ class Tally:
 
     def emitter(self, names: Mapping[int, str], channel: Channel[PortResult]) -> Emitter:
         """The ``emit`` for one engine run; ``names`` maps ports to registry names."""
-        return Emitter(self, names, channel)
+        emitter = Emitter(self, names, channel)
+        self.emitters.append(emitter)
+        return emitter
+
+    def decided_on(self, host: IPAddress) -> int:
+        """How many of ``host``'s ports (all protocols) have a verdict so far."""
+        return sum(emitter.decided_on(host) for emitter in self.emitters)
 
 
 class Emitter:
@@ -60,6 +67,9 @@ class Emitter:
 
     async def __call__(self, result: PortResult) -> None:
         await self.many((result,))
+
+    def decided_on(self, host: IPAddress) -> int:
+        return len(self._seen.get(host, ()))
 
     async def many(self, batch: Sequence[PortResult]) -> None:
         tally = self._tally

@@ -20,7 +20,9 @@ class TimingProfile:
     measured RTT (srtt + 4 * rttvar), clamped to [min_rtt_timeout, max_rtt_timeout].
     ``max_retries`` counts retransmissions after silence; an answer is never retried.
     ``scan_delay`` is the least gap between probes to one host (T0-T2 serialize).
-    ``rate`` caps probes per second for the whole scan (None: no cap).
+    ``rate`` caps probes per second for the whole scan (None: no cap);
+    ``min_rate`` keeps the scan at least that fast, past what the congestion
+    window would allow (nmap's ``--min-rate``; None: the window decides).
     ``max_parallelism`` caps probes in flight (None: sized from resources).
     """
 
@@ -34,6 +36,7 @@ class TimingProfile:
     min_parallelism: int
     max_parallelism: int | None
     rate: float | None = None
+    min_rate: float | None = None
 
     def with_overrides(
         self,
@@ -42,6 +45,7 @@ class TimingProfile:
         retries: int | None = None,
         rate: float | None = None,
         concurrency: int | None = None,
+        min_rate: float | None = None,
     ) -> TimingProfile:
         """This profile with the user's ``--timeout``/``--retries``/``--rate``/concurrency.
 
@@ -66,6 +70,16 @@ class TimingProfile:
                     f"rate must be a positive number of probes per second, not {rate!r}"
                 )
             changes["rate"] = float(rate)
+        if min_rate is not None:
+            if not min_rate > 0:
+                raise ScanError(
+                    f"min_rate must be a positive number of probes per second, not {min_rate!r}"
+                )
+            changes["min_rate"] = float(min_rate)
+        top = changes.get("rate", self.rate)
+        low = changes.get("min_rate", self.min_rate)
+        if isinstance(top, float) and isinstance(low, float) and low > top:
+            raise ScanError(f"min_rate {low:g} is more than rate {top:g} probes per second")
         if concurrency is not None:
             if concurrency < 1:
                 raise ScanError(f"concurrency must be 1 or more, not {concurrency!r}")
@@ -253,6 +267,21 @@ class RateLimiter:
             self.tokens -= 1.0
             return 0.0
         return (1.0 - self.tokens) / self.rate
+
+
+@dataclass(slots=True)
+class RateFloor:
+    """``--min-rate``: how many sends a scan owes beyond its window to keep the rate.
+
+    ``owed(now, sent)`` is what the scan should have sent by ``now`` at ``rate``
+    probes per second since ``start``, less what it has sent (never negative).
+    """
+
+    rate: float
+    start: float
+
+    def owed(self, now: float, sent: int) -> int:
+        return max(0, int(self.rate * (now - self.start)) - sent)
 
 
 @dataclass(slots=True)

@@ -5,303 +5,171 @@
     ['0.0.0.0:22', '127.0.0.1:8000']
     >>> portlib.who_uses(8000)[0].owners[0].name                    # doctest: +SKIP
     'python3'
+    >>> portlib.sockets("tcp", filter="state established dport = :443")   # doctest: +SKIP
+    [Socket(protocol=<Protocol.TCP: 'tcp'>, ...)]
 
-TCP and UDP tables come from netlink ``sock_diag`` (what ``ss`` reads) when
-``procfs`` is the real ``/proc``, else, and whenever netlink cannot answer,
-from ``/proc/net/*`` text. Owners come from ``/proc/<pid>/fd``; that walk runs
-in a thread while the table is read, since it spends its time in the kernel.
+Tables are read by query.py (netlink ``sock_diag`` with kernel-side filters,
+``/proc/net`` as the fallback); filters are ss's language (filterparse.py,
+filters.py); owners come from ``/proc/<pid>/fd`` (owners.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import os
 import signal
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from types import MappingProxyType
+from typing import Literal, TypedDict, Unpack, overload
 
-from portlib.errors import (
-    NoSuchProcess,
-    ParseError,
-    PermissionDenied,
-    PortNotInUse,
-    PrivilegeError,
-    SocketQueryError,
-)
+from portlib.errors import NoSuchProcess, SocketQueryError
 from portlib.model import Family, Process, Protocol, Socket, SocketState, UnixSocket
 from portlib.socktable import owners as _owners
-from portlib.socktable import procnet, sockdiag
+from portlib.socktable import whoselect
+from portlib.socktable.arguments import (
+    KINDS,
+    InetKind,
+    check_kind,
+    check_port,
+    check_protocol,
+    check_signal,
+    combined_filter,
+    parse_socket_filter,
+)
+from portlib.socktable.destroy import DestroyUnsupported, destroy_plan
+from portlib.socktable.filterparse import FilterSyntaxError
+from portlib.socktable.filters import LISTENING_STATES, SocketFilter
+from portlib.socktable.killing import PortStillHeld, signal_holders
+from portlib.socktable.query import (
+    NO_FILTER,
+    REAL_PROCFS,
+    CompiledFilter,
+    Extras,
+    attach,
+    query_tables,
+    read_inet_table,
+    read_tables,
+    read_unix_table,
+)
+from portlib.socktable.summary import SocketSummary, socket_summary
 
 __all__ = [
+    "KINDS",
+    "DestroyUnsupported",
+    "FilterSyntaxError",
+    "PortStillHeld",
     "SocketQueryError",
+    "SocketSummary",
+    "check_signal",
+    "destroy_sockets",
     "kill_port",
     "listening",
+    "parse_socket_filter",
     "ports_of",
+    "read_inet_table",
+    "read_unix_table",
+    "select_sockets",
+    "socket_summary",
     "sockets",
     "who_uses",
 ]
 
-AnySocket = Socket | UnixSocket
-Table = tuple[Protocol, Family]
-
-
-_TCP4, _TCP6 = (Protocol.TCP, Family.INET), (Protocol.TCP, Family.INET6)
-_UDP4, _UDP6 = (Protocol.UDP, Family.INET), (Protocol.UDP, Family.INET6)
-_RAW4, _RAW6 = (Protocol.RAW, Family.INET), (Protocol.RAW, Family.INET6)
-
-# kind -> (inet tables to read, whether to read unix sockets); the words of `ss -A/-f`.
-KINDS: Mapping[str, tuple[tuple[Table, ...], bool]] = MappingProxyType(
-    {
-        "inet": ((_TCP4, _TCP6, _UDP4, _UDP6, _RAW4, _RAW6), False),
-        "inet4": ((_TCP4, _UDP4, _RAW4), False),
-        "inet6": ((_TCP6, _UDP6, _RAW6), False),
-        "tcp": ((_TCP4, _TCP6), False),
-        "tcp4": ((_TCP4,), False),
-        "tcp6": ((_TCP6,), False),
-        "udp": ((_UDP4, _UDP6), False),
-        "udp4": ((_UDP4,), False),
-        "udp6": ((_UDP6,), False),
-        "raw": ((_RAW4, _RAW6), False),
-        "unix": ((), True),
-        "all": ((_TCP4, _TCP6, _UDP4, _UDP6, _RAW4, _RAW6), True),
-    }
-)
-
-# What `ss -l` shows: listening TCP sockets and bound, unconnected datagram ones.
-LISTENING_STATES = frozenset({SocketState.LISTEN, SocketState.CLOSE})
-
-_PROTOCOLS: Mapping[str, Protocol] = MappingProxyType({p.value: p for p in Protocol})
-_STATE_NAMES: Mapping[str, SocketState] = MappingProxyType(
-    {s.value.lower(): s for s in SocketState}
-    | {s.name.lower(): s for s in SocketState}
-    | {s.name.lower().replace("_", "-"): s for s in SocketState}
-)
-REAL_PROCFS = "/proc"
-
-
-# -- argument checks --------------------------------------------------------------------------
-
-
-def _check_kind(kind: str) -> tuple[tuple[Table, ...], bool]:
-    found = KINDS.get(kind.lower()) if isinstance(kind, str) else None
-    if found is None:
-        raise SocketQueryError(f"unknown socket kind {kind!r}: use one of {', '.join(KINDS)}")
-    return found
-
-
-def _check_state(state: SocketState | str | None) -> SocketState | None:
-    if state is None or isinstance(state, SocketState):
-        return state
-    found = _STATE_NAMES.get(state.lower()) if isinstance(state, str) else None
-    if found is None:
-        names = ", ".join(s.value for s in SocketState)
-        raise SocketQueryError(f"unknown socket state {state!r}: use one of {names}")
-    return found
-
-
-def _check_port(port: object) -> int:
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise SocketQueryError(f"port must be an integer in 0-65535, not {port!r}")
-    return port
-
-
-def _check_protocol(protocol: Protocol | str) -> Protocol:
-    found = _PROTOCOLS.get(protocol.lower()) if isinstance(protocol, str) else None
-    if found is None:
-        raise SocketQueryError(f"unknown protocol {protocol!r}: use tcp, udp or raw")
-    return found
-
-
-def check_signal(sig: signal.Signals | int | str) -> signal.Signals:
-    try:
-        if isinstance(sig, str):
-            name = sig.upper()
-            return signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
-        if isinstance(sig, bool):
-            raise ValueError(sig)
-        return signal.Signals(sig)
-    except (KeyError, ValueError):
-        raise SocketQueryError(
-            f"unknown signal {sig!r}: use a name like TERM, KILL or HUP, or a number"
-        ) from None
-
-
-# -- reading the tables -----------------------------------------------------------------------
-
-
-def _read_text(path: str) -> str | None:
-    """A /proc/net file's text, or None when the kernel lacks it (no IPv6, say)."""
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            return f.read()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as exc:
-        raise ParseError(f"cannot read: {exc.strerror}", source=path) from None
-
-
-def read_inet_table(
-    protocol: Protocol,
-    family: Family,
-    procfs: str = REAL_PROCFS,
-    *,
-    backend: str = "auto",
-    local_port: int | None = None,
-) -> list[Socket]:
-    """One kernel table; ``backend`` is ``auto`` (netlink for /proc), ``netlink`` or ``procfs``."""
-    if backend != "procfs" and procfs == REAL_PROCFS and protocol in sockdiag.IPPROTO_BY_PROTOCOL:
-        try:
-            return sockdiag.dump(protocol, family, local_port=local_port)
-        except OSError:
-            if backend == "netlink":
-                raise
-    path = f"{procfs}/net/{procnet.INET_TABLE_FILES[(protocol, family)]}"
-    text = _read_text(path)
-    if text is None:
-        return []
-    found = procnet.parse_inet_table(text, protocol, family, source=path)
-    return found if local_port is None else [s for s in found if s.local.port == local_port]
-
-
-def read_unix_table(procfs: str = REAL_PROCFS) -> list[UnixSocket]:
-    path = f"{procfs}/net/unix"
-    text = _read_text(path)
-    return [] if text is None else procnet.parse_unix_table(text, source=path)
-
-
-def _read_tables(
-    tables: Iterable[Table], unix: bool, procfs: str, local_port: int | None = None
-) -> list[AnySocket]:
-    found: list[AnySocket] = []
-    for protocol, family in tables:
-        found.extend(read_inet_table(protocol, family, procfs, local_port=local_port))
-    if unix:
-        found.extend(read_unix_table(procfs))
-    return found
-
-
-def _attach(found: list[AnySocket], owners: Mapping[int, tuple[Process, ...]]) -> None:
-    """Fill ``owners`` of sockets built in this call, before anyone else can see them.
-
-    They are frozen; setting the field on objects this call just made (as
-    ``__post_init__`` would) saves rebuilding tens of thousands of them.
-    """
-    if not owners:
-        return
-    for sock in found:
-        held = owners.get(sock.inode) if sock.inode else None
-        if held:
-            object.__setattr__(sock, "owners", held)
-
-
-def _query(
-    kind: str,
-    *,
-    keep: Callable[[AnySocket], bool] | None,
-    processes: bool,
-    procfs: str,
-) -> list[AnySocket]:
-    tables, unix = _check_kind(kind)
-    return query_tables(tables, unix, keep=keep, processes=processes, procfs=procfs)
-
-
-def query_tables(
-    tables: Iterable[Table],
-    unix: bool,
-    *,
-    keep: Callable[[AnySocket], bool] | None = None,
-    processes: bool = True,
-    procfs: str = REAL_PROCFS,
-    local_port: int | None = None,
-) -> list[AnySocket]:
-    """Read several tables at once (``ss -tu``), keep what ``keep`` accepts, add owners.
-
-    ``local_port`` narrows the inet tables in the kernel already (and drops unix sockets).
-    """
-    if local_port is not None:
-        unix = False
-    with _gc_paused():
-        return _query_tables(tables, unix, keep, processes, procfs, local_port)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Tens of thousands of new, acyclic objects would set off collections for nothing."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _query_tables(
-    tables: Iterable[Table],
-    unix: bool,
-    keep: Callable[[AnySocket], bool] | None,
-    processes: bool,
-    procfs: str,
-    local_port: int | None,
-) -> list[AnySocket]:
-    if not processes:
-        found = _read_tables(tables, unix, procfs, local_port)
-        return found if keep is None else [s for s in found if keep(s)]
-    # A kernel-filtered query decodes few sockets, so the helper takes less of the walk.
-    with _owners.OwnerWalk(procfs, table_sockets=0 if local_port is not None else None) as walk:
-        found = _read_tables(tables, unix, procfs, local_port)
-        if keep is not None:
-            found = [s for s in found if keep(s)]
-        holders = walk.join(wanted={s.inode for s in found if s.inode})
-    if holders:
-        _attach(found, _owners.ProcessReader(procfs).owners(holders))
-    return found
-
-
 # -- public functions -------------------------------------------------------------------------
+
+
+class SocketOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`sockets` (for its typed overloads)."""
+
+    filter: str | SocketFilter | None
+    state: SocketState | str | None
+    port: int | None
+    processes: bool
+    extended: bool
+    timers: bool
+    tcp_info: bool
+    memory: bool
+    netns: str | None
+    procfs: str
+
+
+@overload
+def sockets(kind: InetKind = "inet", **options: Unpack[SocketOptions]) -> list[Socket]: ...
+@overload
+def sockets(kind: Literal["unix"], **options: Unpack[SocketOptions]) -> list[UnixSocket]: ...
+@overload
+def sockets(kind: str, **options: Unpack[SocketOptions]) -> list[Socket | UnixSocket]: ...
 
 
 def sockets(
     kind: str = "inet",
     *,
+    filter: str | SocketFilter | None = None,
     state: SocketState | str | None = None,
     port: int | None = None,
     processes: bool = True,
+    extended: bool = False,
+    timers: bool = False,
+    tcp_info: bool = False,
+    memory: bool = False,
+    netns: str | None = None,
     procfs: str = REAL_PROCFS,
-) -> list[Socket | UnixSocket]:
-    """Every socket of ``kind`` (``ss -a``), optionally only in ``state`` or on ``port``.
+) -> list[Socket] | list[UnixSocket] | list[Socket | UnixSocket]:
+    """Every socket of ``kind`` (``ss -a``) that passes ``filter``, with its owners.
 
     ``kind`` is one of inet, inet4, inet6, tcp, tcp4, tcp6, udp, udp4, udp6,
-    raw, unix, all. ``port`` matches the local or the remote port (unix
+    raw, unix, all. ``filter`` is ss's filter language
+    (``"state established ( dport = :443 or dport = :80 )"``) or a SocketFilter
+    built with :mod:`portlib.socktable.filters`; the kernel applies it. ``state``
+    keeps one state; ``port`` matches the local or the remote port (unix
     sockets have none, so a port filter drops them). With ``processes`` each
     socket's ``owners`` lists every (process, fd) holding it that this user
-    may see; without, ``/proc/<pid>`` is not read at all.
+    may see; without, ``/proc/<pid>`` is not read at all. ``extended`` (the
+    cookie: ``ss -e``), ``timers`` (``-o``), ``tcp_info`` (``-i``) and
+    ``memory`` (``-m``) fill each socket's ``details``. ``netns`` reads another
+    network namespace (an ``ip netns`` name or a path; ``ss -N``).
 
     Example:
 
     >>> import portlib
     >>> [str(s.local) for s in portlib.sockets("tcp", state="LISTEN")]  # doctest: +SKIP
     ['127.0.0.1:8000', '0.0.0.0:2024']
+    >>> found = portlib.sockets("tcp", filter="dport = :443", tcp_info=True)  # doctest: +SKIP
+    >>> found[0].details.tcp.rtt_us, found[0].details.tcp.congestion  # doctest: +SKIP
+    (21435, 'cubic')
     """
-    want_state = _check_state(state)
-    want_port = None if port is None else _check_port(port)
-    keep: Callable[[AnySocket], bool] | None = None
-    if want_state is not None or want_port is not None:
+    tables, unix = check_kind(kind)
+    socket_filter = combined_filter(filter, state, port)
+    extras = Extras(extended, timers, tcp_info, memory)
+    return query_tables(
+        tables,
+        unix and port is None,
+        socket_filter=socket_filter,
+        processes=processes,
+        procfs=procfs,
+        extras=extras,
+        namespace=netns,
+    )
 
-        def keep(s: AnySocket) -> bool:
-            if want_state is not None and s.state is not want_state:
-                return False
-            if want_port is None:
-                return True
-            return isinstance(s, Socket) and want_port in (s.local.port, s.remote.port)
 
-    return _query(kind, keep=keep, processes=processes, procfs=procfs)
+class ListeningOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`listening`."""
+
+    processes: bool
+    netns: str | None
+    procfs: str
+
+
+@overload
+def listening(kind: InetKind = "inet", **options: Unpack[ListeningOptions]) -> list[Socket]: ...
+@overload
+def listening(kind: Literal["unix"], **options: Unpack[ListeningOptions]) -> list[UnixSocket]: ...
+@overload
+def listening(kind: str, **options: Unpack[ListeningOptions]) -> list[Socket | UnixSocket]: ...
 
 
 def listening(
-    kind: str = "inet", *, processes: bool = True, procfs: str = REAL_PROCFS
-) -> list[Socket | UnixSocket]:
+    kind: str = "inet",
+    *,
+    processes: bool = True,
+    netns: str | None = None,
+    procfs: str = REAL_PROCFS,
+) -> list[Socket] | list[UnixSocket] | list[Socket | UnixSocket]:
     """What ``ss -l`` shows: listening TCP sockets and bound, unconnected UDP/raw ones.
 
     Example:
@@ -311,30 +179,65 @@ def listening(
     >>> [(str(s.local), s.owners[0].name) for s in tcp if s.owners]  # doctest: +SKIP
     [('127.0.0.1:8000', 'python')]
     """
-    return _query(
-        kind, keep=lambda s: s.state in LISTENING_STATES, processes=processes, procfs=procfs
+    tables, unix = check_kind(kind)
+    return query_tables(
+        tables,
+        unix,
+        socket_filter=SocketFilter(states=LISTENING_STATES),
+        processes=processes,
+        procfs=procfs,
+        namespace=netns,
     )
 
 
 def who_uses(
-    port: int, protocol: Protocol | str = "tcp", *, procfs: str = REAL_PROCFS
+    port: int | None = None,
+    protocol: Protocol | str | None = None,
+    *,
+    address: str | None = None,
+    local: bool = False,
+    procfs: str = REAL_PROCFS,
 ) -> list[Socket]:
-    """Sockets whose local port is ``port`` (IPv4 and IPv6), with their owners: ``lsof -i :PORT``.
+    """Sockets with ``port`` (and/or ``address``) at either end, with their owners: ``lsof -i``.
 
-    Sockets nobody holds (TIME-WAIT, or owners this user may not see) come with no owners.
+    Like ``lsof -i :PORT``, both TCP and UDP unless ``protocol`` is given, and
+    both ends of a connection: a client connected to the port is listed too.
+    ``local=True`` looks at the local end only (``fuser PORT/tcp``). Sockets
+    nobody holds (TIME-WAIT, or owners this user may not see) come with no owners.
 
     Example:
 
     >>> import portlib
-    >>> found = portlib.who_uses(8000)  # doctest: +SKIP
+    >>> found = portlib.who_uses(8000, "tcp")  # doctest: +SKIP
     >>> [(s.state.value, [p.pid for p in s.owners]) for s in found]  # doctest: +SKIP
-    [('LISTEN', [24092])]
+    [('LISTEN', [24092]), ('ESTAB', [24101])]
     """
-    want_port = _check_port(port)
-    proto = _check_protocol(protocol)
-    tables, _ = KINDS[proto.value]
-    found = query_tables(tables, False, local_port=want_port, procfs=procfs)
-    return [s for s in found if isinstance(s, Socket) and s.local.port == want_port]
+    if port is None and address is None:
+        raise SocketQueryError("who_uses() needs a port, an address, or both")
+    proto = None if protocol is None else check_protocol(protocol)
+    if proto is Protocol.RAW:
+        raise SocketQueryError("who_uses() looks at TCP and UDP sockets; raw ones have no ports")
+    ports = None if port is None else (check_port(port),) * 2
+    found = None if address is None else whoselect.parse_address(address)
+    family = None if found is None else (Family.INET if found.version == 4 else Family.INET6)
+    selector = whoselect.Selector(proto, family, found, ports)
+    return select_sockets([selector], local=local, procfs=procfs)
+
+
+def select_sockets(
+    selectors: list[whoselect.Selector],
+    states: whoselect.StateSelection = whoselect.StateSelection(),  # noqa: B008 (frozen)
+    *,
+    local: bool = False,
+    families: tuple[Family, ...] = (Family.INET, Family.INET6),
+    procfs: str = REAL_PROCFS,
+) -> list[Socket]:
+    """The TCP/UDP sockets lsof-style ``selectors`` pick, with their owners."""
+    filters = whoselect.table_filters(selectors, states, local_only=local, families=families)
+    found = query_tables(
+        whoselect.INET_TABLES, False, socket_filter=filters, procfs=procfs, expect_few=True
+    )
+    return [s for s in found if isinstance(s, Socket)]
 
 
 def ports_of(
@@ -368,8 +271,9 @@ def ports_of(
         pids = [p for p in _owners.list_pids(procfs) if reader.matches_name(p, name)]
         holders = _owners.socket_holders(procfs, pids=pids)
     tables, _ = KINDS["inet"]
-    found = [s for s in _read_tables(tables, False, procfs) if s.inode in holders]
-    _attach(found, reader.owners(holders))
+    plan = [(table, NO_FILTER) for table in tables]
+    found = [s for s in read_tables(plan, None, procfs) if s.inode in holders]
+    attach(found, reader.owners(holders))
     return [s for s in found if isinstance(s, Socket)]
 
 
@@ -378,13 +282,19 @@ def kill_port(
     protocol: Protocol | str = "tcp",
     sig: signal.Signals | int | str = signal.SIGTERM,
     *,
+    wait: float | None = None,
     procfs: str = REAL_PROCFS,
 ) -> list[Process]:
     """Signal every process holding local ``port`` (``fuser -k PORT/tcp``); return whom it hit.
 
-    Refuses, signalling no one, when PID 1 or this very process holds the
-    port. Raises PortNotInUse when no socket has that local port,
-    PrivilegeError when sockets have it but this user cannot see their owners.
+    Each holder is signalled through a pidfd after checking it still holds the
+    socket, so a PID reused meanwhile is never hit. Refuses, signalling no one,
+    when PID 1, this process or one of its ancestors holds the port. Raises
+    PortNotInUse when no socket has that local port, PrivilegeError when
+    sockets have it but this user cannot see their owners. With ``wait``
+    (seconds) holders that are still there afterwards get SIGKILL; if the port
+    is still held then, or (with or without ``wait``) by owners this user cannot
+    see, PortStillHeld says by whom (its ``signalled`` lists whom this call hit).
     One Process per PID is returned, in the order they were signalled;
     processes that exited meanwhile are left out.
 
@@ -398,35 +308,43 @@ def kill_port(
     portlib.errors.PortNotInUse: no process holds port 8123/tcp, ...
     """
     signum = check_signal(sig)
-    proto = _check_protocol(protocol)
-    found = who_uses(port, proto, procfs=procfs)
-    by_pid: dict[int, Process] = {}
-    for sock in found:
-        for owner in sock.owners:
-            by_pid.setdefault(owner.pid, owner)
-    if not by_pid:
-        if any(s.inode for s in found):
-            raise PrivilegeError(
-                f"port {port}/{proto} is in use, but this user cannot see by whom (run as root)"
-            )
-        raise PortNotInUse(
-            f"no process holds port {port}/{proto}, so there is nothing to stop "
-            f"(portlib.listening() lists the ports in use)"
+    proto = check_protocol(protocol)
+    want_port = check_port(port)
+    if wait is not None and (isinstance(wait, bool) or not wait >= 0):
+        raise SocketQueryError(f"wait must be a number of seconds, 0 or more, not {wait!r}")
+    selector = whoselect.Selector(proto, ports=(want_port, want_port))
+
+    def holders() -> list[Socket]:
+        return select_sockets([selector], local=True, procfs=procfs)
+
+    return signal_holders(
+        holders(), signum, what=f"port {port}/{proto}", wait=wait, reread=holders, procfs=procfs
+    )
+
+
+def destroy_sockets(
+    kind: str = "tcp", *, filter: str | SocketFilter, netns: str | None = None
+) -> list[Socket]:
+    """Close the TCP/UDP sockets of ``kind`` that ``filter`` selects: ``ss -K FILTER``.
+
+    The kernel aborts each one (a TCP peer gets a reset; the owner sees
+    ECONNABORTED) and the destroyed sockets are returned. ``filter`` is
+    required and must test addresses or ports: closing every socket of a kind
+    is never what was meant. Needs root (CAP_NET_ADMIN); raises
+    DestroyUnsupported on kernels built without CONFIG_INET_DIAG_DESTROY.
+
+    Example:
+
+    >>> import portlib
+    >>> portlib.destroy_sockets("tcp", filter="dst 192.0.2.7 dport = :443")  # doctest: +SKIP
+    [Socket(protocol=<Protocol.TCP: 'tcp'>, ... state=<SocketState.ESTABLISHED: 'ESTAB'>, ...)]
+    """
+    tables, _ = check_kind(kind)
+    socket_filter = combined_filter(filter)
+    if socket_filter is None or socket_filter.expression is None:
+        raise SocketQueryError(
+            "destroy_sockets() needs a filter that names addresses or ports "
+            "(e.g. 'dport = :443'); without one it would close every socket"
         )
-    for refused, why in ((1, "PID 1 (init)"), (os.getpid(), "this process itself")):
-        if refused in by_pid:
-            raise PermissionDenied(
-                refused, f"refusing to signal {why}, which holds port {port}/{proto}"
-            )
-    signalled: list[Process] = []
-    for target in by_pid.values():
-        try:
-            os.kill(target.pid, signum)
-        except ProcessLookupError:
-            continue
-        except PermissionError:
-            raise PermissionDenied(
-                target.pid, f"not permitted to signal PID {target.pid} ({target.name})"
-            ) from None
-        signalled.append(target)
-    return signalled
+    compiled = CompiledFilter.of(socket_filter)
+    return destroy_plan([(t, compiled) for t in tables], namespace=netns)

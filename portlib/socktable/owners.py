@@ -16,11 +16,19 @@ import os
 import pwd
 import signal
 import sys
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from portlib.errors import NoSuchProcess, PermissionDenied
 from portlib.model import Process
 from portlib.socktable import fdwalk
+from portlib.socktable.construct import fast_constructor
+
+_new_process = fast_constructor(Process)
+
+
+def _pid_and_fd(process: Process) -> tuple[int, int]:
+    return process.pid, process.fd
+
 
 # inode -> [(pid, fd), ...]: a forked server shares one socket between processes.
 Holders = fdwalk.Holders
@@ -42,15 +50,24 @@ def parse_cmdline(raw: bytes) -> tuple[str, ...]:
     return tuple(text.rstrip("\0").split("\0")) if text.strip("\0") else ()
 
 
-def parse_status_uid(text: str) -> int | None:
-    """The effective uid from ``/proc/<pid>/status`` (the ``Uid:`` line's second field)."""
+def _status_number(text: str, key: str, column: int) -> int | None:
     for line in text.splitlines():
-        if line.startswith("Uid:"):
+        if line.startswith(key):
             fields = line.split()
-            if len(fields) >= 3 and fields[2].isdigit():
-                return int(fields[2])
+            if len(fields) > column and fields[column].isdigit():
+                return int(fields[column])
             return None
     return None
+
+
+def parse_status_uid(text: str) -> int | None:
+    """The effective uid from ``/proc/<pid>/status`` (the ``Uid:`` line's second field)."""
+    return _status_number(text, "Uid:", 2)
+
+
+def parse_status_ppid(text: str) -> int | None:
+    """The parent's PID from ``/proc/<pid>/status`` (the ``PPid:`` line)."""
+    return _status_number(text, "PPid:", 1)
 
 
 def list_pids(procfs: str = "/proc") -> list[int]:
@@ -63,15 +80,19 @@ def socket_holders(
     *,
     pids: Iterable[int] | None = None,
     wanted: Collection[int] | None = None,
+    shares: Iterable[fdwalk.Share] | None = None,
 ) -> Holders:
     """Map socket inodes to every (pid, fd) holding them, skipping unreadable processes.
 
-    ``pids`` limits the walk to those processes; ``wanted`` keeps only those inodes.
+    ``pids`` limits the walk to those processes (``shares`` to parts of them);
+    ``wanted`` keeps only those inodes.
     """
+    if shares is None:
+        shares = [(pid, 0, fdwalk.FD_END) for pid in (list_pids(procfs) if pids is None else pids)]
     holders: Holders = {}
-    for pid in list_pids(procfs) if pids is None else pids:
+    for pid, first, end in shares:
         try:
-            fdwalk.scan_fd_dir(procfs, pid, holders, wanted)
+            fdwalk.scan_fd_dir(procfs, pid, holders, wanted, first, end)
         except (OSError, ValueError):  # vanished, forbidden, or not a process directory
             continue
     return holders
@@ -147,17 +168,27 @@ class ProcessReader:
         return self._users[uid]
 
     def owners(
-        self, holders: Mapping[int, list[tuple[int, int]]]
+        self,
+        holders: Mapping[int, list[tuple[int, int]]],
+        records: Sequence[int] = (),
+        wanted: Collection[int] | None = None,
     ) -> dict[int, tuple[Process, ...]]:
-        """Turn (pid, fd) pairs into Process values; processes that vanished are left out."""
+        """Turn (pid, fd) pairs into Process values; processes that vanished are left out.
+
+        ``records`` adds the walk helper's (inode, pid, fd) triples of ``wanted``
+        inodes, read straight from its output rather than through a Holders map.
+        """
         result: dict[int, tuple[Process, ...]] = {}
         known = self._info
+        new_process = _new_process
         for inode, pairs in holders.items():
             if len(pairs) == 1:  # the usual case, kept cheap for tables of 10,000s
                 pid, fd = pairs[0]
                 details = known[pid] if pid in known else self.info(pid)
                 if details is not None:
-                    result[inode] = (Process(pid, details.name, details.cmdline, details.user, fd),)
+                    result[inode] = (
+                        new_process(pid, details.name, details.cmdline, details.user, fd),
+                    )
                 continue
             procs = []
             for pid, fd in sorted(pairs):  # the same order whichever walker found them
@@ -166,7 +197,31 @@ class ProcessReader:
                     procs.append(Process(pid, details.name, details.cmdline, details.user, fd))
             if procs:
                 result[inode] = tuple(procs)
+        if records:
+            self._add_records(result, records, wanted)
         return result
+
+    def _add_records(
+        self,
+        result: dict[int, tuple[Process, ...]],
+        records: Sequence[int],
+        wanted: Collection[int] | None,
+    ) -> None:
+        known = self._info
+        new_process = _new_process
+        it = iter(records)
+        for inode, pid, fd in zip(it, it, it, strict=True):
+            if wanted is not None and inode not in wanted:
+                continue
+            details = known[pid] if pid in known else self.info(pid)
+            if details is None:
+                continue
+            process = new_process(pid, details.name, details.cmdline, details.user, fd)
+            held = result.get(inode)
+            if held is None:
+                result[inode] = (process,)
+            else:  # a shared socket: keep the order the in-process walk gives
+                result[inode] = tuple(sorted((*held, process), key=_pid_and_fd))
 
     def matches_name(self, pid: int, name: str) -> bool:
         """Whether the process is called ``name`` (its comm, or its program's base name)."""
@@ -185,7 +240,7 @@ _RECORD_SIZE = 3 * 8
 # Rough costs (microseconds) for splitting the walk between the helper and the caller.
 HELPER_START_US = 15_000  # starting `python -I -S fdwalk.py`
 READLINK_US = 5  # one descriptor
-DECODE_US = 5  # one socket of the table the caller decodes and builds meanwhile
+DECODE_US = 2.5  # one socket of the table the caller decodes and builds meanwhile
 
 
 def sockets_in_use(procfs: str = "/proc") -> int:
@@ -210,26 +265,36 @@ def fd_counts(procfs: str = "/proc") -> dict[int, int]:
     return counts
 
 
-def plan_split(fds: Mapping[int, int], caller_busy_us: float) -> tuple[list[int], list[int]]:
-    """Share PIDs between (caller, helper) so both finish about together.
+def plan_split(
+    fds: Mapping[int, int], caller_busy_us: float
+) -> tuple[list[fdwalk.Share], list[fdwalk.Share]]:
+    """Share the walk between (caller, helper) so both finish about together.
 
-    Biggest processes first, each to the side that would be free sooner; the
-    caller starts after its own table work, the helper after its start-up.
-    Without counts (older kernels report 0) the helper takes everything.
+    The caller starts after its own table work, the helper after its start-up;
+    the helper takes the biggest processes until its part is full, and the
+    process that crosses that line is cut by fd number (a server holding most
+    sockets is the usual case, and splitting only whole processes could not
+    balance it). Without counts (older kernels report 0) the helper takes all.
     """
+    end = fdwalk.FD_END
     if not any(fds.values()):
-        return [], list(fds)
-    caller: list[int] = []
-    helper: list[int] = []
-    caller_at, helper_at = float(caller_busy_us), float(HELPER_START_US)
+        return [], [(pid, 0, end) for pid in fds]
+    total = sum(fds.values()) * READLINK_US
+    finish = (total + caller_busy_us + HELPER_START_US) / 2
+    budget = max(0, round((finish - HELPER_START_US) / READLINK_US))  # fds for the helper
+    caller: list[fdwalk.Share] = []
+    helper: list[fdwalk.Share] = []
     for pid in sorted(fds, key=fds.__getitem__, reverse=True):
-        cost = fds[pid] * READLINK_US
-        if caller_at < helper_at:
-            caller.append(pid)
-            caller_at += cost
+        count = fds[pid]
+        if budget >= count:
+            helper.append((pid, 0, end))
+            budget -= count
+        elif budget > 0:  # fds are numbered densely from 0 in most processes
+            helper.append((pid, 0, budget))
+            caller.append((pid, budget, end))
+            budget = 0
         else:
-            helper.append(pid)
-            helper_at += cost
+            caller.append((pid, 0, end))
     return caller, helper
 
 
@@ -251,7 +316,7 @@ class OwnerWalk:
         self.procfs = procfs
         self._pid: int | None = None
         self._read_fd: int | None = None
-        self._mine: list[int] | None = None  # the caller's share when a helper runs
+        self._mine: list[fdwalk.Share] | None = None  # the caller's share when a helper runs
         auto = helper is None
         used = sockets_in_use(procfs) if auto or table_sockets is None else 0
         if auto:
@@ -262,7 +327,7 @@ class OwnerWalk:
             busy = (used if table_sockets is None else table_sockets) * DECODE_US
             mine, theirs = plan_split(fd_counts(procfs), busy)
         else:  # helper=True and nothing to balance against: the helper walks everything
-            mine, theirs = [], list_pids(procfs)
+            mine, theirs = [], [(pid, 0, fdwalk.FD_END) for pid in list_pids(procfs)]
         if theirs:
             self._spawn(theirs)
         if self._pid is not None:
@@ -272,7 +337,7 @@ class OwnerWalk:
     def in_helper(self) -> bool:
         return self._pid is not None
 
-    def _spawn(self, pids: list[int]) -> None:
+    def _spawn(self, shares: list[fdwalk.Share]) -> None:
         script = fdwalk.__file__
         if not sys.executable or not script or not os.path.isfile(script):
             return
@@ -283,7 +348,8 @@ class OwnerWalk:
         ]
         try:
             # -I -S: no site-packages, no environment knobs; the script needs only the stdlib.
-            argv = [sys.executable, "-I", "-S", script, self.procfs, *map(str, pids)]
+            argv = [sys.executable, "-I", "-S", script, self.procfs]
+            argv += [fdwalk.share_text(share) for share in shares]
             self._pid = os.posix_spawn(sys.executable, argv, os.environ, file_actions=actions)
         except OSError:
             os.close(read_fd)
@@ -292,12 +358,25 @@ class OwnerWalk:
             os.close(write_fd)
         self._read_fd = read_fd
 
+    def owners(
+        self, reader: ProcessReader, wanted: Collection[int]
+    ) -> dict[int, tuple[Process, ...]]:
+        """The owners of the ``wanted`` inodes, as Process values (:meth:`join`, then
+        :meth:`ProcessReader.owners`, without building the helper's part as a map)."""
+        if self._pid is None:
+            return reader.owners(socket_holders(self.procfs, wanted=wanted))
+        mine = socket_holders(self.procfs, shares=self._mine or [], wanted=wanted)
+        data = self._collect()
+        if data is None:  # the helper failed: walk everything here
+            return reader.owners(socket_holders(self.procfs, wanted=wanted))
+        return reader.owners(mine, fdwalk.records_of(data), wanted)
+
     def join(self, wanted: Collection[int] | None = None) -> Holders:
         """Every holder of the ``wanted`` inodes (all sockets when None)."""
         if self._pid is None:
             return socket_holders(self.procfs, wanted=wanted)
         # Walk our share first, while the helper is still busy with its own.
-        mine = socket_holders(self.procfs, pids=self._mine or [], wanted=wanted)
+        mine = socket_holders(self.procfs, shares=self._mine or [], wanted=wanted)
         data = self._collect()
         if data is None:  # the helper failed: walk everything here
             return socket_holders(self.procfs, wanted=wanted)

@@ -37,7 +37,7 @@ from portlib.scanning.connect.verdicts import (
 )
 from portlib.scanning.contract import ScanWork
 from portlib.scanning.order import ProbeOrder
-from portlib.scanning.timing import CongestionWindow, HostTiming, RateLimiter
+from portlib.scanning.timing import CongestionWindow, HostTiming, RateFloor, RateLimiter
 
 _BATCH = 512  # probes per step before results are handed over and the loop may run
 
@@ -87,6 +87,14 @@ class Target:
     timing: HostTiming
 
 
+def _rate_floor(work: ScanWork, shard: tuple[int, int] | None, now: float) -> RateFloor | None:
+    """``--min-rate`` for a run over ``shard``: worker processes each keep their share."""
+    if not work.timing.min_rate:
+        return None
+    parts = (shard[1] if shard else 1) // (work.shard[1] if work.shard else 1)
+    return RateFloor(work.timing.min_rate / max(1, parts), now)
+
+
 @dataclass(slots=True)
 class ConnectCore:
     """Every probe of one run, from its first send to its verdict."""
@@ -102,6 +110,7 @@ class ConnectCore:
     self_connects: SelfConnects = field(default_factory=SelfConnects)
     sent: int = 0
     stalls: int = 0  # probes put back because a local resource ran out
+    rate_floor: RateFloor | None = None  # --min-rate: this run's share
 
     @classmethod
     def for_work(cls, work: ScanWork, shard: tuple[int, int] | None, cap: int) -> ConnectCore:
@@ -118,7 +127,17 @@ class ConnectCore:
         )
         window = CongestionWindow.for_profile(profile, cap)
         ledger = Ledger(order.count, queue, window, RetryBook.for_retries(profile.max_retries))
-        return cls(targets, work.ports, queue, ledger, window)
+        core = cls(targets, work.ports, queue, ledger, window, sockets=SocketPool(work.interface))
+        core.rate_floor = _rate_floor(work, shard, core.clock())
+        return core
+
+    def limit(self, now: float) -> int:
+        """Probes that may be in flight: the window's, raised to keep ``--min-rate``."""
+        limit = self.window.limit
+        if self.rate_floor is not None:
+            owed = self.rate_floor.owed(now, self.sent)
+            limit = max(limit, min(self.window.cap, len(self.in_flight) + owed))
+        return limit
 
     @property
     def remaining(self) -> int:
@@ -146,7 +165,7 @@ class ConnectCore:
         if self.remaining <= 0:
             return 0.0
         now = self.clock()
-        can_send = not self.queue.empty and len(self.in_flight) < self.window.limit
+        can_send = not self.queue.empty and len(self.in_flight) < self.limit(now)
         if can_send and now >= self.queue.not_before:
             return None
         due = []
@@ -247,11 +266,11 @@ class ConnectCore:
     def _send_batch(self, now: float) -> int:
         targets, ports, clock = self.targets, self.ports, self.clock
         count = len(targets)
-        in_flight, window, free_by_family = self.in_flight, self.window, self.sockets.free
+        in_flight, free_by_family = self.in_flight, self.sockets.free
         queue = self.queue
         results_append = self.ledger.results.append
         paced = queue.rate is not None or any(t.timing.delay.current > 0 for t in targets)
-        limit = window.limit
+        limit = self.limit(now)
         einprogress, refused, inet6 = errno.EINPROGRESS, errno.ECONNREFUSED, socket.AF_INET6
         closed_state, refused_reason = CLOSED.state, CLOSED.reason
         quick = 0
@@ -297,7 +316,7 @@ class ConnectCore:
                 in_flight.add(sock.fileno(), probe)
             else:
                 self._outcome(probe, code, clock())
-            limit = window.limit
+            limit = self.limit(now)
         return quick
 
     def _new_socket(self, target: Target, index: int, tries: int) -> socket.socket | None:

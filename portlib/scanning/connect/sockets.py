@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from portlib.scanning.connect.probes import Address
 from portlib.scanning.connect.verdicts import Verdict, classify_icmp, parse_extended_err
+from portlib.scanning.interfaces import bind_to_interface
 
 # Linux constants the socket module does not export (linux/in.h, linux/in6.h).
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
@@ -31,9 +32,10 @@ class SocketPool:
     a connected or failed one is discarded (closed, with its epoll entry).
     """
 
-    __slots__ = ("epoll", "free")
+    __slots__ = ("epoll", "free", "interface")
 
-    def __init__(self) -> None:
+    def __init__(self, interface: str | None = None) -> None:
+        self.interface = interface  # every probe socket is bound to it (nmap's -e)
         self.epoll = select.epoll()
         self.free: dict[socket.AddressFamily, list[socket.socket]] = {
             socket.AF_INET: [],
@@ -50,6 +52,7 @@ class SocketPool:
                 sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
             else:
                 sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+            bind_to_interface(sock, self.interface)
             self.epoll.register(sock.fileno(), _EPOLL_MASK)
         except BaseException:
             sock.close()

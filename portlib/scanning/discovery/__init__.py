@@ -93,7 +93,10 @@ def discovery_timing(timing: TimingProfile) -> TimingProfile:
 
 
 async def _connect_discovery(
-    addresses: Sequence[IPAddress], timing: TimingProfile, seed: int
+    addresses: Sequence[IPAddress],
+    timing: TimingProfile,
+    seed: int,
+    interface: str | None = None,
 ) -> dict[IPAddress, HostStatus]:
     from portlib.scanning.connect.engine import ConnectEngine
 
@@ -108,17 +111,18 @@ async def _connect_discovery(
         protocol=Protocol.TCP,
         timing=discovery_timing(timing),
         seed=seed,
+        interface=interface,
     )
     await ConnectEngine(ScanMethod.CONNECT).run(work, collect)
     return {a: host_status_from_probes(probes[a]) for a in addresses}
 
 
 async def _raw_discovery(
-    addresses: Sequence[IPAddress], timing: TimingProfile
+    addresses: Sequence[IPAddress], timing: TimingProfile, interface: str | None
 ) -> dict[IPAddress, HostStatus]:
     from portlib.scanning.discovery.raw import discover_raw
 
-    found = await discover_raw(addresses, discovery_timing(timing))
+    found = await discover_raw(addresses, discovery_timing(timing), interface=interface)
     statuses = {}
     for address in addresses:
         state, reason = found.get(address, (HostState.DOWN, Reason.NO_RESPONSE))
@@ -132,8 +136,10 @@ async def discover(
     *,
     mode: DiscoveryMode = "auto",
     seed: int = 0,
+    interface: str | None = None,
 ) -> dict[IPAddress, HostStatus]:
-    """Each address's status, by ``mode`` (see the module doc)."""
+    """Each address's status, by ``mode`` (see the module doc); probes leave by
+    ``interface`` only, when one is given."""
     if mode not in DISCOVERY_MODES:
         raise ScanError(f"discovery must be one of {', '.join(DISCOVERY_MODES)}, not {mode!r}")
     if mode == "none":
@@ -151,7 +157,7 @@ async def discover(
         privilege.require_raw_privilege("discovery='raw'")
     if mode == "raw" or (mode == "auto" and privilege.has_raw_privilege()):
         try:
-            statuses.update(await _raw_discovery(remote, timing))
+            statuses.update(await _raw_discovery(remote, timing, interface))
             return statuses
         except ImportError as exc:
             if mode == "raw":
@@ -160,5 +166,5 @@ async def discover(
             # e.g. raw sockets refused inside a container despite uid 0
             if mode == "raw":
                 raise
-    statuses.update(await _connect_discovery(remote, timing, seed))
+    statuses.update(await _connect_discovery(remote, timing, seed, interface))
     return statuses

@@ -34,7 +34,7 @@ from portlib.scanning.raw import bpf
 from portlib.scanning.raw.cookie import Cookie
 from portlib.scanning.raw.io import rawsock
 from portlib.scanning.raw.links import interface_mac, read_routes
-from portlib.scanning.raw.routes import on_link_interface
+from portlib.scanning.raw.routes import Route, on_link_interface
 from portlib.scanning.raw.wire import (
     PROTO_TCP,
     TCP_ACK_FLAG,
@@ -55,22 +55,34 @@ class _Target:
     nd_on: str | None = None
 
 
+def _on_link(address: IPAddress, routes: list[Route], interface: str | None) -> str | None:
+    """The interface ``address`` is directly attached on, if the scan may use it."""
+    found = on_link_interface(address, routes)
+    return found if interface is None or found == interface else None
+
+
 async def discover_raw(
-    addresses: Sequence[IPAddress], timing: TimingProfile
+    addresses: Sequence[IPAddress], timing: TimingProfile, *, interface: str | None = None
 ) -> dict[IPAddress, tuple[HostState, Reason]]:
-    """Ping ``addresses`` with nmap's privileged probes; every address gets a verdict."""
+    """Ping ``addresses`` with nmap's privileged probes; every address gets a verdict.
+
+    With ``interface``, probes leave by it only, and neighbors are asked only on it.
+    """
     if not addresses:
         return {}
     sockets: list[socket.socket] = []
     try:
-        return await _discover(list(dict.fromkeys(addresses)), timing, sockets)
+        return await _discover(list(dict.fromkeys(addresses)), timing, sockets, interface)
     finally:
         for sock in sockets:
             sock.close()
 
 
 async def _discover(
-    addresses: list[IPAddress], timing: TimingProfile, sockets: list[socket.socket]
+    addresses: list[IPAddress],
+    timing: TimingProfile,
+    sockets: list[socket.socket],
+    interface: str | None,
 ) -> dict[IPAddress, tuple[HostState, Reason]]:
     import random
 
@@ -84,7 +96,7 @@ async def _discover(
     senders: dict[int, socket.socket] = {}
     targets: dict[bytes, _Target] = {}
     for address in addresses:
-        src = rawsock.source_address(address).packed
+        src = rawsock.source_address(address, interface).packed
         key = address.packed
         c_syn, c_ack = cookie(key, SYN_PORT, sport), cookie(key, ACK_PORT, sport)
         if isinstance(address, IPv4Address):
@@ -94,18 +106,21 @@ async def _discover(
                 tcp_probe(src, key, sport, ACK_PORT, TCP_ACK_FLAG, c_ack),
                 icmp4_probe(src, key, ICMP4_TIMESTAMP_REQUEST, cookie(key, 0, TIMESTAMP)),
             ]
-            target = _Target(address, key, src, probes, arp_on=on_link_interface(address, routes4))
+            target = _Target(
+                address, key, src, probes, arp_on=_on_link(address, routes4, interface)
+            )
         else:
             probes = [
                 icmp6_echo(src, key, cookie(key, 0, ECHO)),
                 tcp_probe(src, key, sport, SYN_PORT, TCP_SYN, c_syn),
                 tcp_probe(src, key, sport, ACK_PORT, TCP_ACK_FLAG, c_ack),
             ]
-            target = _Target(address, key, src, probes, nd_on=on_link_interface(address, routes6))
+            nd_on = _on_link(address, routes6, interface)
+            target = _Target(address, key, src, probes, nd_on=nd_on)
         targets[key] = target
         family = socket.AF_INET if address.version == 4 else socket.AF_INET6
         if family not in senders:
-            senders[family] = rawsock.raw_sender(family)
+            senders[family] = rawsock.raw_sender(family, interface)
             sockets.append(senders[family])
     link = _LinkProber(sockets)
 

@@ -52,12 +52,14 @@ class HostBuilder:
         *,
         use_tx_ring: bool,
         now: float,
+        interface: str | None = None,
     ) -> None:
         self._kind = kind
         self._sport = sport
         self._links = links
         self._sockets = sockets  # every socket opened here is appended: the scan closes them
-        self._use_tx_ring = use_tx_ring
+        self._interface = interface  # nmap's -e: send through this one only, no TX ring
+        self._use_tx_ring = use_tx_ring and interface is None
         self._now = now
         self._senders: dict[int, socket.socket] = {}
         self._templates: dict[IPAddress, _Templates] = {}
@@ -65,7 +67,7 @@ class HostBuilder:
     def host(self, address: IPAddress) -> RawHost:
         family = socket.AF_INET if isinstance(address, IPv4Address) else socket.AF_INET6
         key = address.packed
-        source = rawsock.source_address(address)
+        source = rawsock.source_address(address, self._interface)
         default, by_port = self._templates_for(source)
         local = address.is_loopback or source == address
         host = RawHost(
@@ -84,7 +86,7 @@ class HostBuilder:
     def _sender(self, family: int) -> socket.socket:
         sock = self._senders.get(family)
         if sock is None:
-            sock = rawsock.raw_sender(socket.AddressFamily(family))
+            sock = rawsock.raw_sender(socket.AddressFamily(family), self._interface)
             self._sockets.append(sock)
             self._senders[family] = sock
         return sock

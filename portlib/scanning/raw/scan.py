@@ -44,7 +44,13 @@ from portlib.scanning.raw.replies import (
 from portlib.scanning.raw.sending import RawSender
 from portlib.scanning.raw.silences import Silences
 from portlib.scanning.raw.wire import PROTO_TCP, PROTO_UDP, Probe
-from portlib.scanning.timing import CongestionWindow, RateLimiter, RetryPolicy, RttEstimator
+from portlib.scanning.timing import (
+    CongestionWindow,
+    RateFloor,
+    RateLimiter,
+    RetryPolicy,
+    RttEstimator,
+)
 from portlib.scanning.wakeup import Wakeup
 
 PROTOCOL: dict[Probe, Protocol] = {
@@ -87,7 +93,7 @@ class RawScan:
             )
             self.sockets += held
             l4 = (PROTO_UDP,) if kind is Probe.UDP else (PROTO_TCP,)
-            ifindexes = rawsock.receive_interfaces(work.hosts)
+            ifindexes = rawsock.receive_interfaces(work.hosts, interface=work.interface)
             self.rx = rawsock.packet_receiver(bpf.reply_filter(l4, self.sport, ifindexes=ifindexes))
             self.sockets.append(self.rx)
             if tuning.rx_ring:
@@ -100,6 +106,7 @@ class RawScan:
                 self.sockets,
                 use_tx_ring=tuning.tx_ring,
                 now=self.clock(),
+                interface=work.interface,
             )
             self.hosts: list[RawHost] = [builder.host(h) for h in dict.fromkeys(work.hosts)]
         except BaseException:
@@ -136,6 +143,7 @@ class RawScan:
         # its tries (the connect engine confirms such a silence for a few seconds).
         self.retries = RetryBook(RetryPolicy(timing.max_retries), horizon=0.0)
         self.rate = RateLimiter.per_second(timing.rate) if timing.rate else None
+        self.rate_floor = RateFloor(timing.min_rate, self.clock()) if timing.min_rate else None
         self.silences = Silences(self.book, self.hosts, kind, self.retries, self.rtt)
         self.wakeup = Wakeup()
 
@@ -186,6 +194,9 @@ class RawScan:
                 self.silences.review_bench(now, final=not fresh_left)
             wait = 0.01
             budget = min(BATCH, self.window.available(book.pending))
+            if self.rate_floor is not None:  # --min-rate: past the window, to the cap
+                owed = self.rate_floor.owed(now, sender.sent)
+                budget = max(budget, min(BATCH, owed, RAW_WINDOW_CAP - book.pending))
             unpaced = self.rate is None and not scan_delay
             while budget > 0:
                 if book.resend:

@@ -19,6 +19,7 @@ from ipaddress import IPv4Address, ip_address
 
 from portlib.errors import ScanError
 from portlib.model import IPAddress
+from portlib.scanning.interfaces import bind_to_interface, interface_index
 from portlib.scanning.privilege import privilege_error
 from portlib.scanning.raw import bpf
 from portlib.scanning.raw.links import read_routes
@@ -32,12 +33,17 @@ SO_RCVBUFFORCE = 33
 RCVBUF_BYTES = 64 << 20  # replies come in bursts: hold ~250,000 snapped replies
 
 
-def raw_sender(family: socket.AddressFamily) -> socket.socket:
-    """A socket that sends whole IP packets (header included)."""
+def raw_sender(family: socket.AddressFamily, interface: str | None = None) -> socket.socket:
+    """A socket that sends whole IP packets (header included), through ``interface`` if given."""
     try:
         sock = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW)
     except PermissionError:
         raise privilege_error("raw scans (syn, ack, udp) and raw discovery") from None
+    try:
+        bind_to_interface(sock, interface)
+    except OSError as exc:
+        sock.close()
+        raise ScanError(f"cannot send through interface {interface!r}: {exc.strerror}") from None
     sock.setblocking(False)
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
@@ -77,11 +83,16 @@ def packet_receiver(program: bytes, *, protocol: int = ETH_P_ALL) -> socket.sock
     return sock
 
 
-def receive_interfaces(targets: Iterable[IPAddress], limit: int = 8) -> tuple[int, ...]:
+def receive_interfaces(
+    targets: Iterable[IPAddress], limit: int = 8, interface: str | None = None
+) -> tuple[int, ...]:
     """Interface indexes replies from ``targets`` arrive on; () when unsure (accept all).
 
-    Local and loopback targets answer on ``lo``; others on their route's interface.
+    Local and loopback targets answer on ``lo``; others on their route's interface,
+    or on ``interface`` when the scan sends through that one only.
     """
+    if interface is not None:
+        return (interface_index(interface),)
     names: set[str] = set()
     routes = {4: read_routes(4), 6: read_routes(6)}
     for target in targets:
@@ -107,14 +118,17 @@ def packet_drops(sock: socket.socket) -> int:
     return int(drops)
 
 
-def source_address(target: IPAddress) -> IPAddress:
-    """The address the kernel would send from to reach ``target`` (no packet is sent)."""
+def source_address(target: IPAddress, interface: str | None = None) -> IPAddress:
+    """The address the kernel would send from to reach ``target`` (no packet is sent),
+    through ``interface`` when one is given."""
     family = socket.AF_INET if isinstance(target, IPv4Address) else socket.AF_INET6
     with socket.socket(family, socket.SOCK_DGRAM) as probe:
         try:
+            bind_to_interface(probe, interface)
             probe.connect((str(target), 9))
         except OSError as exc:
-            raise ScanError(f"no route to {target}: {exc.strerror}") from None
+            through = f" through {interface}" if interface else ""
+            raise ScanError(f"no route to {target}{through}: {exc.strerror}") from None
         return ip_address(probe.getsockname()[0])
 
 
