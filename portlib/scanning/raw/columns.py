@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from itertools import repeat
 from operator import sub
-from typing import cast
+from typing import Protocol, cast
 
 from portlib.model import PortState, Reason
 from portlib.scanning.raw.bpf import ICMP_SNAP, TCP_SNAP
@@ -98,55 +98,31 @@ def _join(columns: list[bytes], typecode: str) -> array[int]:
     return out
 
 
+class ProbeColumns(Protocol):
+    """The probe book's columns a reader shares (``ReplyReader`` has them; see there)."""
+
+    kind: Probe
+    sport: int
+    host_index: Mapping[bytes, int]
+    port_index: Mapping[int, int]
+    nports: int
+    cookies: array[int]
+    sends: bytearray
+    decided: bytearray
+    fast: bytearray
+    icmp_untracked: bytearray
+
+
 class BlockColumns:
-    """Reads uniform blocks for one TCP scan against the engine's probe book.
+    """Reads uniform blocks for one scan against the engine's probe book (``book``)."""
 
-    The book's columns are shared with ``ReplyReader`` (see there): ``host_index``,
-    ``port_index``, ``cookies``, ``sends``, ``decided``, and per host ``fast``.
-    """
+    __slots__ = ("book", "codes", "reasons", "states")
 
-    __slots__ = (
-        "codes",
-        "cookies",
-        "decided",
-        "fast",
-        "host_index",
-        "icmp_untracked",
-        "kind",
-        "nports",
-        "port_index",
-        "reasons",
-        "sends",
-        "sport",
-        "states",
-    )
-
-    def __init__(
-        self,
-        kind: Probe,
-        sport: int,
-        *,
-        host_index: Mapping[bytes, int],
-        port_index: Mapping[int, int],
-        cookies: array[int],
-        sends: bytearray,
-        decided: bytearray,
-        fast: bytearray,
-        icmp_untracked: bytearray,
-    ) -> None:
-        self.kind = kind
-        self.sport = sport
-        self.codes = CODES[kind]
-        self.states = STATES[kind]
-        self.reasons = REASONS[kind]
-        self.host_index = host_index
-        self.port_index = port_index
-        self.nports = len(port_index)
-        self.cookies = cookies
-        self.sends = sends
-        self.decided = decided
-        self.fast = fast
-        self.icmp_untracked = icmp_untracked
+    def __init__(self, book: ProbeColumns) -> None:
+        self.book = book
+        self.codes = CODES[book.kind]
+        self.states = STATES[book.kind]
+        self.reasons = REASONS[book.kind]
 
     def block(
         self,
@@ -164,6 +140,7 @@ class BlockColumns:
         False, having changed nothing, when the block is not the plain case.
         """
         b: bytes = buf  # type: ignore[assignment]  # bytes, bytearray or an mmap
+        book = self.book
         span = (count - 1) * stride + 1
 
         def column(offset: int) -> bytes:
@@ -172,19 +149,19 @@ class BlockColumns:
         def constant(checks: tuple[tuple[int, int], ...]) -> bool:
             return all(column(offset).count(value) == count for offset, value in checks)
 
-        sport = self.sport
+        sport = book.sport
         key = bytes(b[at + 12 : at + 16])  # the first frame's source address
         if not constant(((0, 0x45), (7, 0), *zip(range(12, 16), key, strict=True))):
             return False  # IPv4 without options, a first fragment (below), from one host
         if column(6).translate(None, _FIRST_FRAGMENT):
             return False
-        h = self.host_index.get(key)
-        if h is None or not self.fast[h]:
+        h = book.host_index.get(key)
+        if h is None or not book.fast[h]:
             return False
-        if self.kind is Probe.UDP:
+        if book.kind is Probe.UDP:
             # A port unreachable from the target itself, quoting our probe to it.
             quoted = (*zip(range(44, 48), key, strict=True), (48, sport >> 8), (49, sport & 0xFF))
-            if not self.icmp_untracked[h] or not constant(
+            if not book.icmp_untracked[h] or not constant(
                 ((9, PROTO_ICMP), (20, 3), (21, 3), (28, 0x45), (37, PROTO_UDP), *quoted)
             ):
                 return False
@@ -199,17 +176,17 @@ class BlockColumns:
         probes = self._first_tries(h, _join([column(port_at), column(port_at + 1)], "H"), count)
         if probes is None:
             return False
-        cookies = array("I", map(self.cookies.__getitem__, probes))
-        if self.kind is Probe.UDP:
+        cookies = array("I", map(book.cookies.__getitem__, probes))
+        if book.kind is Probe.UDP:
             if _join([column(32), column(33)], "H") != _low_halves(cookies):
                 return False  # the quoted IPv4 ID is our mark (one of 0 goes the slow path)
-        elif self.kind is Probe.SYN:
+        elif book.kind is Probe.SYN:
             acks = _join([column(28), column(29), column(30), column(31)], "I")
             if list(map(sub, acks, cookies)).count(1) != count:
                 return False  # the ack must be cookie + 1 (a wrapped one takes the slow path)
         elif _join([column(24), column(25), column(26), column(27)], "I") != cookies:
             return False  # an ACK probe's RST carries the cookie as its sequence number
-        deque(map(self.decided.__setitem__, probes, repeat(1)), maxlen=0)
+        deque(map(book.decided.__setitem__, probes, repeat(1)), maxlen=0)
         first.extend(
             zip(
                 probes,
@@ -223,15 +200,16 @@ class BlockColumns:
 
     def _first_tries(self, h: int, ports: array[int], count: int) -> list[int] | None:
         """Host ``h``'s probes that ``ports`` answer, if each is a distinct undecided first try."""
-        numbers = list(map(self.port_index.get, ports))
+        book = self.book
+        numbers = list(map(book.port_index.get, ports))
         if None in numbers:
             return None
-        base = h * self.nports
+        base = h * book.nports
         known = cast(list[int], numbers)
         probes = known if not base else list(map(base.__add__, known))
-        if any(map(self.decided.__getitem__, probes)):
+        if any(map(book.decided.__getitem__, probes)):
             return None
-        if bytes(map(self.sends.__getitem__, probes)).count(1) != count:
+        if bytes(map(book.sends.__getitem__, probes)).count(1) != count:
             return None
         if len(set(probes)) != count:
             return None

@@ -295,17 +295,7 @@ class ReplyReader:
         self.decided = decided
         self.fast = fast
         self.icmp_untracked = icmp_untracked
-        self.columns = BlockColumns(
-            self.kind,
-            self.sport,
-            host_index=host_index,
-            port_index=port_index,
-            cookies=cookies,
-            sends=sends,
-            decided=decided,
-            fast=fast,
-            icmp_untracked=icmp_untracked,
-        )
+        self.columns = BlockColumns(self)
 
     def read_blocks(
         self,
