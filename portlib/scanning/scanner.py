@@ -5,10 +5,11 @@
     ...         print(r.port, r.state)
     >>> report = scan("localhost", "22,80")                    # doctest: +SKIP
 
-The Scanner owns the stream's lifecycle: it resolves targets, runs host
-discovery, starts one engine per method, streams verdicts through a bounded
-channel (``tally`` dedupes, names and records them) and builds the report.
-Options are checked in ``options``; engines only probe (``contract``).
+The Scanner owns the stream's lifecycle: it checks the options (``options``)
+into a ``ScanPlan``, resolves targets, builds one engine per method, runs the
+plan (``pipeline``: discovery, the engines, ``-sV``) behind a bounded channel
+(``tally`` dedupes, names and records the verdicts) and builds the report.
+Engines only probe (``contract``).
 
 Decisions:
 

@@ -1,14 +1,10 @@
 """One run of the raw engine over one ``ScanWork``: the loop between sending and reading.
 
 The loop sends what the window, the rate cap and the ICMP buckets allow
-(``sending``), reads replies when the receive socket is readable (``replies``),
-times silent probes out and decides them or queues them again, and hands
-decided verdicts to the Scanner in batches. It owns every socket it opens.
-
-A UDP silence counts as a try only when the target's ICMP token bucket
-certainly held a token for it (``icmplimit``); other silent ports are probed
-again as the bucket refills, so rate-limited closed ports are not misreported
-as ``open|filtered``.
+(``sending``), reads replies when the receive socket is readable (``columns``
+for uniform ring blocks, ``replies`` for the rest), times silent probes out
+(``silences``: tried again, benched or given up), and hands decided verdicts
+to the Scanner in batches. It owns every socket it opens.
 """
 
 from __future__ import annotations
