@@ -98,3 +98,18 @@ def test_ranges_outside_the_prefix_are_refused(spec: str) -> None:
 def test_a_prefix_outside_the_benchmarking_range_is_refused(lab: Lab) -> None:
     with pytest.raises(ValueError, match="benchmarking range"):
         add_anyip_host(lab, "192.0.2.0/24")
+
+
+def test_the_benchmark_reads_open_ports_from_each_tools_output() -> None:
+    from benchmarks.bench_scale import open_from_grepable, open_from_masscan_list
+
+    grepable = (
+        "# Nmap 7.93 scan initiated as: nmap -sS -p 1-100 198.18.0.0/30\n"
+        "Host: 198.18.0.1 ()\tStatus: Up\n"
+        "Host: 198.18.0.1 ()\tPorts: 22/open/tcp//ssh///, 23/filtered/tcp//telnet///, "
+        "80/open/tcp//http///\tIgnored State: closed (97)\n"
+        "Host: 198.18.0.2 ()\tPorts: 53/open/udp//domain///\tIgnored State: closed (99)\n"
+    )
+    assert open_from_grepable(grepable) == {("198.18.0.1", 22), ("198.18.0.1", 80)}
+    masscan = "#masscan\nopen tcp 80 198.18.0.5 1700000000\nopen tcp 22 198.18.0.6 1\n# end\n"
+    assert open_from_masscan_list(masscan) == {("198.18.0.5", 80), ("198.18.0.6", 22)}
