@@ -214,8 +214,7 @@ def _tools(prefix: str, lab: Lab, net: AnyIPHost, tmp: str) -> dict[str, Tool]:
 
 def measure_prefix(prefix: str, nmap_limit: float) -> list[Row]:
     with scale_lab(prefix) as (lab, net), tempfile.TemporaryDirectory() as tmp:
-        states = net.truth(range(1, 101), discovery=True)
-        truth = {(str(a), p) for (a, p), state in states.items() if state == "open"}
+        truth = net.open_ports(range(1, 101))
         runs: dict[str, ToolRun | str] = {}
         for name, tool in _tools(prefix, lab, net, tmp).items():
             missing = peer_missing(name) if name != "portlib" else None

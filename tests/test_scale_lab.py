@@ -113,3 +113,10 @@ def test_the_benchmark_reads_open_ports_from_each_tools_output() -> None:
     assert open_from_grepable(grepable) == {("198.18.0.1", 22), ("198.18.0.1", 80)}
     masscan = "#masscan\nopen tcp 80 198.18.0.5 1700000000\nopen tcp 22 198.18.0.6 1\n# end\n"
     assert open_from_masscan_list(masscan) == {("198.18.0.5", 80), ("198.18.0.6", 22)}
+
+
+def test_open_ports_are_the_open_part_of_the_truth(anyip: AnyIPHost) -> None:
+    truth = anyip.truth(range(1, 101), discovery=False)
+    expected = {(str(a), p) for (a, p), state in truth.items() if state == "open"}
+    assert anyip.open_ports(range(1, 101)) == expected
+    assert len(expected) == 3584  # 22 is the one listening port in 1-100

@@ -70,12 +70,15 @@ class AnyIPHost:
         first = int(self.prefix.network_address)
         return [ipaddress.IPv4Address(first + i) for i in range(self.prefix.num_addresses)]
 
+    def _filtered(self, address: ipaddress.IPv4Address) -> bool:
+        return self._in(address, self.dropped) or self._in(address, self.rejected)
+
     def is_down(self, address: ipaddress.IPv4Address) -> bool:
         return self._in(address, self.dropped)
 
     def state(self, address: ipaddress.IPv4Address, port: int) -> str:
         """The TCP state a SYN or connect scan must find at (address, port)."""
-        if self._in(address, self.dropped) or self._in(address, self.rejected):
+        if self._filtered(address):
             return "filtered"
         return "open" if port in self.ports else "closed"
 
@@ -91,6 +94,17 @@ class AnyIPHost:
             for address in self.addresses()
             if not (discovery and self.is_down(address))
             for port in ports
+        }
+
+    def open_ports(self, ports: Iterable[int]) -> set[tuple[str, int]]:
+        """(address text, port) of every open port among ``ports``: the other states
+        of a /15 x 100 ports would take gigabytes as a ``truth()`` dictionary."""
+        listening = [p for p in ports if p in self.ports]
+        return {
+            (str(address), port)
+            for address in self.addresses()
+            if not self._filtered(address)
+            for port in listening
         }
 
     def live_count(self) -> int:
