@@ -8,7 +8,8 @@ address, one run per tool (the work is large):
 * portlib ``-sS -n`` with discovery (its default);
 * ``nmap -sS -T4 -n`` with discovery, stopped after ``--nmap-limit`` seconds and then
   reported as "> N s";
-* ``masscan --rate 100000`` (no discovery, as ``-Pn``) on the same ports.
+* ``masscan --rate 100000`` (no discovery, as ``-Pn``) on the same ports, stopped after
+  twice its sending time plus a minute.
 
 Every tool runs inside the scanner namespace under a small Python wrapper that times
 it and reads its peak RSS from ``getrusage(RUSAGE_CHILDREN)`` (the largest single
@@ -49,6 +50,7 @@ LISTENING = (22, 80, 443)
 FULL_PREFIXES = ("198.18.0.0/20", "198.18.0.0/15")
 QUICK_PREFIXES = ("198.18.0.0/24", "198.18.0.0/20")
 MASSCAN_RATE = 100000
+MASSCAN_SLACK_S = 60.0  # start-up, ARP and its 10 s --wait
 
 # Runs the tool as its child; prints wall seconds, peak RSS (KiB), exit status, timed out.
 _WRAPPER = """
@@ -102,6 +104,7 @@ class ToolRun:
     seconds: float
     rss_mib: float
     timed_out: bool
+    limit_s: float
     first_probe_s: float | None
     open_found: set[tuple[str, int]]
 
@@ -213,6 +216,9 @@ def _tools(prefix: str, lab: Lab, net: AnyIPHost, tmp: str) -> dict[str, Tool]:
 
 
 def measure_prefix(prefix: str, nmap_limit: float) -> list[Row]:
+    # masscan 1.3.2 can go on "waiting -N secs" long after its --wait: bounded too.
+    probes = ipaddress.IPv4Network(prefix).num_addresses * 100
+    masscan_limit = probes / MASSCAN_RATE * 2 + MASSCAN_SLACK_S
     with scale_lab(prefix) as (lab, net), tempfile.TemporaryDirectory() as tmp:
         truth = net.open_ports(range(1, 101))
         runs: dict[str, ToolRun | str] = {}
@@ -221,7 +227,7 @@ def measure_prefix(prefix: str, nmap_limit: float) -> list[Row]:
             if missing:
                 runs[name] = missing
                 continue
-            limit = nmap_limit if name == "nmap" else 3600.0
+            limit = {"nmap": nmap_limit, "masscan": masscan_limit}.get(name, 3600.0)
             stdout = Path(tmp, f"{name}-stdout.txt")
             figures, first = run_tool(lab, net.ns, tool.argv, stdout, limit)
             text = tool.output.read_text() if tool.output.exists() else ""
@@ -229,17 +235,18 @@ def measure_prefix(prefix: str, nmap_limit: float) -> list[Row]:
                 float(str(figures["seconds"])),
                 int(str(figures["rss_kib"])) / 1024,
                 bool(figures["timed_out"]),
+                limit,
                 first,
                 tool.read(text),
             )
-            print(f"{prefix} {name}: {_describe(runs[name], truth, nmap_limit)}", flush=True)
-    return _rows(prefix, runs, truth, nmap_limit)
+            print(f"{prefix} {name}: {_describe(runs[name], truth)}", flush=True)
+    return _rows(prefix, runs, truth)
 
 
-def _describe(run: ToolRun | str, truth: set[tuple[str, int]], limit: float) -> str:
+def _describe(run: ToolRun | str, truth: set[tuple[str, int]]) -> str:
     if isinstance(run, str):
         return f"skipped: {run}"
-    took = f"> {limit:g} s" if run.timed_out else f"{run.seconds:.1f} s"
+    took = f"> {run.limit_s:.0f} s" if run.timed_out else f"{run.seconds:.1f} s"
     first = "" if run.first_probe_s is None else f", first probe {run.first_probe_s:.2f} s"
     return (
         f"{took}, {run.rss_mib:.0f} MiB{first}, missed {run.missed(truth)} of {len(truth)}"
@@ -247,10 +254,10 @@ def _describe(run: ToolRun | str, truth: set[tuple[str, int]], limit: float) -> 
     )
 
 
-def _figures(run: ToolRun, truth: set[tuple[str, int]], limit: float) -> dict[str, object]:
+def _figures(run: ToolRun, truth: set[tuple[str, int]]) -> dict[str, object]:
     return {
         "seconds": None if run.timed_out else round(run.seconds, 2),
-        "time": f"> {limit:g} s" if run.timed_out else f"{run.seconds:.1f} s",
+        "time": f"> {run.limit_s:.0f} s" if run.timed_out else f"{run.seconds:.1f} s",
         "peak_rss_mib": round(run.rss_mib, 1),
         "first_probe_s": None if run.first_probe_s is None else round(run.first_probe_s, 3),
         "open_missed": run.missed(truth),
@@ -259,12 +266,10 @@ def _figures(run: ToolRun, truth: set[tuple[str, int]], limit: float) -> dict[st
     }
 
 
-def _rows(
-    prefix: str, runs: dict[str, ToolRun | str], truth: set[tuple[str, int]], limit: float
-) -> list[Row]:
+def _rows(prefix: str, runs: dict[str, ToolRun | str], truth: set[tuple[str, int]]) -> list[Row]:
     portlib = runs["portlib"]
     assert isinstance(portlib, ToolRun)
-    mine = _figures(portlib, truth, limit)
+    mine = _figures(portlib, truth)
     rows = []
     for peer, flags in (("nmap", "-sS -T4"), ("masscan", f"--rate {MASSCAN_RATE}, -Pn")):
         name = f"{prefix} x ports {PORTS}, SYN"
@@ -272,7 +277,7 @@ def _rows(
         if isinstance(run, str):
             rows.append(Row(name, peer, portlib.seconds, None, 1, skipped=run))
             continue
-        theirs = _figures(run, truth, limit)
+        theirs = _figures(run, truth)
         rows.append(
             Row(
                 name,
