@@ -22,6 +22,7 @@ from portlib.model import Endpoint, Family, Process, Protocol, Socket, SocketSta
 from portlib.socktable import SocketQueryError
 from portlib.socktable.filters import in_states
 from portlib.socktable.whoselect import Selector, parse_selector
+from tests.user_typecheck import mypy_on
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -240,23 +241,15 @@ def test_whole_command_runs(listener: int) -> None:
 
 def test_a_users_type_check_sees_socket_kinds(tmp_path: Path) -> None:
     """``sockets``/``listening`` are typed by kind: a user's mypy knows "tcp" gives Sockets."""
-    script = tmp_path / "user_script.py"
-    script.write_text(
+    proc = mypy_on(
+        tmp_path / "user_script.py",
         "import portlib\n"
         "from portlib import Socket, UnixSocket\n"
         'tcp: list[Socket] = portlib.listening("tcp")\n'
         'unix: list[UnixSocket] = portlib.sockets("unix", processes=False)\n'
         'ports: list[int] = [s.local.port for s in portlib.sockets("udp6", filter="sport = :53")]\n'
         'wrong: list[UnixSocket] = portlib.sockets("tcp")\n'
-        'typo = portlib.sockets("tcp", proceses=False)\n'
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(script)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "MYPYPATH": str(ROOT)},
-        timeout=300,
+        'typo = portlib.sockets("tcp", proceses=False)\n',
     )
     lines = [line for line in proc.stdout.splitlines() if "error:" in line]
     assert {line.split(":")[1] for line in lines} == {"6", "7"}, proc.stdout  # only the bad two

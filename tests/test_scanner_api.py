@@ -26,6 +26,7 @@ from portlib.model import HostState, PortResult, PortState, Protocol, Reason, Sc
 from portlib.scanning import ENGINES, QUEUE_SIZE, Scanner, parse_methods, scan, scan_async
 from portlib.scanning.contract import Emit, ScanWork, emit_many
 from portlib.services import top_ports
+from tests.user_typecheck import mypy_on
 
 REPO = Path(__file__).resolve().parent.parent
 V4 = ip_address("127.0.0.1")
@@ -545,19 +546,11 @@ def test_public_names() -> None:
 
 def test_a_misspelt_scan_option_fails_a_users_type_check(tmp_path: Path) -> None:
     """``scan``'s options are a TypedDict: mypy catches ``timming=4`` in a user's script."""
-    script = tmp_path / "user_script.py"
-    script.write_text(
+    proc = mypy_on(
+        tmp_path / "user_script.py",
         "import portlib\n"
         'portlib.scan("127.0.0.1", "22", timing=4, retries=1)\n'
-        'portlib.scan("127.0.0.1", "22", timming=4)\n'
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(script)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "MYPYPATH": str(REPO)},
-        timeout=300,
+        'portlib.scan("127.0.0.1", "22", timming=4)\n',
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert 'Unexpected keyword argument "timming"' in proc.stdout

@@ -33,6 +33,7 @@ class Silences:
     ) -> None:
         self.book = book
         self.hosts = hosts
+        self.limited = [h for h in hosts if h.limit is not None]  # their buckets may wait
         self.kind = kind
         self.retries = retries
         self.rtt = rtt
@@ -91,7 +92,7 @@ class Silences:
         book = self.book
         if book.pending or book.resend or book.paced_out:
             return False
-        return not any(h.limit is not None and h.limit.waiting for h in self.hosts)
+        return not any(h.limit is not None and h.limit.waiting for h in self.limited)
 
     def review_bench(self, now: float, *, final: bool) -> None:
         """Benched probes the budget now allows go again.
