@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -270,6 +271,14 @@ NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
 )
 def test_non_root_kill_says_hidden_owners_remain() -> None:
     # root holds 127.0.0.1:P; an unprivileged process holds 127.0.0.2:P (the same port).
+    # The checkout may sit where the unprivileged user cannot read (a clone in a 0700
+    # directory): it runs a copy of the package from a directory anyone can read.
+    readable = Path(tempfile.mkdtemp(prefix="portlib-nobody-"))
+    readable.chmod(0o755)
+    shutil.copytree(ROOT / "portlib", readable / "portlib")
+    for path in (readable, *readable.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    nobody_env = {**ENV, "PYTHONPATH": str(readable)}
     root_child, port = _child("time.sleep(60)")
     nobody = subprocess.Popen(
         [*NOBODY, sys.executable, "-c",
@@ -281,7 +290,11 @@ def test_non_root_kill_says_hidden_owners_remain() -> None:
     try:
         assert nobody.stdout is not None and nobody.stdout.readline() == "ok\n"
         done = subprocess.run(
-            [*NOBODY, *CLI, str(port), "--kill"], capture_output=True, text=True, cwd=ROOT, env=ENV
+            [*NOBODY, *CLI, str(port), "--kill"],
+            capture_output=True,
+            text=True,
+            cwd=readable,
+            env=nobody_env,
         )
         assert done.returncode == 1, done.stderr
         assert done.stdout.startswith(f"sent SIGTERM to PID {nobody.pid} ")
@@ -289,12 +302,17 @@ def test_non_root_kill_says_hidden_owners_remain() -> None:
         assert nobody.wait(timeout=5) == -signal.SIGTERM
         assert root_child.poll() is None  # untouched
         only_hidden = subprocess.run(
-            [*NOBODY, *CLI, str(port), "--kill"], capture_output=True, text=True, cwd=ROOT, env=ENV
+            [*NOBODY, *CLI, str(port), "--kill"],
+            capture_output=True,
+            text=True,
+            cwd=readable,
+            env=nobody_env,
         )
         assert only_hidden.returncode == 2 and "run as root" in only_hidden.stderr
     finally:
         _stop(root_child)
         _stop(nobody)
+        shutil.rmtree(readable, ignore_errors=True)
 
 
 def test_control_characters_are_escaped() -> None:
