@@ -104,6 +104,7 @@ _LAZY: dict[str, str] = {
     "parse_report": "portlib.output:parse",
     "dump_report": "portlib.output:dump",
     "render_report": "portlib.output:render",
+    "merge_reports": "portlib.merging",
 }
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ if TYPE_CHECKING:
     from portlib.output import load as load_report
     from portlib.output import parse as parse_report
     from portlib.output import render as render_report
+    from portlib.merging import merge_reports
     from portlib.ports import find_free_port, is_port_free, port_ranges, reserve_port
     from portlib.portspec import PortList, parse_ports
     from portlib.scanning.scanner import Scanner, scan, scan_async
@@ -224,6 +226,7 @@ __all__ = [
     "kill_port",
     "listening",
     "load_report",
+    "merge_reports",
     "parse_ports",
     "parse_report",
     "parse_socket_filter",
