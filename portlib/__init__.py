@@ -108,11 +108,11 @@ _LAZY: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
+    from portlib.merging import merge_reports
     from portlib.output import dump as dump_report
     from portlib.output import load as load_report
     from portlib.output import parse as parse_report
     from portlib.output import render as render_report
-    from portlib.merging import merge_reports
     from portlib.ports import find_free_port, is_port_free, port_ranges, reserve_port
     from portlib.portspec import PortList, parse_ports
     from portlib.scanning.scanner import Scanner, scan, scan_async

@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Unpack
 
-from portlib.errors import PrivilegeError, ScanError
+from portlib.errors import PrivilegeError, ScanError, TargetSpecError
 from portlib.model import ScanMethod, ScanReport
 from portlib.version import __version__
 
@@ -185,14 +185,23 @@ def _resolve_targets(targets: Targets, exclude: str | None) -> TargetSet:
             raise ScanError("pass exclude to parse_targets, not with a parsed TargetSet")
         return targets
     spec = targets if isinstance(targets, str) else " ".join(str(t) for t in targets)
-    return parse_targets(spec, exclude)
+    resolved = parse_targets(spec, exclude)
+    if not resolved:
+        raise TargetSpecError("no targets left to scan (all excluded?)")
+    return resolved
 
 
 def _check_options(targets: TargetSet, ports: Ports, seed: int, options: Mapping[str, Any]) -> None:
     """Every option checked as a shard will take it (the Scanner checks; it sends nothing)."""
+    from portlib.scanning.options import parse_methods
     from portlib.scanning.scanner import Scanner
 
     Scanner(targets, ports, shard=(0, 1), seed=seed, **options)
+    if ScanMethod.PING in parse_methods(options.get("method", "connect")):
+        raise ScanError(
+            "a ping scan (method 'ping', -sn) has no ports to split into shards: every "
+            "shard would ping every host; run it with portlib.scan"
+        )
 
 
 def _check_privilege(options: Mapping[str, Any], facts: Mapping[str, WorkerFacts]) -> None:

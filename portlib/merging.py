@@ -23,15 +23,16 @@ The rules, one per field:
   service detection (``detected``);
 - a down host keeps no ports, as in a scanned report;
 - ``probes_sent`` is the sum, ``started`` the earliest start, ``elapsed`` the span to the
-  latest end, ``interrupted`` true if any report was; ``args`` are the first report's.
+  latest end, ``interrupted`` true if any report was; ``args`` are the first report's;
+- ``ports_per_host`` is the largest: nmap's XML (``<scaninfo numservices>``) counts only
+  the ports a report holds verdicts on, so a shard's XML file counts fewer.
 
-Reports of different scans (another method, other protocols, another number of ports
-per host) are refused with a :class:`~portlib.errors.ScanError`.
+Reports of different scans (another method, other protocols) are refused with a
+:class:`~portlib.errors.ScanError`.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Iterable
 
 from portlib.errors import ScanError
@@ -96,14 +97,15 @@ def merge_reports(*reports: ScanReport) -> ScanReport:
     for index, other in enumerate(reports[1:], start=2):
         _check_same_scan(first, other, index)
     started = min(r.started for r in reports)
-    ended = max(r.started + _dt.timedelta(seconds=r.elapsed) for r in reports)
+    # From the earliest start to the latest end; exact for a report that starts first.
+    elapsed = max((r.started - started).total_seconds() + r.elapsed for r in reports)
     return ScanReport(
         hosts=tuple(_merge_host(views) for views in _views_by_host(reports).values()),
         method=first.method,
         started=started,
-        elapsed=(ended - started).total_seconds(),
+        elapsed=elapsed,
         protocols=first.protocols,
-        ports_per_host=first.ports_per_host,
+        ports_per_host=max(r.ports_per_host for r in reports),
         args=first.args,
         interrupted=any(r.interrupted for r in reports),
         probes_sent=sum(r.probes_sent for r in reports),
@@ -115,7 +117,6 @@ def _check_same_scan(first: ScanReport, other: ScanReport, index: int) -> None:
     facts = (
         ("method", str(first.method), str(other.method)),
         ("protocols", _words(first.protocols), _words(other.protocols)),
-        ("ports per host", str(first.ports_per_host), str(other.ports_per_host)),
     )
     for what, mine, theirs in facts:
         if mine != theirs:

@@ -30,7 +30,6 @@ from tests.lab.anyip import AnyIPHost, add_anyip_host
 from tests.lab.netns import kill_group, ns_argv
 from tests.lab.procs import REPO_ROOT, python_env
 
-pytest.importorskip("distributed", reason="portlib[dask] is not installed")
 pytestmark = pytest.mark.lab
 
 PREFIX = "198.18.0.0/24"
@@ -201,6 +200,28 @@ def test_shards_on_two_workers_give_the_exact_report_and_no_probe_twice(
     assert plain.verdicts == merged.verdicts and plain.hosts == merged.hosts
     assert syns.count() == PROBES
     print(f"{method}: {PROBES} probes in 2 shards, {sent} SYNs at the target, {seconds:.1f} s")
+
+
+def test_the_cli_scans_on_the_cluster(
+    module_lab: Lab, target: AnyIPHost, cluster: Cluster, syns: SynCounter
+) -> None:
+    argv = [sys.executable, "-m", "portlib", "scan", "--dask-scheduler", SCHEDULER,
+            "--shards", "3", "-Pn", "-sS", "-p", SCANNED, "--max-rate", "500",
+            "--timeout", "2s", "-oX", "-", PREFIX]  # fmt: skip
+    done = module_lab.exec(argv, timeout=120)
+    report = portlib.parse_report(done.stdout)
+    assert summarize(report).verdicts == truth(target)
+    assert syns.count() == PROBES
+    assert done.stderr == ""
+
+
+def test_the_cli_says_when_the_scheduler_is_not_there(module_lab: Lab) -> None:
+    argv = [sys.executable, "-m", "portlib", "scan", "--dask-scheduler", "tcp://127.0.0.1:9",
+            "-Pn", "-p", "22", PREFIX]  # fmt: skip
+    done = module_lab.exec(argv, timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stderr.startswith("portlib: error: cannot reach the Dask scheduler at tcp://")
+    assert done.stderr.count("\n") == 1
 
 
 def test_a_worker_killed_mid_shard_has_its_shard_run_again(

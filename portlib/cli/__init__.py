@@ -24,7 +24,14 @@ from typing import NoReturn
 
 from portlib.errors import PortlibError
 
-_COMMANDS: tuple[str, ...] = ("scan_cmd", "free_cmd", "diff_cmd", "sockets_cmd", "who_cmd")
+_COMMANDS: tuple[str, ...] = (
+    "scan_cmd",
+    "free_cmd",
+    "diff_cmd",
+    "merge_cmd",
+    "sockets_cmd",
+    "who_cmd",
+)
 _INTERMIXED = frozenset({"scan", "sockets", "who"})  # positionals may come among flags
 _NUMBER = re.compile(r"-[0-9][0-9,.-]*")  # -5, -1024, -1.5: a value, not a flag
 
@@ -53,6 +60,7 @@ def build_parser() -> OneLineParser:
             "  portlib free                        a free TCP port\n"
             "  portlib service ssh                 the ports registered for ssh\n"
             "  portlib diff old.xml new.xml        what changed between two scans\n"
+            "  portlib merge part1.xml part2.xml   one scan from its --shard parts\n"
             "\n"
             "Run 'portlib COMMAND --help' for a command's options and examples."
         ),

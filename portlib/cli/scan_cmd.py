@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from portlib.errors import OutputError
     from portlib.model import PortResult, ScanReport
     from portlib.scanning import Scanner
+    from portlib.scanning.options import ScanOptions
     from portlib.targets import TargetSet
 
 ResultHook = Callable[["PortResult"], object]
@@ -120,15 +121,23 @@ def scanner_from_args(
     args: argparse.Namespace, targets: Any, on_progress: Callable[[int, int], object] | None
 ) -> Scanner:
     """A Scanner for these flags; every bad flag raises a PortlibError here."""
-    from portlib.cli.scan_flags import VERSIONS
-    from portlib.cli.scan_timing import timing_from_args
     from portlib.scanning import Scanner
 
     methods = methods_from_args(args)
-    return Scanner(
-        targets,
-        ports_from_args(args, methods),  # type: ignore[arg-type]
-        method=methods,
+    options = scan_options(args, on_progress)
+    return Scanner(targets, ports_from_args(args, methods), **options)  # type: ignore[arg-type]
+
+
+def scan_options(
+    args: argparse.Namespace, on_progress: Callable[[int, int], object] | None
+) -> ScanOptions:
+    """The Scanner's keyword options for these flags (the targets and ports aside)."""
+    from portlib.cli.scan_flags import VERSIONS
+    from portlib.cli.scan_timing import timing_from_args
+    from portlib.scanning.options import ScanOptions
+
+    return ScanOptions(
+        method=methods_from_args(args),
         timing=timing_from_args(args),
         timeout=args.timeout,
         retries=args.retries,
@@ -185,6 +194,13 @@ def run_scan(
 
     from portlib.errors import PortlibError
 
+    if args.dask_scheduler is not None or args.shards is not None:
+        from portlib.cli.dask_scan import check_dask_flags, run_on_dask
+
+        check_dask_flags(args)
+        targets = asyncio.run(targets_from_args(args))
+        ports = ports_from_args(args, methods_from_args(args))
+        return run_on_dask(args, targets, ports, scan_options(args, None), on_result), None
     holder: list[Scanner] = []
 
     async def main() -> None:

@@ -33,6 +33,7 @@ examples:
   portlib scan --max-rtt-timeout 200ms --max-retries 1 --scan-delay 10ms 192.0.2.10
   portlib scan --stats-every 10s -oA scans/today 192.0.2.0/24   status lines on stderr
   portlib scan --shard 1/4 --seed 7 -iL targets.txt  the first quarter of a split scan
+  portlib scan --dask-scheduler tcp://192.0.2.1:8786 -Pn -sS 198.18.0.0/16   on a Dask cluster
   portlib scan --jsonl -p- localhost | jq -c 'select(.state == "open")'   stream verdicts
 
 SIGTERM and SIGHUP end a scan as Ctrl-C does: the partial report is printed and every
@@ -168,6 +169,7 @@ def build(subparsers: Any) -> argparse.ArgumentParser:
     _what_to_scan(parser)
     _timing(parser)
     _targets(parser)
+    _distributed(parser)
     _reporting(parser)
     from portlib.cli.outputs import add_output_arguments
 
@@ -331,6 +333,21 @@ def _targets(parser: argparse.ArgumentParser) -> None:
         action="store_const",
         const=True,
         help="look up the name of every target address that has none (reverse DNS)",
+    )
+
+
+def _distributed(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("distributed (needs: pip install 'portlib[dask]')")
+    group.add_argument(
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        help="run the scan as shards on the workers of this Dask scheduler (tcp://HOST:PORT)",
+    )
+    group.add_argument(
+        "--shards",
+        type=_positive_int,
+        metavar="N",
+        help="with --dask-scheduler: N shards (default: one per worker thread)",
     )
 
 
