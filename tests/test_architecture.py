@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "portlib"
 # ARCHITECTURE.md lists the same modules; the clock and randomness are passed in.
 PURE = (
     "portlib.errors",
+    "portlib.folding",
     "portlib.merging",
     "portlib.model",
     "portlib.portspec",

@@ -20,6 +20,7 @@ import datetime as _dt
 from dataclasses import dataclass
 from enum import StrEnum
 
+from portlib.folding import IGNORE_ABOVE
 from portlib.model import (
     HostResult,
     HostState,
@@ -31,7 +32,6 @@ from portlib.model import (
     ScanMethod,
     ScanReport,
 )
-from portlib.output.portsummary import IGNORE_ABOVE
 from portlib.output.sharedtext import command_line, nmap_time
 from portlib.textsafe import printable
 

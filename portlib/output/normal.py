@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from itertools import compress, repeat
 from operator import and_, is_, not_
 
+from portlib.folding import count_members, folded_states, is_one_of
 from portlib.model import (
     HostResult,
     HostState,
@@ -32,8 +33,7 @@ from portlib.model import (
     ScanMethod,
     ScanReport,
 )
-from portlib.output.columns import PortColumns, columns_of, count_members, is_one_of, sharing
-from portlib.output.portsummary import ignored_states
+from portlib.output.columns import PortColumns, columns_of, sharing
 from portlib.output.sharedtext import plural
 from portlib.textsafe import printable
 
@@ -120,7 +120,7 @@ def _host_lines(host: HostResult, *, open_only: bool, reason: bool, ping_only: b
     # same rule as the XML and grepable outputs (portsummary), so all three agree.
     columns = columns_of(host)
     counts = columns.state_counts()
-    hidden_states = ignored_states(counts)
+    hidden_states = folded_states(counts)
     if open_only:
         hidden_states += [
             s for s in counts if s not in _SHOWN_WITH_OPEN_ONLY and s not in hidden_states

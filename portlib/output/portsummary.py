@@ -15,21 +15,10 @@ from functools import partial
 from itertools import compress, repeat
 from operator import and_, is_, not_
 
+from portlib.folding import IGNORE_ABOVE, count_members, folded_states, is_one_of
+from portlib.folding import PROTOCOL_ORDER as _PROTOCOL_ORDER
 from portlib.model import HostResult, PortResult, PortState, Protocol, Reason
-from portlib.output.columns import (
-    PortColumns,
-    columns_of,
-    count_members,
-    is_one_of,
-    remembered,
-    take,
-)
-
-IGNORE_ABOVE = 25
-"""A non-open state with more ports than this (per host) is summarised, as nmap does."""
-
-# nmap walks a host's ports protocol by protocol (TCP, then UDP), each ascending.
-_PROTOCOL_ORDER: dict[Protocol, int] = {Protocol.TCP: 0, Protocol.UDP: 1, Protocol.RAW: 2}
+from portlib.output.columns import PortColumns, columns_of, remembered, take
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,23 +87,15 @@ def summary_of(host: HostResult) -> PortSummary:
     return remembered(host, "summary", compute)
 
 
-def ignored_states(
-    counts: dict[PortState, int], ignore_above: int = IGNORE_ABOVE
-) -> list[PortState]:
-    """The states a host's ports are folded in, from its :meth:`PortColumns.state_counts`."""
-    return [s for s, n in counts.items() if s is not PortState.OPEN and n > ignore_above]
-
-
 def _fold(columns: PortColumns, ignore_above: int) -> Folding:
     # Of all rows only the states are read; numbers and protocols only of the rows
     # shown, to order them (filtering then a stable sort = the sort then filtering).
     counts = columns.state_counts()
-    folded = ignored_states(counts, ignore_above)
+    folded = folded_states(counts, ignore_above)
     if not folded:
         return Folding(_in_port_order(columns), ())
     hidden = is_one_of(columns.states, folded)
     shown = _in_port_order(PortColumns(compress(columns.ports, map(not_, hidden))))
-    folded.sort(key=lambda state: (-counts[state], state))
     return Folding(shown, tuple((state, counts[state]) for state in folded))
 
 
