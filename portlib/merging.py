@@ -16,11 +16,15 @@ The rules, one per field:
 - a host's state: up beats down beats unknown (:data:`HOST_STATE_PREFERENCE`); the
   reason and latency come from the first report with the winning state, the host name
   from the first report that has one; ``timed_out`` if any report gave up on it;
-- port verdicts: the union by (port, protocol). A verdict two reports both hold (they
-  overlap, or were merged twice) is kept once: the more informative state wins
+- port verdicts: the union by (port, protocol) of every verdict, listed or folded
+  (``HostResult.all_ports()``). A verdict two reports both hold (they overlap, or were
+  merged twice) is kept once: the more informative state wins
   (:data:`PORT_STATE_PREFERENCE`: an answer beats silence, one state beats a pair), and
   between equal states the first report's verdict, unless only a later one carries
   service detection (``detected``);
+- the union is folded by nmap's rule (:func:`portlib.folding.fold_ports`), as a scan
+  folds a finished host: a state other than open with more than 25 of the host's ports
+  goes to ``extra_ports``, however the shards had it folded;
 - a down host keeps no ports, as in a scanned report;
 - ``probes_sent`` is the sum, ``started`` the earliest start, ``elapsed`` the span to the
   latest end, ``interrupted`` true if any report was; ``args`` are the first report's;
@@ -36,7 +40,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from portlib.errors import ScanError
+from portlib.folding import Shared, fold_ports
 from portlib.model import (
+    FoldedPorts,
     HostResult,
     HostState,
     IPAddress,
@@ -96,11 +102,12 @@ def merge_reports(*reports: ScanReport) -> ScanReport:
     first = reports[0]
     for index, other in enumerate(reports[1:], start=2):
         _check_same_scan(first, other, index)
+    shared: Shared = {}  # hosts folded alike share the fold's objects, as in a scan
     started = min(r.started for r in reports)
     # From the earliest start to the latest end; exact for a report that starts first.
     elapsed = max((r.started - started).total_seconds() + r.elapsed for r in reports)
     return ScanReport(
-        hosts=tuple(_merge_host(views) for views in _views_by_host(reports).values()),
+        hosts=tuple(_merge_host(views, shared) for views in _views_by_host(reports).values()),
         method=first.method,
         started=started,
         elapsed=elapsed,
@@ -139,33 +146,36 @@ def _views_by_host(reports: Iterable[ScanReport]) -> dict[IPAddress, list[HostRe
     return views
 
 
-def _merge_host(views: list[HostResult]) -> HostResult:
+def _merge_host(views: list[HostResult], shared: Shared) -> HostResult:
     """One host as every report saw it, joined by the rules of the module doc."""
     best = min(views, key=lambda h: _HOST_RANK[h.state])  # min keeps the first of equals
     hostname = next((h.hostname for h in views if h.hostname is not None), None)
-    ports: tuple[PortResult, ...] = ()
+    listed: tuple[PortResult, ...] = ()
+    folded: tuple[FoldedPorts, ...] = ()
     if best.state is HostState.UP:
-        ports = _merge_ports(p for h in views for p in h.ports)
+        verdicts = _merge_ports(p for h in views for p in h.all_ports())
+        listed, folded = fold_ports(verdicts, shared=shared)
     return HostResult(
         address=best.address,
         hostname=hostname,
         state=best.state,
         reason=best.reason,
-        ports=ports,
+        ports=listed,
         latency=best.latency,
         timed_out=any(h.timed_out for h in views),
+        extra_ports=folded,
     )
 
 
-def _merge_ports(verdicts: Iterable[PortResult]) -> tuple[PortResult, ...]:
-    """One verdict per (port, protocol), ascending as a scan lists them."""
+def _merge_ports(verdicts: Iterable[PortResult]) -> list[PortResult]:
+    """One verdict per (port, protocol), ascending as a scan lists them (TCP first)."""
     kept: dict[PortKey, PortResult] = {}
     for verdict in verdicts:
         key = (verdict.port, verdict.protocol is not Protocol.TCP, verdict.protocol)
         held = kept.get(key)
         if held is None or _better(verdict, held):
             kept[key] = verdict
-    return tuple(kept[key] for key in sorted(kept))
+    return [kept[key] for key in sorted(kept)]
 
 
 def _better(candidate: PortResult, held: PortResult) -> bool:

@@ -73,9 +73,10 @@ def test_the_sharded_scan_equals_the_plain_one(client: Any, listener: int) -> No
     ports = [listener, *range(1, 40)]
     merged = portlib.distributed.scan("127.0.0.1", ports, client=client, discovery=False)
     plain = portlib.scan("127.0.0.1", ports, discovery=False)
-    assert [(p.port, p.state) for p in merged.hosts[0].ports] == [
-        (p.port, p.state) for p in plain.hosts[0].ports
+    assert [(p.port, p.state) for p in merged.hosts[0].all_ports()] == [
+        (p.port, p.state) for p in plain.hosts[0].all_ports()
     ]
+    assert merged.hosts[0].extra_ports[0].count == len(ports) - 1  # folded as a scan folds
     assert [p.port for p in merged.open_ports()] == [listener]
     assert merged.probes_sent == len(ports)  # four shards (threads), each probe once
 

@@ -59,7 +59,7 @@ def summarize(report: Any) -> Summary:
     verdicts: dict[tuple[str, int], str] = {}
     duplicates = []
     for host in report.hosts:
-        for port in host.ports:
+        for port in host.all_ports():
             key = (str(port.host), port.port)
             if key in verdicts:
                 duplicates.append(key)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import portlib
 from portlib.cli import main
 from portlib.errors import ScanError
+from portlib.folding import fold_ports
 from portlib.merging import PORT_STATE_PREFERENCE, merge_reports
 from portlib.model import (
     DetectedService,
@@ -39,12 +40,50 @@ def shard_of(report: ScanReport, index: int, count: int, **changes: object) -> S
     return dataclasses.replace(report, hosts=hosts, **changes)
 
 
+def folded(report: ScanReport) -> ScanReport:
+    """``report`` with each host folded by nmap's rule, as a scan folds it."""
+    hosts = []
+    for host in report.hosts:
+        listed, extra = fold_ports(host.all_ports())
+        hosts.append(dataclasses.replace(host, ports=listed, extra_ports=extra))
+    return dataclasses.replace(report, hosts=tuple(hosts))
+
+
+def facts(host: HostResult) -> list[tuple[int, Protocol, PortState, Reason]]:
+    """What a fold keeps of each verdict (it drops rtt and service)."""
+    return [(p.port, p.protocol, p.state, p.reason) for p in host.all_ports()]
+
+
 def test_the_shards_of_a_report_merge_back_into_it() -> None:
     whole = sample_report(probes_sent=131)
     parts = [shard_of(whole, i, 3, probes_sent=[44, 44, 43][i]) for i in range(3)]
     assert all(len(p.hosts[0].ports) < len(whole.hosts[0].ports) for p in parts)
-    assert merge_reports(*parts) == whole
-    assert merge_reports(*reversed(parts)) == whole  # ports are listed in order, not arrival
+    merged = merge_reports(*parts)
+    assert merged == folded(whole)
+    assert merge_reports(*reversed(parts)) == merged  # listed in order, not by arrival
+    assert facts(merged.hosts[0]) == facts(whole.hosts[0])
+
+
+def test_a_merged_host_is_folded_as_a_scanned_one() -> None:
+    """Twenty closed ports in each of three shards are listed there; the 60 of the
+    whole host are more than 25, so the merge folds them, into one range each reason."""
+    host = sample_report().hosts[0]
+    closed = [port(n) for n in range(1000, 1060)]
+    whole = sample_report(hosts=(dataclasses.replace(host, ports=tuple(closed)),))
+    parts = [shard_of(whole, i, 3) for i in range(3)]
+    assert all(p.hosts[0].extra_ports == () for p in folded_parts(parts))
+    merged = merge_reports(*parts).hosts[0]
+    assert merged.ports == ()
+    ((closed_fold,),) = [tuple(f.reasons) for f in merged.extra_ports]
+    assert merged.extra_ports[0].state is PortState.CLOSED
+    assert (closed_fold.reason, closed_fold.ranges) == (Reason.CONN_REFUSED, ((1000, 1059),))
+    # Shards that folded already: their folds are expanded, joined and folded again.
+    again = merge_reports(*folded_parts([shard_of(folded(whole), 0, 1)] * 2))
+    assert again.hosts[0].extra_ports == merged.extra_ports
+
+
+def folded_parts(parts: list[ScanReport]) -> list[ScanReport]:
+    return [folded(p) for p in parts]
 
 
 def test_tcp_lists_before_udp_on_the_same_port() -> None:
@@ -173,7 +212,7 @@ def test_any_split_of_a_report_merges_back(whole: ScanReport, count: int, rng: o
         )
         for bucket in buckets
     ]
-    assert merge_reports(*parts) == whole
+    assert merge_reports(*parts) == folded(whole)
 
 
 # --- portlib merge ---------------------------------------------------------------------
@@ -188,12 +227,19 @@ def test_the_cli_merges_xml_and_json_shards(
     dump(shard_of(whole, 1, 2), str(second))
     out = tmp_path / "whole.xml"
     assert main(["merge", str(first), str(second), "-oX", str(out), "--json"]) == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert len(printed["hosts"][0]["ports"]) == len(whole.hosts[0].ports)
+    printed = json.loads(capsys.readouterr().out)["hosts"][0]
+    expected = folded(whole).hosts[0]
+    assert [p["port"] for p in printed["ports"]] == [p.port for p in expected.ports]
+    assert [(f["state"], sum(map(_count, f["reasons"]))) for f in printed["extra_ports"]] == [
+        (f.state.value, f.count) for f in expected.extra_ports
+    ]
     merged = load(str(out))
-    expected = {(p.port, p.protocol, p.state, p.reason) for p in whole.hosts[0].ports}
-    assert {(p.port, p.protocol, p.state, p.reason) for p in merged.hosts[0].ports} == expected
     assert [h.state for h in merged.hosts] == [HostState.UP, HostState.DOWN]
+    assert {p.port for p in merged.open_ports()} == {22, 80}
+
+
+def _count(group: dict[str, object]) -> int:
+    return sum(last - first + 1 for first, last in group["ranges"])  # type: ignore[attr-defined]
 
 
 def test_the_cli_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -224,3 +270,17 @@ def test_the_cli_says_what_is_wrong_in_one_line(
     assert main(["merge", *(str(tmp_path / f) for f in files)]) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1 and err.startswith("portlib: error: ")
+
+
+def test_the_cli_streams_every_verdict_folded_ones_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole = sample_report()
+    paths = [tmp_path / "part1.json", tmp_path / "part2.json"]
+    for i, path in enumerate(paths):
+        dump(shard_of(whole, i, 2), str(path))
+    assert main(["merge", *map(str, paths), "--jsonl"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(d["port"], d["protocol"], d["state"]) for d in lines] == [
+        (p.port, p.protocol.value, p.state.value) for p in whole.hosts[0].all_ports()
+    ]

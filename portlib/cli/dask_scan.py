@@ -57,7 +57,7 @@ def run_on_dask(
         )
     if on_result is not None:
         for host in report.hosts:
-            for verdict in host.ports:
+            for verdict in host.all_ports():
                 on_result(verdict)
     return report
 

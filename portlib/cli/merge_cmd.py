@@ -54,7 +54,7 @@ def handle(args: argparse.Namespace) -> int:
     emit = out.jsonl_hook(args)
     if emit is not None:
         for host in report.hosts:
-            for verdict in host.ports:
+            for verdict in host.all_ports():
                 emit(verdict)
     elif not out.writes_stdout(args):
         if args.json:
