@@ -110,8 +110,10 @@ class Cluster:
     def start_scheduler(self) -> None:
         env = python_env()
         env["DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION"] = "1.0"  # one task per thread
+        # --idle-timeout: a scheduler left behind by a killed test run stops by itself.
         argv = [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
-                "--port", SCHEDULER.rsplit(":", 1)[1], "--no-dashboard"]  # fmt: skip
+                "--port", SCHEDULER.rsplit(":", 1)[1], "--no-dashboard",
+                "--idle-timeout", "300"]  # fmt: skip
         self._start("scheduler", ns_argv(self.lab.scanner_ns, argv), "Scheduler at:", env)
 
     def start_worker(self, name: str, *, without_net_raw: bool = False) -> None:
@@ -137,6 +139,9 @@ class SynCounter:
 
     def __init__(self, target: AnyIPHost) -> None:
         self.host = target.host
+
+    def install(self) -> None:
+        """The rule itself: first in INPUT, before the REJECTs; it only counts."""
         self.host.iptables("-I", "INPUT", "1", "-p", "tcp", "--syn", "-d", PREFIX)
 
     def reset(self) -> None:
@@ -149,7 +154,9 @@ class SynCounter:
 
 @pytest.fixture(scope="module")
 def target(module_lab: Lab) -> AnyIPHost:
-    return add_anyip_host(module_lab, PREFIX, ports=LISTENING, reject=[REJECTED])
+    built = add_anyip_host(module_lab, PREFIX, ports=LISTENING, reject=[REJECTED])
+    SynCounter(built).install()
+    return built
 
 
 @pytest.fixture(scope="module")
