@@ -35,6 +35,7 @@ Decisions:
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Unpack
@@ -51,6 +52,9 @@ if TYPE_CHECKING:
     from portlib.targets import TargetSet
 
 INSTALL_HINT = "pip install 'portlib[dask]'"
+STOP_POLL_S = 0.5  # how often a shard asks whether it should stop
+STOP_WAIT_S = 30.0  # how long stopped shards get to hand in what they decided
+WAIT_POLL_S = 0.05  # how often the caller looks whether the shards are done
 # Options a distributed scan sets itself, or that cannot cross to a worker.
 _NOT_HERE: dict[str, str] = {
     "shard": "a distributed scan makes the shards itself (give shards=N)",
@@ -234,24 +238,58 @@ def _run_shards(
     from portlib.merging import merge_reports
 
     token = secrets.token_hex(4)
+    stop = f"portlib-stop-{token}"  # the Dask Event that asks the shards to stop
     futures = []
     for index in range(count):
         key = f"portlib-shard-{index + 1}of{count}-{token}"
         shard = (index, count)
         futures.append(
-            client.submit(scan_shard, targets, ports, shard, seed, options, key=key, pure=False)
+            client.submit(
+                scan_shard, targets, ports, shard, seed, options, stop, key=key, pure=False
+            )
         )
     cluster: Any = client  # distributed leaves gather and cancel untyped
     try:
-        reports: list[ScanReport] = cluster.gather(futures)
+        try:
+            _wait(futures, None)  # Ctrl-C lands here, not inside Dask's own waiting
+        except KeyboardInterrupt:
+            reports = _stop_shards(client, futures, stop)
+        else:
+            reports = cluster.gather(futures)  # a shard's error (or KilledWorker) raises
     except KilledWorker as exc:
         raise ScanError(
             f"a shard was lost with every worker that ran it ({exc}); "
             "the scheduler's allowed-failures limit was reached"
         ) from None
     finally:
-        cluster.cancel(futures)  # shards not started yet do not start; done ones are freed
+        cluster.cancel(futures)  # whatever is left does not start; done ones are freed
     return merge_reports(*reports)
+
+
+def _stop_shards(client: Client, futures: list[Any], stop: str) -> list[ScanReport]:
+    """Ctrl-C: ask every shard to stop and take what each decided (``interrupted``).
+
+    Shards not started yet return at once with nothing decided. A second Ctrl-C, or
+    no shard handing in anything within :data:`STOP_WAIT_S`, raises KeyboardInterrupt.
+    """
+    _untyped_distributed().Event(stop, client=client).set()
+    _wait(futures, time.monotonic() + STOP_WAIT_S)  # those not done by then are left out
+    done = [f for f in futures if f.status == "finished"]
+    if not done:
+        raise KeyboardInterrupt
+    cluster: Any = client  # distributed leaves gather untyped
+    reports: list[ScanReport] = cluster.gather(done)
+    return reports
+
+
+def _wait(futures: list[Any], deadline: float | None) -> None:
+    """Until every future is done, one has failed, or ``deadline`` (monotonic) passes."""
+    while not all(f.done() for f in futures):
+        if any(f.status == "error" for f in futures):
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        time.sleep(WAIT_POLL_S)
 
 
 def scan_shard(
@@ -260,11 +298,63 @@ def scan_shard(
     shard: tuple[int, int],
     seed: int,
     options: Mapping[str, Any],
+    stop: str,
 ) -> ScanReport:
-    """One Dask task: the ordinary scanner over shard ``(i, n)`` of the probe space."""
-    from portlib.scanning.scanner import scan as scan_here
+    """One Dask task: the ordinary Scanner over shard ``(i, n)`` of the probe space, until
+    it is done or the Dask Event named ``stop`` is set (then what it decided so far)."""
+    import asyncio
 
-    return scan_here(targets, ports, shard=shard, seed=seed, interrupt="raise", **options)
+    event = _untyped_distributed().Event(stop)
+    return asyncio.run(_scan_until(event, targets, ports, shard, seed, options))
+
+
+async def _scan_until(
+    stop: Any,
+    targets: TargetSet,
+    ports: Ports,
+    shard: tuple[int, int],
+    seed: int,
+    options: Mapping[str, Any],
+) -> ScanReport:
+    import asyncio
+    import threading
+
+    from portlib.scanning.scanner import Scanner
+
+    scanner = Scanner(targets, ports, shard=shard, seed=seed, **options)
+    finished = threading.Event()
+    async with scanner as results:
+        drain = asyncio.ensure_future(_drain(results))
+        watch = asyncio.ensure_future(asyncio.to_thread(_wait_for, stop, finished))
+        try:
+            await asyncio.wait({drain, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            finished.set()
+            drain.cancel()  # leaving the block stops the scan; its report keeps the verdicts
+            await watch
+        if drain.done() and not drain.cancelled():
+            drain.result()  # the scan's own error, as portlib.scan would raise it
+    return scanner.report()
+
+
+def _untyped_distributed() -> Any:
+    """Dask's distributed module; its Event and wait are untyped."""
+    import distributed
+
+    return distributed
+
+
+async def _drain(results: Any) -> None:
+    async for _ in results:
+        pass
+
+
+def _wait_for(stop: Any, finished: Any) -> bool:
+    """In a thread: whether ``stop`` (a Dask Event) was set before ``finished`` was."""
+    while not finished.is_set():
+        if stop.wait(timeout=STOP_POLL_S):
+            return True
+    return False
 
 
 __all__ = ["INSTALL_HINT", "WorkerFacts", "require_dask", "scan", "scan_shard", "worker_facts"]

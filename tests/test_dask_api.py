@@ -125,3 +125,30 @@ def test_bad_scheduler_addresses_are_one_line(capsys: pytest.CaptureFixture[str]
         assert words in err and err.count("\n") == 1
     assert main(["scan", "--shards", "2", "-Pn", "127.0.0.1"]) == 2
     assert "--shards N goes with --dask-scheduler" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_every_shard_and_returns_what_they_decided(client: Any) -> None:
+    """KeyboardInterrupt in the caller (as Ctrl-C raises it) while four shards scan 2000
+    ports at 100 probes/s each: they stop within a poll and the merge is partial."""
+    import signal
+    import threading
+    import time
+
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+    timer = threading.Timer(1.5, signal.pthread_kill, (main_thread, signal.SIGINT))
+    started = time.monotonic()
+    timer.start()
+    try:
+        report = portlib.distributed.scan(
+            "127.0.0.1", "1-2000", client=client, discovery=False, rate=100
+        )
+    finally:
+        timer.cancel()
+    seconds = time.monotonic() - started
+    decided = report.hosts[0].all_ports()
+    assert report.interrupted
+    assert 0 < len(decided) < 2000 and len({p.port for p in decided}) == len(decided)
+    assert report.probes_sent < 2000
+    assert seconds < 5, f"the shards took {seconds:.1f} s to stop"
+    print(f"stopped after {seconds:.1f} s: {len(decided)} of 2000 decided")

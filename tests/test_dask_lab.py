@@ -231,6 +231,36 @@ def test_the_cli_says_when_the_scheduler_is_not_there(module_lab: Lab) -> None:
     assert done.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_the_workers_and_writes_the_partial_report(
+    module_lab: Lab, target: AnyIPHost, cluster: Cluster, syns: SynCounter, signum: int,
+    status: int,
+) -> None:  # fmt: skip
+    """Ctrl-C (or SIGTERM) to the CLI: the shards stop on their workers (the target's SYN
+    counter stops), and what they decided is written, marked interrupted."""
+    out = Path(module_lab.dir) / f"partial-{signum}.xml"
+    argv = [sys.executable, "-m", "portlib", "scan", "--dask-scheduler", SCHEDULER, "-Pn",
+            "-sS", "-p", SCANNED, "--max-rate", "100", "--timeout", "2s", "-oX", str(out),
+            PREFIX]  # fmt: skip
+    proc = subprocess.Popen(ns_argv(module_lab.scanner_ns, argv), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=python_env(), cwd=REPO_ROOT)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while syns.count() < 100 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    at_exit = syns.count()
+    time.sleep(1.0)  # two polls of the stop event: a shard still running would show here
+    assert proc.returncode == status, err
+    assert syns.count() == at_exit < PROBES
+    report = portlib.load_report(str(out))
+    partial = summarize(report)
+    assert report.interrupted and partial.duplicates == []
+    assert 100 <= len(partial.verdicts) < PROBES
+    everything = truth(target)
+    assert all(everything[key] == state for key, state in partial.verdicts.items())
+
+
 def test_a_worker_killed_mid_shard_has_its_shard_run_again(
     module_lab: Lab, target: AnyIPHost, cluster: Cluster, syns: SynCounter
 ) -> None:

@@ -200,7 +200,10 @@ def run_scan(
         check_dask_flags(args)
         targets = asyncio.run(targets_from_args(args))
         ports = ports_from_args(args, methods_from_args(args))
-        return run_on_dask(args, targets, ports, scan_options(args, None), on_result), None
+        with stop_signals_interrupt() as received:  # the shards stop; their partial report
+            report = run_on_dask(args, targets, ports, scan_options(args, None), on_result)
+        stopped = received[0] if received else signal.SIGINT
+        return report, stopped if report.interrupted else None
     holder: list[Scanner] = []
 
     async def main() -> None:
