@@ -28,8 +28,9 @@ Decisions:
   when every one of them may, connect otherwise.
 - Workers must run the same portlib version as the caller: another version may split
   the space differently.
-- Dask cannot stop a task that is running, so an interrupted ``scan`` cancels the
-  shards not yet started and raises; those already running finish on their workers.
+- Ctrl-C returns the partial report, as ``portlib.scan`` does: Dask cannot cancel a
+  running task, so a Dask Event asks every shard to stop (each polls it), and each
+  hands in what it decided (``interrupted``); shards not started yet return at once.
 """
 
 from __future__ import annotations
