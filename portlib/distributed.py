@@ -57,11 +57,15 @@ STOP_POLL_S = 0.5  # how often a shard asks whether it should stop
 STOP_WAIT_S = 30.0  # how long stopped shards get to hand in what they decided
 WAIT_POLL_S = 0.05  # how often the caller looks whether the shards are done
 # Options a distributed scan sets itself, or that cannot cross to a worker.
-_NOT_HERE: dict[str, str] = {
-    "shard": "a distributed scan makes the shards itself (give shards=N)",
-    "on_progress": "a callback cannot run on the workers; the report arrives when all "
-    "shards are done",
-}
+# option -> (the one value it may have here, why): set itself, or unable to cross to a worker.
+_NOT_HERE: dict[str, tuple[object, str]] = {
+    "shard": (None, "a distributed scan makes the shards itself (give shards=N)"),
+    "on_progress": (None, "a callback cannot run on the workers; the report arrives when "
+                    "all shards are done"),
+    "on_host": (None, "a callback cannot run on the workers; the hosts arrive when all "
+                "shards are done"),
+    "keep_hosts": (True, "the shards' hosts are what the merged report is made of"),
+}  # fmt: skip
 
 
 def require_dask() -> None:
@@ -105,9 +109,10 @@ def scan(
 
     if not isinstance(client, DaskClient):
         raise ScanError(f"client must be a dask.distributed.Client, not {client!r}")
-    for name, why in _NOT_HERE.items():
-        if options.get(name) is not None:
-            raise ScanError(f"{name} cannot be given to a distributed scan: {why}")
+    given: Mapping[str, object] = options
+    for name, (allowed, why) in _NOT_HERE.items():
+        if given.get(name, allowed) != allowed:
+            raise ScanError(f"{name}={given[name]!r} cannot go to a distributed scan: {why}")
     if shards is not None and (
         isinstance(shards, bool) or not isinstance(shards, int) or shards < 1
     ):
@@ -264,7 +269,7 @@ def _run_shards(
         ) from None
     finally:
         cluster.cancel(futures)  # whatever is left does not start; done ones are freed
-    return merge_reports(*reports)
+    return merge_reports(*reports, fold=options.get("fold", True))
 
 
 def _stop_shards(client: Client, futures: list[Any], stop: str) -> list[ScanReport]:

@@ -24,7 +24,7 @@ The rules, one per field:
   service detection (``detected``);
 - the union is folded by nmap's rule (:func:`portlib.folding.fold_ports`), as a scan
   folds a finished host: a state other than open with more than 25 of the host's ports
-  goes to ``extra_ports``, however the shards had it folded;
+  goes to ``extra_ports``, however the shards had it folded (``fold=False``: none is);
 - a down host keeps no ports, as in a scanned report;
 - ``probes_sent`` is the sum, ``started`` the earliest start, ``elapsed`` the span to the
   latest end, ``interrupted`` true if any report was; ``args`` are the first report's;
@@ -71,8 +71,11 @@ _PORT_RANK = {state: rank for rank, state in enumerate(PORT_STATE_PREFERENCE)}
 PortKey = tuple[int, bool, Protocol]  # port, not TCP (53/tcp lists before 53/udp), protocol
 
 
-def merge_reports(*reports: ScanReport) -> ScanReport:
+def merge_reports(*reports: ScanReport, fold: bool = True) -> ScanReport:
     """The report of the whole scan whose parts (shards) are ``reports``; see the module doc.
+
+    ``fold=False`` lists every verdict of each host instead (as a scan with ``fold=False``),
+    the folded ones of the reports expanded.
 
     Example (two shards of one scan, each holding one of the host's two ports):
 
@@ -96,6 +99,8 @@ def merge_reports(*reports: ScanReport) -> ScanReport:
     """
     if not reports:
         raise ScanError("nothing to merge: give at least one report")
+    if not isinstance(fold, bool):
+        raise ScanError(f"fold must be True or False, not {fold!r}")
     for report in reports:
         if not isinstance(report, ScanReport):
             raise ScanError(f"merge_reports takes ScanReports, not {type(report).__name__}")
@@ -107,7 +112,10 @@ def merge_reports(*reports: ScanReport) -> ScanReport:
     # From the earliest start to the latest end; exact for a report that starts first.
     elapsed = max((r.started - started).total_seconds() + r.elapsed for r in reports)
     return ScanReport(
-        hosts=tuple(_merge_host(views, shared) for views in _views_by_host(reports).values()),
+        hosts=tuple(
+            _merge_host(views, shared if fold else None)
+            for views in _views_by_host(reports).values()
+        ),
         method=first.method,
         started=started,
         elapsed=elapsed,
@@ -146,15 +154,19 @@ def _views_by_host(reports: Iterable[ScanReport]) -> dict[IPAddress, list[HostRe
     return views
 
 
-def _merge_host(views: list[HostResult], shared: Shared) -> HostResult:
-    """One host as every report saw it, joined by the rules of the module doc."""
+def _merge_host(views: list[HostResult], shared: Shared | None) -> HostResult:
+    """One host as every report saw it, joined by the rules of the module doc; folded
+    unless ``shared`` (the folds made so far) is None."""
     best = min(views, key=lambda h: _HOST_RANK[h.state])  # min keeps the first of equals
     hostname = next((h.hostname for h in views if h.hostname is not None), None)
     listed: tuple[PortResult, ...] = ()
     folded: tuple[FoldedPorts, ...] = ()
     if best.state is HostState.UP:
         verdicts = _merge_ports(p for h in views for p in h.all_ports())
-        listed, folded = fold_ports(verdicts, shared=shared)
+        if shared is None:
+            listed = tuple(verdicts)
+        else:
+            listed, folded = fold_ports(verdicts, shared=shared)
     return HostResult(
         address=best.address,
         hostname=hostname,

@@ -76,7 +76,12 @@ def test_the_sharded_scan_equals_the_plain_one(client: Any, listener: int) -> No
     assert [(p.port, p.state) for p in merged.hosts[0].all_ports()] == [
         (p.port, p.state) for p in plain.hosts[0].all_ports()
     ]
-    assert merged.hosts[0].extra_ports[0].count == len(ports) - 1  # folded as a scan folds
+    # Folded exactly as the scan in one process folds its host.
+    assert merged.hosts[0].extra_ports == plain.hosts[0].extra_ports
+    assert [(p.port, p.state) for p in merged.hosts[0].ports] == [
+        (p.port, p.state) for p in plain.hosts[0].ports
+    ]
+    assert merged.hosts[0].extra_ports[0].count == len(ports) - 1
     assert [p.port for p in merged.open_ports()] == [listener]
     assert merged.probes_sent == len(ports)  # four shards (threads), each probe once
 
@@ -95,8 +100,11 @@ def test_shards_default_to_the_worker_threads(client: Any) -> None:
     [
         ({"shards": 0}, "shards must be a whole number of at least 1, not 0"),
         ({"shards": True}, "shards must be a whole number"),
-        ({"shard": (0, 2)}, "shard cannot be given to a distributed scan"),
-        ({"on_progress": print}, "on_progress cannot be given to a distributed scan"),
+        ({"shard": (0, 2)}, r"shard=\(0, 2\) cannot go to a distributed scan"),
+        ({"on_progress": print}, "on_progress=.* cannot go to a distributed scan"),
+        ({"on_host": print}, "on_host=.* cannot go to a distributed scan"),
+        ({"keep_hosts": False}, "keep_hosts=False cannot go to a distributed scan"),
+        ({"fold": "yes"}, "fold must be True or False"),
         ({"host_timeout": 5}, "host_timeout cannot be combined with shard"),
         ({"method": "bogus"}, "unknown scan method 'bogus'"),
         ({"method": "ping"}, "a ping scan .* has no ports to split"),

@@ -50,7 +50,8 @@ def handle(args: argparse.Namespace) -> int:
     from portlib.output.normal import render_normal
 
     out.check_outputs(args)  # a bad -oX path fails before the files are read
-    report = merge_reports(*(load(path) for path in args.files))
+    # fold=False as portlib scan's: until the writers read folded hosts
+    report = merge_reports(*(load(path) for path in args.files), fold=False)
     emit = out.jsonl_hook(args)
     if emit is not None:
         for host in report.hosts:
