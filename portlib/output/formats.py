@@ -21,7 +21,7 @@ import dataclasses
 import io
 import os
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from portlib.errors import OutputError, ReportFormatError
 from portlib.model import ScanReport
@@ -108,14 +108,21 @@ def writer_for(
     reason: bool = False,
     all_ports: bool = False,
     clock: Callable[[], float] | None = None,
+    name: str | None = None,
 ) -> ReportWriter:
     """A writer of ``format`` to ``out``, to write a report host by host as a scan
-    runs (:mod:`portlib.output.stream`); ``clock`` gives XML's host end times.
+    runs (:mod:`portlib.output.stream`); ``clock`` gives XML's host end times,
+    ``name`` what errors call ``out``.
 
     >>> writer = writer_for("xml", open("scan.xml", "w"))             # doctest: +SKIP
     >>> writer.begin(header); writer.host(host); writer.end(report)  # doctest: +SKIP
     """
-    options = {"open_only": open_only, "reason": reason, "all_ports": all_ports}
+    options: dict[str, Any] = {
+        "open_only": open_only,
+        "reason": reason,
+        "all_ports": all_ports,
+        "name": name,
+    }
     if format == "normal":
         from portlib.output.normal import NormalWriter
 

@@ -18,7 +18,7 @@ import datetime as _dt
 import io
 import re
 from collections.abc import Callable, Iterator
-from typing import IO
+from typing import IO, Any
 
 from portlib.model import HostResult, PortResult, Protocol, ScanMethod, ScanReport
 from portlib.output.columns import sharing
@@ -79,7 +79,7 @@ class XmlWriter(ReportWriter):
     scan's start)."""
 
     def __init__(
-        self, out: IO[str], *, clock: Callable[[], float] | None = None, **options: bool
+        self, out: IO[str], *, clock: Callable[[], float] | None = None, **options: Any
     ) -> None:
         super().__init__(out, **options)
         self.clock = clock

@@ -21,7 +21,7 @@ import math
 from collections.abc import Iterable
 from itertools import compress
 from operator import not_
-from typing import IO
+from typing import IO, Any
 
 from portlib.folding import fold_ports
 from portlib.model import (
@@ -187,7 +187,7 @@ class NormalWriter(ReportWriter):
 
     filters_open = False  # the table hides closed ports itself, in its "Not shown" line
 
-    def __init__(self, out: IO[str], *, banner: bool = True, **options: bool) -> None:
+    def __init__(self, out: IO[str], *, banner: bool = True, **options: Any) -> None:
         super().__init__(out, **options)
         self.banner = banner
         self.ping_only = False

@@ -152,8 +152,8 @@ class ReportWriter:
 
     ``open_only`` is ``--open``; ``reason`` adds the human table's REASON column;
     ``all_ports`` lists every port instead of folding (``--all-ports``). Raises
-    OutputError (naming ``out``) when ``out`` cannot be written; BrokenPipeError as
-    itself, for the caller to decide.
+    OutputError (naming ``name``, by default ``out``'s) when ``out`` cannot be
+    written; BrokenPipeError as itself, for the caller to decide.
     """
 
     # Whether the format shows --open's filtered host (the table does it itself).
@@ -166,8 +166,10 @@ class ReportWriter:
         open_only: bool = False,
         reason: bool = False,
         all_ports: bool = False,
+        name: str | None = None,
     ) -> None:
         self.out = out
+        self.name = name or str(getattr(out, "name", "the stream"))
         self.open_only = open_only
         self.reason = reason
         self.all_ports = all_ports
@@ -217,8 +219,7 @@ class ReportWriter:
         except BrokenPipeError:
             raise
         except OSError as exc:
-            name = getattr(self.out, "name", "the stream")
-            raise OutputError(f"cannot write to {name}: {exc.strerror or exc}") from None
+            raise OutputError(f"cannot write {self.name}: {exc.strerror or exc}") from None
 
 
 def write_whole(report: ScanReport, writer: ReportWriter) -> None:
