@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
 from operator import is_
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from portlib.errors import OutputError
 from portlib.folding import port_ranges
@@ -38,6 +38,9 @@ from portlib.model import (
     ScanReport,
 )
 from portlib.output.columns import columns_of
+
+if TYPE_CHECKING:
+    from portlib.scanning import Scanner
 
 Ranges = tuple[tuple[int, int], ...]
 OPEN_STATES = frozenset({PortState.OPEN, PortState.OPEN_FILTERED})
@@ -73,6 +76,16 @@ class ScanHeader:
             ports_per_host=sum(len(set(numbers)) for numbers in ports.values()),
             args=tuple(args),
         )
+
+    @classmethod
+    def from_scanner(cls, scanner: Scanner, args: Sequence[str] = ()) -> ScanHeader:
+        """The header of a running Scanner (``async with`` entered): its first method,
+        its start and its port lists; OutputError before it has started."""
+        started = scanner.started_at
+        if started is None:
+            raise OutputError("the scan has not started: enter 'async with Scanner(...)' first")
+        method = next(iter(scanner.methods), ScanMethod.PING)
+        return cls.from_scan(method, started, scanner.ports, args)
 
     @classmethod
     def from_report(cls, report: ScanReport) -> ScanHeader:
