@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
 from operator import is_
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from portlib.errors import OutputError
 from portlib.folding import port_ranges
@@ -39,8 +40,19 @@ from portlib.model import (
 )
 from portlib.output.columns import columns_of
 
-if TYPE_CHECKING:
-    from portlib.scanning import Scanner
+
+class RunningScan(typing.Protocol):
+    """What a header reads of a running scan (a ``portlib.Scanner``)."""
+
+    @property
+    def methods(self) -> tuple[ScanMethod, ...]: ...
+
+    @property
+    def started_at(self) -> _dt.datetime | None: ...
+
+    @property
+    def ports(self) -> Mapping[Protocol, Sequence[int]]: ...
+
 
 Ranges = tuple[tuple[int, int], ...]
 OPEN_STATES = frozenset({PortState.OPEN, PortState.OPEN_FILTERED})
@@ -78,7 +90,7 @@ class ScanHeader:
         )
 
     @classmethod
-    def from_scanner(cls, scanner: Scanner, args: Sequence[str] = ()) -> ScanHeader:
+    def from_scanner(cls, scanner: RunningScan, args: Sequence[str] = ()) -> ScanHeader:
         """The header of a running Scanner (``async with`` entered): its first method,
         its start and its port lists; OutputError before it has started."""
         started = scanner.started_at
