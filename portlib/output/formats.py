@@ -18,7 +18,6 @@ Renderers load on first use, so writing the table never imports the XML code.
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -158,17 +157,14 @@ def render(
     >>> render(report, "grepable").splitlines()[1]                   # doctest: +SKIP
     'Host: 127.0.0.1 (localhost)\\tStatus: Up'
     """
-    from portlib.output.columns import sharing
-    from portlib.output.stream import write_whole
+    from portlib.output.stream import render_whole
 
-    out = io.StringIO()
-    end = report.started.timestamp() + report.elapsed
-    writer = writer_for(
-        format, out, open_only=open_only, reason=reason, all_ports=all_ports, clock=lambda: end
-    )
-    with sharing():
-        write_whole(report, writer)
-    return out.getvalue()
+    def make(out: IO[str], end: float) -> ReportWriter:
+        return writer_for(
+            format, out, open_only=open_only, reason=reason, all_ports=all_ports, clock=lambda: end
+        )
+
+    return render_whole(report, make)
 
 
 def dump(

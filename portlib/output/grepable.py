@@ -19,14 +19,12 @@ away, as in nmap; with several, the folded ports are simply not listed.
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import re
 
 from portlib.model import HostResult, HostState, PortResult, ScanReport
-from portlib.output.columns import sharing
 from portlib.output.portsummary import summary_of
 from portlib.output.sharedtext import command_line, nmap_time, plural
-from portlib.output.stream import ReportWriter, ScanHeader, write_whole
+from portlib.output.stream import ReportWriter, ScanHeader, render_whole
 from portlib.textsafe import printable
 
 # Everything str.splitlines() breaks a line at, plus the tab between fields.
@@ -44,10 +42,7 @@ def to_grepable(report: ScanReport, *, all_ports: bool = False) -> str:
     >>> text.splitlines()[2]                                       # doctest: +SKIP
     'Host: 127.0.0.1 (localhost)\tPorts: 22/open/tcp//ssh///'
     """
-    out = io.StringIO()
-    with sharing():
-        write_whole(report, GrepableWriter(out, all_ports=all_ports))
-    return out.getvalue()
+    return render_whole(report, lambda out, _end: GrepableWriter(out, all_ports=all_ports))
 
 
 class GrepableWriter(ReportWriter):

@@ -15,16 +15,14 @@ reads it (and nmap's) back.
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import re
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from portlib.model import HostResult, PortResult, Protocol, ScanMethod, ScanReport
-from portlib.output.columns import sharing
 from portlib.output.portsummary import PortSummary, ranges_text, summary_of
 from portlib.output.sharedtext import command_line, nmap_time, plural
-from portlib.output.stream import ReportWriter, ScanHeader, write_whole
+from portlib.output.stream import ReportWriter, ScanHeader, render_whole
 from portlib.output.xmlservice import service_element
 
 XML_OUTPUT_VERSION = "1.05"  # the xmloutputversion nmap 7.9x writes
@@ -65,11 +63,9 @@ def to_nmap_xml(report: ScanReport, *, all_ports: bool = False) -> str:
     >>> xml.splitlines()[3][:40]                                   # doctest: +SKIP
     '<nmaprun scanner="nmap" args="portlib sc'
     """
-    out = io.StringIO()
-    end = report.started.timestamp() + report.elapsed
-    with sharing():
-        write_whole(report, XmlWriter(out, all_ports=all_ports, clock=lambda: end))
-    return out.getvalue()
+    return render_whole(
+        report, lambda out, end: XmlWriter(out, all_ports=all_ports, clock=lambda: end)
+    )
 
 
 class XmlWriter(ReportWriter):

@@ -16,7 +16,6 @@ folded.
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import math
 from collections.abc import Iterable
 from itertools import compress
@@ -34,10 +33,9 @@ from portlib.model import (
     Reason,
     ScanReport,
 )
-from portlib.output.columns import sharing
 from portlib.output.portsummary import host_has_state, summary_of
 from portlib.output.sharedtext import plural
-from portlib.output.stream import ReportWriter, ScanHeader, write_whole
+from portlib.output.stream import ReportWriter, ScanHeader, render_whole
 from portlib.textsafe import printable
 
 _SHOWN_WITH_OPEN_ONLY = frozenset({PortState.OPEN, PortState.OPEN_FILTERED})
@@ -165,13 +163,8 @@ def render_normal(
     ``banner=False`` leaves out the first line (:func:`banner_line`), which the CLI
     prints when the scan starts, as nmap does.
     """
-    out = io.StringIO()
-    writer = NormalWriter(
-        out, open_only=open_only, reason=reason, banner=banner, all_ports=all_ports
-    )
-    with sharing():
-        write_whole(report, writer)
-    return out.getvalue()
+    options = {"open_only": open_only, "reason": reason, "all_ports": all_ports}
+    return render_whole(report, lambda out, _end: NormalWriter(out, banner=banner, **options))
 
 
 def banner_line(started: _dt.datetime) -> str:

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import io
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
 from operator import is_
@@ -38,7 +39,7 @@ from portlib.model import (
     ScanMethod,
     ScanReport,
 )
-from portlib.output.columns import columns_of
+from portlib.output.columns import columns_of, sharing
 
 
 class RunningScan(typing.Protocol):
@@ -70,6 +71,7 @@ class ScanHeader:
     ports: Mapping[Protocol, Ranges] = field(default_factory=dict)
     ports_per_host: int = 0
     args: tuple[str, ...] = ()
+    has_ports: bool = False  # some port is scanned (or, of a report, has a verdict)
 
     @classmethod
     def from_scan(
@@ -87,6 +89,7 @@ class ScanHeader:
             ports={protocol: port_ranges(numbers) for protocol, numbers in ports.items()},
             ports_per_host=sum(len(set(numbers)) for numbers in ports.values()),
             args=tuple(args),
+            has_ports=any(ports.values()),
         )
 
     @classmethod
@@ -110,6 +113,7 @@ class ScanHeader:
             ports={p: _scanned_ranges(report.hosts, p) for p in report.protocols},
             ports_per_host=report.ports_per_host,
             args=report.args,
+            has_ports=any(h.ports or h.extra_ports for h in report.hosts),
         )
 
     @property
@@ -117,7 +121,7 @@ class ScanHeader:
         """False for a ping scan (-sn), which probes no ports."""
         if self.method is ScanMethod.PING:
             return False
-        return self.ports_per_host > 0 or any(self.ports.values())
+        return self.ports_per_host > 0 or self.has_ports
 
 
 def _scanned_ranges(hosts: Iterable[HostResult], protocol: Protocol) -> Ranges:
@@ -253,3 +257,14 @@ def write_whole(report: ScanReport, writer: ReportWriter) -> None:
     for host in report.hosts:
         writer.host(host)
     writer.end(report)
+
+
+def render_whole(report: ScanReport, make: Callable[[IO[str], float], ReportWriter]) -> str:
+    """The text ``make(out, end)``'s writer leaves for ``report`` (``end``: the Unix time
+    the report ended, which XML gives each host), the formats sharing what they derive
+    from each host (:func:`~portlib.output.columns.sharing`)."""
+    out = io.StringIO()
+    end = report.started.timestamp() + report.elapsed
+    with sharing():
+        write_whole(report, make(out, end))
+    return out.getvalue()
