@@ -394,6 +394,13 @@ class FoldedPorts:
 
     A scan folds a state other than ``open`` once a host has more than 25 ports
     in it (``portlib.folding``); ``HostResult.all_ports()`` expands them again.
+
+    Example:
+
+    >>> import portlib
+    >>> host = portlib.scan("127.0.0.1", "1-1000").hosts[0]  # doctest: +SKIP
+    >>> [(f.state.value, f.count) for f in host.extra_ports]  # doctest: +SKIP
+    [('closed', 999)]
     """
 
     state: PortState

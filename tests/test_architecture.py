@@ -20,6 +20,7 @@ PURE = (
     "portlib.scanning.book",
     "portlib.scanning.connect.verdicts",
     "portlib.scanning.contract",
+    "portlib.scanning.groups",
     "portlib.scanning.discovery.packets",
     "portlib.scanning.icmp",
     "portlib.scanning.options",

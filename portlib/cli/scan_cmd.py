@@ -141,6 +141,7 @@ def scanner_from_args(
         host_timeout=args.host_timeout,
         interface=args.interface,
         on_progress=on_progress,
+        fold=False,  # until the writers read folded hosts
         args=tuple(sys.argv),
         versions=VERSIONS in (args.methods or ()),
         version_intensity=7 if args.version_intensity is None else args.version_intensity,
