@@ -7,11 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,27 +14,11 @@ import pytest
 from portlib.cli.reversedns import ReverseNames
 from portlib.model import HostResult, HostState, PortState, Reason
 from portlib.output import load, parse
+from tests.test_cli_outputs import listener, portlib_cli
 
-REPO = Path(__file__).resolve().parent.parent
+__all__ = ["listener"]  # the fixture, shared with test_cli_outputs
+
 PORTS = "1-40"  # loopback ports the machine leaves alone
-
-
-def portlib_cli(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "portlib", *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-
-
-@pytest.fixture
-def listener() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
 
 
 @pytest.mark.live
