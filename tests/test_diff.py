@@ -306,7 +306,7 @@ def test_portlib_and_nmap_agree_on_loopback(tmp_path: Path) -> None:
             check=True,
             timeout=120,
         )
-        ours = portlib.scan("127.0.0.1", spec, discovery=False, fold=False)  # FOLD-TODO
+        ours = portlib.scan("127.0.0.1", spec, discovery=False)
     ours_json = tmp_path / "portlib.json"
     ours_json.write_text(render(ours, "json"))
     diff = diff_reports(load(nmap_xml), load(ours_json))

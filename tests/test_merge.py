@@ -222,20 +222,40 @@ def test_any_split_of_a_report_merges_back(whole: ScanReport, count: int, rng: o
 def test_the_cli_merges_xml_and_json_shards(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Listing every verdict (``fold=False``, as ``portlib scan`` does until its writers
-    read folded hosts), so each file format keeps all of them."""
+    """An unfolded XML shard and a folded JSON one: every verdict comes through, the
+    merged host folded as a scan folds it, in each format."""
     whole = sample_report()
     first, second = tmp_path / "part1.xml", tmp_path / "part2.json"
     dump(shard_of(whole, 0, 2), str(first))
-    dump(shard_of(whole, 1, 2), str(second))
+    dump(folded(shard_of(whole, 1, 2)), str(second))
     out = tmp_path / "whole.xml"
     assert main(["merge", str(first), str(second), "-oX", str(out), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)["hosts"][0]
-    assert [p["port"] for p in printed["ports"]] == [p.port for p in whole.hosts[0].ports]
-    assert printed["extra_ports"] == []
+    expected = folded(whole).hosts[0]
+    assert [p["port"] for p in printed["ports"]] == [p.port for p in expected.ports]
+    assert [(f["state"], sum(_count(g) for g in f["reasons"])) for f in printed["extra_ports"]] == [
+        (f.state.value, f.count) for f in expected.extra_ports
+    ]
     merged = load(str(out))
     assert [h.state for h in merged.hosts] == [HostState.UP, HostState.DOWN]
     assert facts(merged.hosts[0]) == facts(whole.hosts[0])
+    assert merged.hosts[0].extra_ports == expected.extra_ports
+
+
+def _count(group: dict[str, object]) -> int:
+    return sum(last - first + 1 for first, last in group["ranges"])  # type: ignore[attr-defined]
+
+
+def test_the_cli_lists_every_port_with_all_ports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole = sample_report()
+    part, out = tmp_path / "part.json", tmp_path / "all.xml"
+    dump(whole, str(part))
+    assert main(["merge", str(part), "--all-ports", "-oX", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "Not shown" not in table and "\n1/tcp " in table
+    assert out.read_text().count("<port ") == len(whole.hosts[0].ports)
 
 
 def test_the_cli_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,14 +2,14 @@
 
 The flags mean what they mean for a scan in this process; the targets are resolved
 here, the shards run on the cluster's workers (:mod:`portlib.distributed`), and the
-merged report goes to the same outputs. Verdicts reach ``--jsonl`` and ``-v`` when
-the shards are merged, not as each is decided: they are decided on the workers.
+merged report goes to the same outputs, written whole when the shards are done
+(:mod:`portlib.cli.merged_outputs`): ``--jsonl`` and ``-v`` see the verdicts then, not
+as each is decided, since they are decided on the workers.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from portlib.errors import ScanError
@@ -17,7 +17,7 @@ from portlib.errors import ScanError
 if TYPE_CHECKING:
     from distributed import Client
 
-    from portlib.model import PortResult, ScanReport
+    from portlib.model import ScanReport
     from portlib.scanning.options import ScanOptions
     from portlib.targets import TargetSet
 
@@ -39,11 +39,7 @@ def check_dask_flags(args: argparse.Namespace) -> None:
 
 
 def run_on_dask(
-    args: argparse.Namespace,
-    targets: TargetSet,
-    ports: Any,
-    options: ScanOptions,
-    on_result: Callable[[PortResult], object] | None,
+    args: argparse.Namespace, targets: TargetSet, ports: Any, options: ScanOptions
 ) -> ScanReport:
     """The scan of ``targets`` x ``ports`` (a spec, a PortList or None) with the Scanner
     ``options`` the flags gave, as shards on the cluster at ``--dask-scheduler``."""
@@ -52,14 +48,9 @@ def run_on_dask(
     portlib.distributed.require_dask()
     del options["shard"], options["on_progress"]  # refused above; the shards are ours
     with _client(args.dask_scheduler) as client:
-        report = portlib.distributed.scan(
+        return portlib.distributed.scan(
             targets, ports, client=client, shards=args.shards, **options
         )
-    if on_result is not None:
-        for host in report.hosts:
-            for verdict in host.all_ports():
-                on_result(verdict)
-    return report
 
 
 def _client(address: str) -> Client:

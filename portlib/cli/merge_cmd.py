@@ -38,6 +38,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--open", action="store_true", help="show only open ports")
     parser.add_argument("--reason", action="store_true", help="add a REASON column")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--all-ports",
+        action="store_true",
+        help="list every port, also those nmap folds ('Not shown: 997 closed ports')",
+    )
     add_output_arguments(parser)
     parser.set_defaults(handler=handle)
 
@@ -45,25 +50,13 @@ def register(subparsers: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     from portlib.cli import EXIT_OK, EXIT_USAGE
     from portlib.cli import outputs as out
+    from portlib.cli.merged_outputs import write_merged
     from portlib.merging import merge_reports
-    from portlib.output.formats import load, render
-    from portlib.output.normal import render_normal
+    from portlib.output.formats import load
 
     out.check_outputs(args)  # a bad -oX path fails before the files are read
-    # fold=False as portlib scan's: until the writers read folded hosts
-    report = merge_reports(*(load(path) for path in args.files), fold=False)
-    emit = out.jsonl_hook(args)
-    if emit is not None:
-        for host in report.hosts:
-            for verdict in host.all_ports():
-                emit(verdict)
-    elif not out.writes_stdout(args):
-        if args.json:
-            sys.stdout.write(render(report, "json", open_only=args.open))
-        else:
-            sys.stdout.write(render_normal(report, open_only=args.open, reason=args.reason))
-        sys.stdout.flush()
-    written = out.write_outputs(report, args)
+    report = merge_reports(*(load(path) for path in args.files))
+    written = write_merged(report, args, banner=True, on_result=out.jsonl_hook(args))
     for failure in written.failures:
         print(f"portlib: error: {failure}", file=sys.stderr)
     if written.broken_pipe:
