@@ -49,15 +49,15 @@ if TYPE_CHECKING:
     from distributed import Client
 
     from portlib.scanning.options import ScanOptions
-    from portlib.scanning.scanner import Ports, Targets
+    from portlib.scanning.scanner import Ports, Scanner, Targets
     from portlib.targets import TargetSet
 
 INSTALL_HINT = "pip install 'portlib[dask]'"
 STOP_POLL_S = 0.5  # how often a shard asks whether it should stop
 STOP_WAIT_S = 30.0  # how long stopped shards get to hand in what they decided
 WAIT_POLL_S = 0.05  # how often the caller looks whether the shards are done
-# Options a distributed scan sets itself, or that cannot cross to a worker.
-# option -> (the one value it may have here, why): set itself, or unable to cross to a worker.
+# option -> (the one value it may have here, why): what a distributed scan sets itself,
+# or what cannot cross to a worker.
 _NOT_HERE: dict[str, tuple[object, str]] = {
     "shard": (None, "a distributed scan makes the shards itself (give shards=N)"),
     "on_progress": (None, "a callback cannot run on the workers; the report arrives when "
@@ -90,9 +90,10 @@ def scan(
     merged report equals what ``portlib.scan`` with the same options would report.
 
     ``shards`` defaults to the number of worker threads (one shard each). ``options``
-    are those of :func:`portlib.scan`, except ``shard`` and ``on_progress``; ``seed``
-    fixes the probe order of every shard (a random one is chosen when not given).
-    Every bad option raises here, before any task is submitted.
+    are those of :func:`portlib.scan`, except ``shard``, the callbacks (``on_progress``,
+    ``on_host``) and ``keep_hosts=False``; ``seed`` fixes the probe order of every shard
+    (a random one is chosen when not given). Every bad option raises here, before any
+    task is submitted. Ctrl-C returns what the shards decided, ``interrupted``.
 
     Example:
 
@@ -323,11 +324,14 @@ async def _scan_until(
     options: Mapping[str, Any],
 ) -> ScanReport:
     import asyncio
+    import contextlib
     import threading
 
     from portlib.scanning.scanner import Scanner
 
     scanner = Scanner(targets, ports, shard=shard, seed=seed, **options)
+    if await asyncio.to_thread(stop.is_set):  # stopped before this shard began
+        return _not_started(scanner)
     finished = threading.Event()
     async with scanner as results:
         drain = asyncio.ensure_future(_drain(results))
@@ -336,11 +340,29 @@ async def _scan_until(
             await asyncio.wait({drain, watch}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             finished.set()
-            drain.cancel()  # leaving the block stops the scan; its report keeps the verdicts
+            if not drain.done():  # asked to stop: leaving the block stops the scan
+                drain.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await drain
             await watch
-        if drain.done() and not drain.cancelled():
+        if not drain.cancelled():
             drain.result()  # the scan's own error, as portlib.scan would raise it
     return scanner.report()
+
+
+def _not_started(scanner: Scanner) -> ScanReport:
+    """The report of a shard stopped before it began: no host reached, nothing sent."""
+    import datetime as _dt
+
+    return ScanReport(
+        hosts=(),
+        method=scanner.methods[0],
+        started=_dt.datetime.now(_dt.UTC),
+        elapsed=0.0,
+        protocols=tuple(scanner.ports),
+        ports_per_host=sum(len(numbers) for numbers in scanner.ports.values()),
+        interrupted=True,
+    )
 
 
 def _untyped_distributed() -> Any:

@@ -136,8 +136,9 @@ def test_bad_scheduler_addresses_are_one_line(capsys: pytest.CaptureFixture[str]
 
 
 def test_ctrl_c_stops_every_shard_and_returns_what_they_decided(client: Any) -> None:
-    """KeyboardInterrupt in the caller (as Ctrl-C raises it) while four shards scan 2000
-    ports at 100 probes/s each: they stop within a poll and the merge is partial."""
+    """KeyboardInterrupt in the caller (as Ctrl-C raises it) while four of eight shards
+    scan 2000 ports at 100 probes/s each: the four stop within a poll, the four queued
+    ones return without starting, and the merge is partial."""
     import signal
     import threading
     import time
@@ -149,7 +150,7 @@ def test_ctrl_c_stops_every_shard_and_returns_what_they_decided(client: Any) -> 
     timer.start()
     try:
         report = portlib.distributed.scan(
-            "127.0.0.1", "1-2000", client=client, discovery=False, rate=100
+            "127.0.0.1", "1-2000", client=client, shards=8, discovery=False, rate=100
         )
     finally:
         timer.cancel()
@@ -157,6 +158,6 @@ def test_ctrl_c_stops_every_shard_and_returns_what_they_decided(client: Any) -> 
     decided = report.hosts[0].all_ports()
     assert report.interrupted
     assert 0 < len(decided) < 2000 and len({p.port for p in decided}) == len(decided)
-    assert report.probes_sent < 2000
-    assert seconds < 5, f"the shards took {seconds:.1f} s to stop"
+    assert report.probes_sent < 1000  # the four shards that ran, part of theirs each
+    assert seconds < 4, f"the shards took {seconds:.1f} s to stop"
     print(f"stopped after {seconds:.1f} s: {len(decided)} of 2000 decided")
