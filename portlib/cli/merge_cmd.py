@@ -25,6 +25,7 @@ exit status: 0 merged, 2 trouble (a file missing or unreadable, reports of diffe
 
 def register(subparsers: Any) -> None:
     from portlib.cli.outputs import add_output_arguments
+    from portlib.cli.scan_flags import add_report_flags
 
     parser = subparsers.add_parser(
         "merge",
@@ -35,14 +36,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="shard reports (XML or JSON)")
-    parser.add_argument("--open", action="store_true", help="show only open ports")
-    parser.add_argument("--reason", action="store_true", help="add a REASON column")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument(
-        "--all-ports",
-        action="store_true",
-        help="list every port, also those nmap folds ('Not shown: 997 closed ports')",
-    )
+    add_report_flags(parser)
     add_output_arguments(parser)
     parser.set_defaults(handler=handle)
 

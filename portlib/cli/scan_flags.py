@@ -353,7 +353,9 @@ def _distributed(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _reporting(parser: argparse.ArgumentParser) -> None:
+def add_report_flags(parser: argparse.ArgumentParser) -> None:
+    """What the report shows, for ``scan`` and for ``merge``: --open, --reason, --json,
+    --all-ports."""
     parser.add_argument("--open", action="store_true", help="show only open ports")
     parser.add_argument("--reason", action="store_true", help="add a REASON column")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -363,6 +365,10 @@ def _reporting(parser: argparse.ArgumentParser) -> None:
         help="list every port in every output (by default, as nmap, a state with more than"
         " 25 of a host's ports is folded into counts and port ranges)",
     )
+
+
+def _reporting(parser: argparse.ArgumentParser) -> None:
+    add_report_flags(parser)
     parser.add_argument(
         "-v",
         dest="verbose",
