@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol as TypingProtocol
 
 from portlib.model import IPAddress, PortResult, Protocol
-from portlib.scanning.timing import TimingProfile
+from portlib.scanning.timing import LearnedTiming, TimingProfile
 
 Emit = Callable[[PortResult], Awaitable[None]]
 """Hands one verdict to the Scanner; awaiting it is the backpressure."""
@@ -55,6 +55,7 @@ class ScanWork:
     shard: tuple[int, int] | None = None
     sequential: bool = False
     interface: str | None = None  # send through this interface only (nmap's -e)
+    learned: LearnedTiming | None = None  # earlier runs' timing, updated by this one
 
 
 class ScanEngine(TypingProtocol):

@@ -18,7 +18,7 @@ from portlib.model import HostResult, IPAddress, Protocol, ScanMethod
 from portlib.portspec import DEFAULT_TOP_PORTS, PortList, parse_ports
 from portlib.scanning.contract import ScanWork
 from portlib.scanning.order import ProbeOrder, parse_shard
-from portlib.scanning.timing import TimingProfile, preset
+from portlib.scanning.timing import LearnedTiming, TimingProfile, preset
 
 if TYPE_CHECKING:
     from portlib.scanning.versions.detect import DetectionOptions
@@ -244,8 +244,13 @@ class ScanPlan:
     def ports_per_host(self) -> int:
         return sum(len(p) for p in self.ports.values())
 
-    def works(self, hosts: tuple[IPAddress, ...]) -> list[ScanWork]:
-        """One engine run's work per method, over ``hosts``."""
+    def works(
+        self,
+        hosts: tuple[IPAddress, ...],
+        learned: dict[ScanMethod, LearnedTiming] | None = None,
+    ) -> list[ScanWork]:
+        """One engine run's work per method, over ``hosts``; ``learned`` carries each
+        method's timing from one host group's run to the next."""
         return [
             ScanWork(
                 hosts=hosts,
@@ -256,6 +261,7 @@ class ScanPlan:
                 shard=self.shard,
                 sequential=self.sequential,
                 interface=self.interface,
+                learned=None if learned is None else learned.get(method),
             )
             for method in self.port_methods
         ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,17 +22,19 @@ from portlib.errors import ScanError
 from portlib.model import HostResult, HostState, IPAddress, PortResult
 from portlib.scanning.channel import Channel
 from portlib.scanning.contract import ScanEngine, ScanWork
-from portlib.scanning.discovery import discover
+from portlib.scanning.discovery import discover, discovery_timing
 from portlib.scanning.groups import group_size, host_groups
 from portlib.scanning.options import METHOD_PROTOCOL, ScanPlan
 from portlib.scanning.order import ProbeOrder
 from portlib.scanning.report import HostStatus, build_hosts
 from portlib.scanning.tally import Tally
+from portlib.scanning.timing import LearnedTiming, RttEstimator
 
 if TYPE_CHECKING:
     from portlib.scanning.versions.detect import DetectionOptions
 
 QUEUE_SIZE = 1024  # verdicts buffered ahead of a slow consumer; engines wait beyond it
+DISCOVERY_AHEAD = 3  # groups whose discovery may run at once, the current one included
 
 
 @dataclass(slots=True)
@@ -69,35 +72,41 @@ class ScanRun:
         self.finish = finish
         self.current: _Group | None = None
         self._unreached = target_count  # hosts no group has reached yet
+        self._discovery_rtt = RttEstimator.for_profile(discovery_timing(plan.timing))
+        self._learned = {m: LearnedTiming.for_profile(plan.timing) for m in plan.port_methods}
         self._known_work = 0  # verdicts expected of the groups reached
 
     async def run(self, targets: Iterator[tuple[IPAddress, str | None]]) -> None:
         groups = host_groups(targets, group_size(self.plan.ports_per_host))
         self.tally.report_progress()  # (0, 0): discovery under way, the total is not known yet
-        pending = self._discover(next(groups, None))
+        # The groups whose discovery has started, in order: a few run ahead, so a
+        # stretch of silent groups is waited for together, not one after another.
+        ahead: deque[tuple[_Group, asyncio.Task[None]]] = deque()
         try:
-            while pending is not None:
-                group, discovery = pending
+            while True:
+                while len(ahead) < DISCOVERY_AHEAD and (targets_of := next(groups, None)):
+                    ahead.append(self._discover(targets_of))
+                if not ahead:
+                    break
+                group, discovery = ahead.popleft()
                 self.current = group  # from here on, an interrupt reports this group
-                await discovery
-                pending = self._discover(next(groups, None))
+                await discovery  # the next groups' go on during this one's port scan
                 await self._scan(group)
                 self._finish(group)
         finally:
-            if pending is not None:
-                pending[1].cancel()
-                await asyncio.wait([pending[1]])
+            for _, discovery in ahead:
+                discovery.cancel()
+            if ahead:
+                await asyncio.wait([discovery for _, discovery in ahead])
 
     def finish_current(self) -> None:
         if self.current is not None:
             self._finish(self.current)
 
     def _discover(
-        self, targets: list[tuple[IPAddress, str | None]] | None
-    ) -> tuple[_Group, asyncio.Task[None]] | None:
-        """The group of ``targets`` and its discovery, started (None: no group left)."""
-        if targets is None:
-            return None
+        self, targets: list[tuple[IPAddress, str | None]]
+    ) -> tuple[_Group, asyncio.Task[None]]:
+        """The group of ``targets`` and its discovery, started."""
         group = _Group(targets)
         return group, asyncio.create_task(self._discovered(group))
 
@@ -105,7 +114,12 @@ class ScanRun:
         plan = self.plan
         addresses = [address for address, _ in group.targets]
         found = await discover(
-            addresses, plan.timing, mode=plan.discovery, seed=plan.seed, interface=plan.interface
+            addresses,
+            plan.timing,
+            mode=plan.discovery,
+            seed=plan.seed,
+            interface=plan.interface,
+            rtt=self._discovery_rtt,
         )
         group.statuses.update(found)
 
@@ -121,7 +135,7 @@ class ScanRun:
         # Scanner's module doc); the verdicts on hosts found down are dropped.
         hosts = tuple(addresses) if plan.shard else up
         tally.start_group(dropped=frozenset(hosts) - frozenset(up))
-        works = plan.works(hosts)
+        works = plan.works(hosts, self._learned)
         self._known_work += sum(_work_size(w) for w in works)
         self._update_total()
         from portlib.services import service_names

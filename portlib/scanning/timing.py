@@ -388,3 +388,22 @@ class HostTiming:
         """One probe to this host got an answer; ``rtt`` only when it was a first try."""
         if rtt is not None:
             self.rtt.observe(rtt)
+
+
+@dataclass(slots=True)
+class LearnedTiming:
+    """What one engine run learned of the network, handed to the next run of the same
+    scan (the next host group), as nmap keeps its timing across host groups.
+
+    Without it each group would start from the first guesses: a group of silent
+    hosts (``-Pn`` over a dead range) would wait the initial timeout for every
+    window of probes, where the groups before had measured both the round trip
+    and how many probes the path takes at once.
+    """
+
+    rtt: RttEstimator
+    cwnd: float | None = None  # the congestion window the last run ended with
+
+    @classmethod
+    def for_profile(cls, profile: TimingProfile) -> LearnedTiming:
+        return cls(RttEstimator.for_profile(profile))

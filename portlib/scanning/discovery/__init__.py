@@ -25,7 +25,7 @@ from portlib.scanning import privilege
 from portlib.scanning.contract import ScanWork
 from portlib.scanning.options import DISCOVERY_MODES, DiscoveryMode
 from portlib.scanning.report import HostStatus
-from portlib.scanning.timing import TimingProfile
+from portlib.scanning.timing import RttEstimator, TimingProfile
 
 DISCOVERY_PORTS = (80, 443)
 DISCOVERY_MAX_RETRIES = 2  # a ping is cheap to repeat; a port scan's retries would be overkill
@@ -118,11 +118,14 @@ async def _connect_discovery(
 
 
 async def _raw_discovery(
-    addresses: Sequence[IPAddress], timing: TimingProfile, interface: str | None
+    addresses: Sequence[IPAddress],
+    timing: TimingProfile,
+    interface: str | None,
+    rtt: RttEstimator | None,
 ) -> dict[IPAddress, HostStatus]:
     from portlib.scanning.discovery.raw import discover_raw
 
-    found = await discover_raw(addresses, discovery_timing(timing), interface=interface)
+    found = await discover_raw(addresses, discovery_timing(timing), interface=interface, rtt=rtt)
     statuses = {}
     for address in addresses:
         state, reason = found.get(address, (HostState.DOWN, Reason.NO_RESPONSE))
@@ -137,9 +140,11 @@ async def discover(
     mode: DiscoveryMode = "auto",
     seed: int = 0,
     interface: str | None = None,
+    rtt: RttEstimator | None = None,
 ) -> dict[IPAddress, HostStatus]:
     """Each address's status, by ``mode`` (see the module doc); probes leave by
-    ``interface`` only, when one is given."""
+    ``interface`` only, when one is given. ``rtt``, shared by the calls of one scan,
+    lets raw discovery time silent hosts by what earlier calls measured."""
     if mode not in DISCOVERY_MODES:
         raise ScanError(f"discovery must be one of {', '.join(DISCOVERY_MODES)}, not {mode!r}")
     if mode == "none":
@@ -157,7 +162,7 @@ async def discover(
         privilege.require_raw_privilege("discovery='raw'")
     if mode == "raw" or (mode == "auto" and privilege.has_raw_privilege()):
         try:
-            statuses.update(await _raw_discovery(remote, timing, interface))
+            statuses.update(await _raw_discovery(remote, timing, interface, rtt))
             return statuses
         except ImportError as exc:
             if mode == "raw":

@@ -62,17 +62,25 @@ def _on_link(address: IPAddress, routes: list[Route], interface: str | None) -> 
 
 
 async def discover_raw(
-    addresses: Sequence[IPAddress], timing: TimingProfile, *, interface: str | None = None
+    addresses: Sequence[IPAddress],
+    timing: TimingProfile,
+    *,
+    interface: str | None = None,
+    rtt: RttEstimator | None = None,
 ) -> dict[IPAddress, tuple[HostState, Reason]]:
     """Ping ``addresses`` with nmap's privileged probes; every address gets a verdict.
 
     With ``interface``, probes leave by it only, and neighbors are asked only on it.
+    ``rtt`` carries what earlier calls of one scan measured, so a batch of silent
+    hosts is given up on at the pace the live ones set, not at the first guess.
     """
     if not addresses:
         return {}
     sockets: list[socket.socket] = []
     try:
-        return await _discover(list(dict.fromkeys(addresses)), timing, sockets, interface)
+        estimator = rtt if rtt is not None else RttEstimator.for_profile(timing)
+        unique = list(dict.fromkeys(addresses))
+        return await _discover(unique, timing, sockets, interface, estimator)
     finally:
         for sock in sockets:
             sock.close()
@@ -83,6 +91,7 @@ async def _discover(
     timing: TimingProfile,
     sockets: list[socket.socket],
     interface: str | None,
+    rtt: RttEstimator,
 ) -> dict[IPAddress, tuple[HostState, Reason]]:
     import random
 
@@ -126,7 +135,6 @@ async def _discover(
 
     verdicts: dict[bytes, tuple[HostState, Reason]] = {}
     down_reasons: dict[bytes, Reason] = {}
-    rtt = RttEstimator.for_profile(timing)
     sent_at: dict[bytes, float] = {}
     retried: set[bytes] = set()
     loop = asyncio.get_running_loop()

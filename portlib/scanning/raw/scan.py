@@ -42,10 +42,10 @@ from portlib.scanning.raw.silences import Silences
 from portlib.scanning.raw.wire import PROTO_TCP, PROTO_UDP, Probe
 from portlib.scanning.timing import (
     CongestionWindow,
+    LearnedTiming,
     RateFloor,
     RateLimiter,
     RetryPolicy,
-    RttEstimator,
 )
 from portlib.scanning.wakeup import Wakeup
 
@@ -131,9 +131,13 @@ class RawScan:
             icmp_untracked=bytearray(h.limit is None for h in self.hosts),
         )
         timing = work.timing
-        self.rtt = RttEstimator.for_profile(timing)
+        self.learned = work.learned or LearnedTiming.for_profile(timing)
+        self.rtt = self.learned.rtt  # shared: what this run measures, the next one starts from
         self.window = CongestionWindow.for_profile(timing, RAW_WINDOW_CAP)
-        self.window.cwnd = max(self.window.cwnd, min(64.0, float(self.window.high)))
+        start = min(64.0, float(self.window.high))
+        if self.learned.cwnd is not None:
+            start = max(start, min(self.learned.cwnd, float(self.window.high)))
+        self.window.cwnd = max(self.window.cwnd, start)
         self.window.ssthresh = float(self.window.high)  # slow start until the first loss
         # No silent-scan horizon: a raw scan that hears nothing at all is done after
         # its tries (the connect engine confirms such a silence for a few seconds).
@@ -171,6 +175,7 @@ class RawScan:
             await self._loop(emit)
         finally:
             loop.remove_reader(fd)
+            self.learned.cwnd = self.window.cwnd
 
     async def _loop(self, emit: Emit) -> None:
         hand_over = emit_many(emit)
