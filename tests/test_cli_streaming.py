@@ -102,7 +102,14 @@ def test_files_fill_while_scanning_and_an_interrupt_closes_them(
     for host in report.hosts[:finished]:
         assert host.state_counts() == {PortState.OPEN: 3, PortState.CLOSED: 8189}
     for host in report.hosts:  # those in progress have what they had (maybe nothing yet)
-        assert len(host.ports) <= 3  # the closed majority is folded, not listed
+        counts = host.state_counts()
+        assert (
+            set(counts) <= {PortState.OPEN, PortState.CLOSED} and counts.get(PortState.OPEN, 0) <= 3
+        )
+        # The closed majority is folded once over the rule's 25; below it, it is listed.
+        assert counts.get(PortState.CLOSED, 0) <= 25 or not any(
+            p.state is PortState.CLOSED for p in host.ports
+        )
     libnmap = pytest.importorskip("libnmap.parser")
     parsed = libnmap.NmapParser.parse_fromstring(xml)
     assert len(parsed.hosts) == written and parsed.hosts_total == written
