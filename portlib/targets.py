@@ -153,10 +153,18 @@ class TargetSet(Sequence[Target]):
         return Target(key_to_address(key), self._names.get(key))
 
     def __iter__(self) -> Iterator[Target]:
+        return self.iter_from(0)
+
+    def iter_from(self, index: int) -> Iterator[Target]:
+        """The targets from ``index`` on, in order (a resumed scan skips what it did
+        without walking it: O(log ranges) to the first one)."""
         names = self._names
-        for start, end in zip(self._starts, self._ends, strict=True):
-            for key in range(start, end + 1):
+        block = bisect_right(self._cum, index) if index > 0 else 0
+        skip = index - (self._cum[block - 1] if block else 0)
+        for start, end in zip(self._starts[block:], self._ends[block:], strict=True):
+            for key in range(start + skip, end + 1):
                 yield Target(key_to_address(key), names.get(key))
+            skip = 0
 
     def addresses(self) -> Iterator[IPv4Address | IPv6Address]:
         """The addresses alone, in order (cheaper than iterating Targets)."""

@@ -26,7 +26,7 @@ import pytest
 
 import portlib
 from tests.lab import Lab, LabError
-from tests.lab.anyip import AnyIPHost, add_anyip_host
+from tests.lab.anyip import AnyIPHost, SynCounter, add_anyip_host
 from tests.lab.netns import kill_group, ns_argv
 from tests.lab.procs import REPO_ROOT, python_env
 
@@ -132,24 +132,6 @@ class Cluster:
     def close(self) -> None:
         for name in list(self.procs):
             self.kill(name)
-
-
-class SynCounter:
-    """The packet counter of a rule matching every SYN that reaches the target."""
-
-    def __init__(self, target: AnyIPHost) -> None:
-        self.host = target.host
-
-    def install(self) -> None:
-        """The rule itself: first in INPUT, before the REJECTs; it only counts."""
-        self.host.iptables("-I", "INPUT", "1", "-p", "tcp", "--syn", "-d", PREFIX)
-
-    def reset(self) -> None:
-        self.host.iptables("-Z", "INPUT", "1")
-
-    def count(self) -> int:
-        out = self.host.iptables("-L", "INPUT", "1", "-v", "-n", "-x").stdout
-        return int(out.strip().splitlines()[-1].split()[0])
 
 
 @pytest.fixture(scope="module")

@@ -89,9 +89,10 @@ def parse_command(argv: Sequence[str]) -> argparse.Namespace:
     if sub is None:
         return parser.parse_args(words)
     rest = _values_may_start_with_dash(sub, words[1:])
-    if words[0] in _INTERMIXED:
-        return sub.parse_intermixed_args(rest)
-    return sub.parse_args(rest)
+    parse = sub.parse_intermixed_args if words[0] in _INTERMIXED else sub.parse_args
+    namespace = parse(rest)
+    namespace.command_words = tuple(words)  # the command as typed, for a scan's checkpoint
+    return namespace
 
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:

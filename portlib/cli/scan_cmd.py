@@ -74,6 +74,8 @@ def check_flags(args: argparse.Namespace, methods: list[str], warn: TextIO) -> N
     """What nmap refuses or warns about, before anything is resolved or sent."""
     from portlib.errors import ScanError
 
+    if args.resume is not None and (args.dask_scheduler is not None or "list" in methods):
+        raise ScanError("--resume saves one scan's progress: not with -sL or --dask-scheduler")
     if "list" in methods and len(methods) > 1:
         others = " ".join(f"-s{m[0].upper()}" for m in methods if m != "list")
         raise ScanError(f"-sL lists targets and sends nothing; it cannot go with {others}")
@@ -163,10 +165,12 @@ def scan_options(
         host_timeout=args.host_timeout,
         interface=args.interface,
         on_progress=on_progress,
-        args=tuple(sys.argv),
+        args=("portlib", *args.command_words) if "command_words" in args else tuple(sys.argv),
         versions=VERSIONS in (args.methods or ()),
         version_intensity=7 if args.version_intensity is None else args.version_intensity,
         fold=not args.all_ports,
+        checkpoint=args.resume,
+        resume=getattr(args, "saved_scan", None),
     )
 
 
@@ -285,6 +289,11 @@ def _both(first: ResultHook | None, second: ResultHook | None) -> ResultHook | N
 def handle(args: argparse.Namespace) -> int:
     from portlib.cli import EXIT_OK, EXIT_USAGE
     from portlib.cli import outputs as out
+
+    if args.resume is not None:
+        from portlib.cli.resume import resumed_args
+
+        args = resumed_args(args)
 
     methods = methods_from_args(args)
     check_flags(args, methods, sys.stderr)

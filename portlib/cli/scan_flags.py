@@ -36,6 +36,8 @@ examples:
   portlib scan --dask-scheduler tcp://192.0.2.1:8786 -Pn -sS 198.18.0.0/16   on a Dask cluster
   portlib scan --jsonl -p- localhost | jq -c 'select(.state == "open")'   stream verdicts
   portlib scan -p- --json --all-ports localhost   every port listed, none folded
+  portlib scan -sS -p1-100 198.18.0.0/15 -oX big.xml --resume big.resume   then, after Ctrl-C:
+  portlib scan --resume big.resume                 goes on where it stopped
 
 The table and every output file are written host by host as the scan runs. SIGTERM
 and SIGHUP end a scan as Ctrl-C does: the partial report is printed and every output
@@ -240,6 +242,13 @@ def _what_to_scan(parser: argparse.ArgumentParser) -> None:
         dest="sequential",
         action="store_true",
         help="probe ports in order instead of in a random order",
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="FILE",
+        help="save the scan's progress in FILE (every few seconds, and on Ctrl-C or"
+        " SIGTERM); when FILE holds a checkpoint, go on with the scan saved there"
+        " (give no other scan options: its own are restored)",
     )
 
 

@@ -283,3 +283,8 @@ class _Reader:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def read_json_host(doc: Any, source: str) -> HostResult:
+    """One host as ``--json`` writes it (a scan checkpoint's records hold them too)."""
+    return _Reader(source).host(doc)

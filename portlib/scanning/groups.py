@@ -33,12 +33,25 @@ group's verdicts stay a small, fixed amount of memory."""
 MAX_GROUP_HOSTS = 4096
 """Even with one port per host: a group's discovery and per-host state stay bounded."""
 
+RESUME_SHARE = 0.01
+"""With checkpoints, a group holds at most this share of the scan's probes."""
+
 
 def group_size(ports_per_host: int) -> int:
     """Hosts per group for a scan of ``ports_per_host`` ports on each host."""
     if ports_per_host <= 0:  # discovery only (-sn): the group bounds discovery's state
         return MAX_GROUP_HOSTS
     return max(1, min(MAX_GROUP_HOSTS, GROUP_PROBES // ports_per_host))
+
+
+def checkpointed_group_size(ports_per_host: int, probes_total: int) -> int:
+    """Hosts per group for a scan that saves checkpoints: a group is also at most
+    ``RESUME_SHARE`` of the scan's probes, since a resumed scan repeats the group it
+    was interrupted in."""
+    if ports_per_host <= 0:
+        return group_size(ports_per_host)
+    share = max(1, int(probes_total * RESUME_SHARE) // ports_per_host)
+    return min(group_size(ports_per_host), share)
 
 
 def host_groups(targets: Iterator[T], size: int) -> Iterator[list[T]]:

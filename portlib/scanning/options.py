@@ -8,6 +8,7 @@ and ``scan_async`` so that a misspelt option fails the user's type check.
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
@@ -33,7 +34,40 @@ HostCallback = Callable[[HostResult], object]
 
 
 class ScanOptions(TypedDict, total=False):
-    """The keyword options of ``Scanner``, ``scan`` and ``scan_async`` (see ``Scanner``)."""
+    """The keyword options of ``Scanner``, ``scan`` and ``scan_async``.
+
+    ``method``: ``"connect"`` (default, no privileges), ``"syn"``, ``"ack"``,
+    ``"udp"``, a list of one TCP method plus ``"udp"``, or ``"ping"`` (discovery
+    only). ``timing``: 0-5 like ``-T``, or a ``TimingProfile``; ``timeout``,
+    ``retries``, ``rate`` (probes/s at most), ``min_rate`` (probes/s at least, past
+    the congestion window), ``concurrency`` override it.
+    ``discovery``: True (auto: raw pings when privileged, else connect to 80/443),
+    False (``-Pn``: every host up), or ``"connect"``/``"raw"`` to force one.
+    ``host_timeout`` (seconds, nmap's ``--host-timeout``) gives up on hosts whose
+    ports are not all decided by then (their clocks start together, when the port
+    scan does; ``-sV`` gets what is left): they are reported ``timed_out`` with no
+    ports, though verdicts already streamed for them stay streamed.
+    ``interface`` (nmap's ``-e``) sends every probe through that interface only.
+    ``seed`` fixes the probe order; ``sequential=True`` probes in order instead
+    (nmap's ``-r``); ``shard`` is ``(i, n)`` 0-based or ``"I/N"`` 1-based.
+    ``versions=True`` (nmap's ``-sV``, ``version_intensity`` 0-9) detects services on the
+    open ports after the port scan; they stream out with ``detected`` filled.
+    ``on_progress(done, total)`` is called once with ``(0, 0)`` when discovery
+    starts, then after every verdict (``total`` counts the hosts not reached yet
+    as if up, so it settles as the scan goes). ``on_host(host)`` is called once per
+    host, in target order, when its host group is finished; ``fold`` (default)
+    folds each host's uninteresting majority into ``extra_ports`` as nmap's
+    outputs do (False lists every port); ``keep_hosts=False`` keeps no host for
+    the report (a network-scale scan whose hosts ``on_host`` writes away).
+    ``args`` (the command line, if any) is copied into the report.
+    ``checkpoint`` (a file name) saves each finished host group there, so that a
+    scan stopped by Ctrl-C, SIGTERM or even SIGKILL can go on: ``resume`` (a
+    ``SavedScan``, from ``portlib.scanning.checkpoint.load_checkpoint``) starts
+    after the groups saved, with their hosts handed over first; the other options
+    must be the ones the saved scan had (the CLI's ``--resume`` restores them).
+    With a checkpoint a host group is at most 1% of the scan's probes, so a
+    resumed scan repeats little.
+    """
 
     method: ScanMethod | str | Sequence[ScanMethod | str]
     timing: int | TimingProfile
@@ -53,6 +87,8 @@ class ScanOptions(TypedDict, total=False):
     on_host: HostCallback | None
     keep_hosts: bool
     fold: bool
+    checkpoint: str | None
+    resume: SavedScan | None
     args: Sequence[str]
     versions: bool
     version_intensity: int
@@ -219,9 +255,29 @@ def check_flag(name: str, value: object) -> bool:
     return value
 
 
+def check_file_name(name: str, value: str | None) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ScanError(f"{name} must be a file name, not {value!r}")
+    return value
+
+
 def check_callback(name: str, value: object) -> None:
     if value is not None and not callable(value):
         raise ScanError(f"{name} must be callable, not {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class SavedScan:
+    """A checkpoint as read back: the scan's options and how far it came."""
+
+    argv: tuple[str, ...]
+    seed: int
+    group_hosts: int
+    started: _dt.datetime
+    groups_done: int
+    hosts: tuple[HostResult, ...]
+    probes_sent: int
+    elapsed: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,10 @@ class ScanRun:
         channel: Channel[PortResult],
         finish: Callable[[list[HostResult]], None],
         target_count: int,
+        *,
+        group_hosts: int | None = None,
+        first_group: int = 0,
+        on_group: Callable[[int, list[HostResult]], None] | None = None,
     ) -> None:
         self.plan = plan
         self.engines = engines
@@ -71,13 +75,17 @@ class ScanRun:
         self.channel = channel
         self.finish = finish
         self.current: _Group | None = None
-        self._unreached = target_count  # hosts no group has reached yet
+        self.group_hosts = group_hosts or group_size(plan.ports_per_host)
+        self.first_group = first_group  # groups before it were done by an earlier run
+        self.on_group = on_group  # (index, hosts) of each group finished in full
+        self._unreached = target_count - first_group * self.group_hosts
         self._discovery_rtt = RttEstimator.for_profile(discovery_timing(plan.timing))
         self._learned = {m: LearnedTiming.for_profile(plan.timing) for m in plan.port_methods}
         self._known_work = 0  # verdicts expected of the groups reached
 
     async def run(self, targets: Iterator[tuple[IPAddress, str | None]]) -> None:
-        groups = host_groups(targets, group_size(self.plan.ports_per_host))
+        groups = host_groups(targets, self.group_hosts)
+        index = self.first_group
         self.tally.report_progress()  # (0, 0): discovery under way, the total is not known yet
         # The groups whose discovery has started, in order: a few run ahead, so a
         # stretch of silent groups is waited for together, not one after another.
@@ -92,7 +100,10 @@ class ScanRun:
                 self.current = group  # from here on, an interrupt reports this group
                 await discovery  # the next groups' go on during this one's port scan
                 await self._scan(group)
-                self._finish(group)
+                hosts = self._finish(group)
+                if self.on_group is not None:
+                    self.on_group(index, hosts)
+                index += 1
         finally:
             for _, discovery in ahead:
                 discovery.cancel()
@@ -159,7 +170,7 @@ class ScanRun:
         self.tally.total = self._known_work + guess
         self.tally.report_progress()
 
-    def _finish(self, group: _Group) -> None:
+    def _finish(self, group: _Group) -> list[HostResult]:
         self.current = None
         hosts = build_hosts(
             group.targets,
@@ -172,6 +183,7 @@ class ScanRun:
         )
         self.tally.results = []
         self.finish(hosts)
+        return hosts
 
 
 async def _port_scan(

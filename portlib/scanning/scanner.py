@@ -43,23 +43,27 @@ import asyncio
 import datetime as _dt
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING, Literal, TypeAlias, Unpack
 
 from portlib.errors import PortlibError, ScanError, TargetSpecError
 from portlib.model import HostResult, IPAddress, PortResult, Protocol, ScanMethod, ScanReport
 from portlib.scanning import privilege
 from portlib.scanning.channel import Channel, EndOfStream
+from portlib.scanning.checkpoint import ScanCheckpoints, resumed_seed
 from portlib.scanning.contract import ScanEngine
+from portlib.scanning.engines import ENGINES
 from portlib.scanning.interfaces import check_interface
 from portlib.scanning.options import (
     METHOD_PROTOCOL,
     RAW_METHODS,
     HostCallback,
     ProgressCallback,
+    SavedScan,
     ScanOptions,
     ScanPlan,
     check_callback,
+    check_file_name,
     check_flag,
     check_targets,
     parse_methods,
@@ -90,28 +94,6 @@ Targets: TypeAlias = "str | Sequence[str | IPAddress] | TargetSet"
 Ports: TypeAlias = "str | Iterable[int] | PortList | None"
 
 
-def _connect_engine(method: ScanMethod) -> ScanEngine:
-    from portlib.scanning.connect.engine import ConnectEngine
-
-    return ConnectEngine(method)
-
-
-def _raw_engine(method: ScanMethod) -> ScanEngine:
-    from portlib.scanning.raw.engine import RawEngine
-
-    return RawEngine(method)
-
-
-# method -> the factory of its engine; engines are imported on first use, so scapy
-# loads only for raw methods.
-ENGINES: dict[ScanMethod, Callable[[ScanMethod], ScanEngine]] = {
-    ScanMethod.CONNECT: _connect_engine,
-    ScanMethod.SYN: _raw_engine,
-    ScanMethod.ACK: _raw_engine,
-    ScanMethod.UDP: _raw_engine,
-}
-
-
 async def resolve_targets(targets: Targets, exclude: str | None) -> TargetSet:
     """The targets as a (lazy) TargetSet, names resolved without blocking the loop."""
     from portlib.targets import TargetSet, parse_targets_async
@@ -122,10 +104,6 @@ async def resolve_targets(targets: Targets, exclude: str | None) -> TargetSet:
         return targets
     spec = targets if isinstance(targets, str) else " ".join(str(t) for t in targets)
     return await parse_targets_async(spec, exclude)
-
-
-def _each_target(targets: TargetSet) -> Iterator[tuple[IPAddress, str | None]]:
-    return ((t.address, t.hostname) for t in targets)
 
 
 class _BuiltOptions:
@@ -167,30 +145,8 @@ class Scanner(_BuiltOptions):
     ``targets``: a spec string (``"192.0.2.0/28, localhost"``), a list of specs or
     addresses, or a ``TargetSet``. ``ports``: a spec (``"22,80,1000-2000"``,
     ``"T:80,U:53"``), a list of ints, a ``PortList``, or None for the top 1000.
-    ``method``: ``"connect"`` (default, no privileges), ``"syn"``, ``"ack"``,
-    ``"udp"``, a list of one TCP method plus ``"udp"``, or ``"ping"`` (discovery
-    only). ``timing``: 0-5 like ``-T``, or a ``TimingProfile``; ``timeout``,
-    ``retries``, ``rate`` (probes/s at most), ``min_rate`` (probes/s at least, past
-    the congestion window), ``concurrency`` override it.
-    ``discovery``: True (auto: raw pings when privileged, else connect to 80/443),
-    False (``-Pn``: every host up), or ``"connect"``/``"raw"`` to force one.
-    ``host_timeout`` (seconds, nmap's ``--host-timeout``) gives up on hosts whose
-    ports are not all decided by then (their clocks start together, when the port
-    scan does; ``-sV`` gets what is left): they are reported ``timed_out`` with no
-    ports, though verdicts already streamed for them stay streamed.
-    ``interface`` (nmap's ``-e``) sends every probe through that interface only.
-    ``seed`` fixes the probe order; ``sequential=True`` probes in order instead
-    (nmap's ``-r``); ``shard`` is ``(i, n)`` 0-based or ``"I/N"`` 1-based.
-    ``versions=True`` (nmap's ``-sV``, ``version_intensity`` 0-9) detects services on the
-    open ports after the port scan; they stream out with ``detected`` filled.
-    ``on_progress(done, total)`` is called once with ``(0, 0)`` when discovery
-    starts, then after every verdict (``total`` counts the hosts not reached yet
-    as if up, so it settles as the scan goes). ``on_host(host)`` is called once per
-    host, in target order, when its host group is finished; ``fold`` (default)
-    folds each host's uninteresting majority into ``extra_ports`` as nmap's
-    outputs do (False lists every port); ``keep_hosts=False`` keeps no host for
-    the report (a network-scale scan whose hosts ``on_host`` writes away).
-    ``args`` (the command line, if any) is copied into the report.
+    The keyword options (method, timing, discovery, shards, ``on_host``, ``fold``,
+    checkpoints...) are described once, at ``portlib.scanning.options.ScanOptions``.
 
     Every bad option raises a ``PortlibError`` from the constructor (targets: from
     ``async with``), before any probe is sent.
@@ -234,6 +190,8 @@ class Scanner(_BuiltOptions):
         on_host: HostCallback | None = None,
         keep_hosts: bool = True,
         fold: bool = True,
+        checkpoint: str | None = None,
+        resume: SavedScan | None = None,
         args: Sequence[str] = (),
         versions: bool = False,
         version_intensity: int = 7,
@@ -253,7 +211,7 @@ class Scanner(_BuiltOptions):
                 concurrency=concurrency,
                 min_rate=min_rate,
             ),
-            seed=resolve_seed(seed, resolved_shard, fresh=secrets.randbits(63)),
+            seed=resolve_seed(resumed_seed(seed, resume), resolved_shard, secrets.randbits(63)),
             shard=resolved_shard,
             sequential=check_flag("sequential", sequential),
             discovery=resolve_discovery(discovery),
@@ -266,6 +224,8 @@ class Scanner(_BuiltOptions):
         check_callback("on_host", on_host)
         self._on_host = on_host
         self._keep_hosts = check_flag("keep_hosts", keep_hosts)
+        self._checkpoint, self._resume = check_file_name("checkpoint", checkpoint), resume
+        self._checkpoints: ScanCheckpoints | None = None
         self._targets_arg = targets
         self._exclude = exclude
         self._args = tuple(args)
@@ -374,16 +334,18 @@ class Scanner(_BuiltOptions):
             raise ScanError("the scan has not started: use 'async with Scanner(...)' first")
         elapsed = self._elapsed if self._elapsed is not None else time.perf_counter() - self._t0
         completed = self._completed and self._error is None
+        before = self._checkpoints
         return ScanReport(
             hosts=tuple(self._hosts),
             method=self._methods[0],
-            started=self._started,
-            elapsed=elapsed,
+            started=self._started if before is None else before.started,
+            elapsed=elapsed if before is None else before.elapsed_before + elapsed,
             protocols=self._protocols,
             ports_per_host=self._plan.ports_per_host,
             args=self._args,
             interrupted=not completed,
-            probes_sent=sum(e.probes_sent for e in self._engines),
+            probes_sent=sum(e.probes_sent for e in self._engines)
+            + (0 if before is None else before.probes_before),
         )
 
     # -- the producer -----------------------------------------------------
@@ -407,6 +369,14 @@ class Scanner(_BuiltOptions):
 
     async def _scan(self) -> None:
         assert self._channel is not None and self._targets is not None
+        checkpoints = None
+        if self._checkpoint is not None or self._resume is not None:
+            assert self._started is not None
+            checkpoints = self._checkpoints = ScanCheckpoints(
+                self._checkpoint, self._resume, self._plan, argv=self._args,
+                target_count=self._targets.size, started=self._started,
+            )  # fmt: skip
+            self._finish_hosts(list(checkpoints.saved_hosts))  # what earlier runs found
         self._run = ScanRun(
             self._plan,
             self._engines,
@@ -414,8 +384,21 @@ class Scanner(_BuiltOptions):
             self._channel,
             self._finish_hosts,
             self._targets.size,
+            group_hosts=None if checkpoints is None else checkpoints.group_hosts,
+            first_group=0 if checkpoints is None else checkpoints.first_group,
+            on_group=None if checkpoints is None else self._save_group,
         )
-        await self._run.run(_each_target(self._targets))
+        checkpoints = self._checkpoints
+        first = 0 if checkpoints is None else checkpoints.first_group * checkpoints.group_hosts
+        try:
+            await self._run.run((t.address, t.hostname) for t in self._targets.iter_from(first))
+        finally:
+            if checkpoints is not None:
+                checkpoints.close()
+
+    def _save_group(self, index: int, hosts: list[HostResult]) -> None:
+        assert self._checkpoints is not None
+        self._checkpoints.group_done(index, hosts, self.report())
 
     def _finish_hosts(self, hosts: list[HostResult]) -> None:
         if self._keep_hosts:

@@ -145,3 +145,23 @@ def add_anyip_host(
     netns.iptables_restore(host.ns, 4, rules)
     host.serve_tcp(ports)
     return AnyIPHost(host, net, tuple(sorted(set(ports))), dropped, rejected)
+
+
+class SynCounter:
+    """The packet counter of a rule matching every SYN that reaches the AnyIP target:
+    how many TCP probes (port scan and discovery) a scan really sent."""
+
+    def __init__(self, target: AnyIPHost) -> None:
+        self.host = target.host
+        self.prefix = str(target.prefix)
+
+    def install(self) -> None:
+        """The rule itself: first in INPUT, before the DROPs and REJECTs; it only counts."""
+        self.host.iptables("-I", "INPUT", "1", "-p", "tcp", "--syn", "-d", self.prefix)
+
+    def reset(self) -> None:
+        self.host.iptables("-Z", "INPUT", "1")
+
+    def count(self) -> int:
+        out = self.host.iptables("-L", "INPUT", "1", "-v", "-n", "-x").stdout
+        return int(out.strip().splitlines()[-1].split()[0])
