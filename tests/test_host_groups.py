@@ -145,3 +145,26 @@ async def test_a_huge_target_list_is_read_lazily() -> None:
     assert report.interrupted
     assert len(report.hosts) <= groups_module.MAX_GROUP_HOSTS
     assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB traced before the first verdicts"
+
+
+async def test_service_detection_runs_on_every_group(small_groups: int) -> None:
+    """-sV after each group's port scan: the open ports of the later groups are
+    detected too, not only the first group's."""
+    import asyncio
+
+    async def banner(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n")
+        await writer.drain()
+        writer.close()
+
+    servers = [await asyncio.start_server(banner, address, 0) for address in HOSTS[:4]]
+    try:
+        ports = PORTS + sorted(s.sockets[0].getsockname()[1] for s in servers)
+        report = await scan_async(",".join(HOSTS[:4]), ports, discovery=False, versions=True)
+    finally:
+        for server in servers:
+            server.close()
+    assert [str(h.address) for h in report.hosts] == HOSTS[:4]
+    for host in report.hosts:
+        (found,) = host.open_ports()
+        assert found.detected is not None and found.detected.name == "ssh", host.address

@@ -48,7 +48,7 @@ class _Group:
 
 class ScanRun:
     """A scan's run over its host groups (``groups``), each group in turn:
-    discovery (the next group's runs during this group's port scan), one engine
+    discovery (the next groups' runs during this group's port scan), one engine
     run per method, ``-sV``, then the group's hosts, folded, go to ``finish``
     and their verdicts are let go.
 

@@ -27,17 +27,17 @@ class OpenHeldChannel(Channel[PortResult]):
 
     def __init__(self, capacity: int) -> None:
         super().__init__(capacity)
-        self.held: list[PortResult] | None = []
+        self.held: list[PortResult] = []
 
     def put(self, item: PortResult) -> bool:
-        if self.held is not None and wants_detection(item):
+        if wants_detection(item):
             self.held.append(item)
             return True
         return super().put(item)
 
     async def release(self, record: list[PortResult], options: DetectionOptions) -> None:
         """Detect the held ports, replace them in ``record`` and hand them on."""
-        held, self.held = self.held or [], None
+        held, self.held = self.held, []  # the next host group's are held in turn
         detected = await detect_ports(held, options)
         replaced = {id(old): new for old, new in zip(held, detected, strict=True)}
         record[:] = [replaced.get(id(r), r) for r in record]
@@ -57,5 +57,5 @@ async def detect_held(
     if skip and channel.held:
         channel.held = [r for r in channel.held if r.host not in skip]
     if options.rtt is None:
-        options = dataclasses.replace(options, rtt=median_rtt(channel.held or []))
+        options = dataclasses.replace(options, rtt=median_rtt(channel.held))
     await channel.release(record, options)
