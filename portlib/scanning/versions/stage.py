@@ -41,8 +41,9 @@ class OpenHeldChannel(Channel[PortResult]):
         detected = await detect_ports(held, options)
         replaced = {id(old): new for old, new in zip(held, detected, strict=True)}
         record[:] = [replaced.get(id(r), r) for r in record]
-        for result in detected:
-            await self.send(result)
+        for result in detected:  # past the hold: these are what it waited for
+            if not super().put(result):
+                await self.wait_for_room()
 
 
 async def detect_held(
