@@ -108,7 +108,7 @@ class RawSender:
     # --- probes -------------------------------------------------------------------
 
     def _cookies_of(self, h: int) -> None:
-        """Fill host number ``h``'s cookies (16 per hash call, see ``Cookie``)."""
+        """Fill host number ``h``'s cookies (256 per hash call, see ``Cookie``)."""
         book = self.book
         book.fill_cookies(h, self.cookie.for_ports(self.hosts[h].key, self.sport, book.ports))
 
