@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from portlib.model import PortResult, PortState, Protocol, Reason
 from portlib.scanning.book import RetryBook, RetryPolicy
 from portlib.scanning.raw.probes import ProbeBook, port_results
+from portlib.scanning.raw.replies import FirstTries
 from portlib.scanning.timing import CongestionWindow, RttEstimator, preset
 
 ADDRESSES = [ip_address("192.0.2.10"), ip_address("2001:db8::1")]
@@ -55,11 +56,10 @@ def test_first_tries_decided_in_bulk_give_each_probe_its_result() -> None:
     for idx in range(10):
         book.sent(idx, 100.0 + idx)
         book.fly(idx)
-    batch = [
-        (7, PortState.OPEN, Reason.SYN_ACK, 107.5),
-        (0, PortState.CLOSED, Reason.RESET, 100.25),
-        (9, PortState.CLOSED, Reason.RESET, 110.0),
-    ]
+    batch = FirstTries()
+    batch.add(7, PortState.OPEN, Reason.SYN_ACK, 107.5)
+    batch.add(0, PortState.CLOSED, Reason.RESET, 100.25)
+    batch.add(9, PortState.CLOSED, Reason.RESET, 110.0)
     retries = RetryBook(RetryPolicy(timing.max_retries), horizon=0.0)
     book.decide_first_tries(batch, window, retries, RttEstimator.for_profile(timing))
     assert book.take_out() == [
@@ -69,5 +69,5 @@ def test_first_tries_decided_in_bulk_give_each_probe_its_result() -> None:
     ]
     assert book.pending == 7 and book.undecided == 7
     assert [book.flying[i] for i in range(10)] == [0, 1, 1, 1, 1, 1, 1, 0, 1, 0]
-    book.decide_first_tries([], window, retries, RttEstimator.for_profile(timing))
+    book.decide_first_tries(FirstTries(), window, retries, RttEstimator.for_profile(timing))
     assert book.take_out() == [] and book.pending == 7

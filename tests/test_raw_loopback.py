@@ -524,6 +524,7 @@ async def test_engine_without_rx_ring_decides_the_same(method: str) -> None:
 
 def test_window_counts_undecided_probes_not_the_send_queue() -> None:
     """Answered probes behind a silent one free the window at once (not when it expires)."""
+    from portlib.scanning.raw.replies import FirstTries
     from portlib.scanning.raw.scan import RawScan
     from portlib.scanning.raw.wire import Probe
 
@@ -537,8 +538,11 @@ def test_window_counts_undecided_probes_not_the_send_queue() -> None:
             book.fly(idx)
         assert book.pending == 100
         # Every probe but the first (a DROPped port, still silent) is answered.
+        answers = FirstTries()
+        for idx in range(1, 100):
+            answers.add(idx, PortState.CLOSED, Reason.RESET, 1000.001)
         book.decide_first_tries(
-            [(idx, PortState.CLOSED, Reason.RESET, 1000.001) for idx in range(1, 100)],
+            answers,
             scan.window,
             scan.retries,
             scan.rtt,

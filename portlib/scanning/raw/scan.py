@@ -32,7 +32,7 @@ from portlib.scanning.raw.probes import ProbeBook
 from portlib.scanning.raw.replies import (
     Answer,
     Classifier,
-    FirstTry,
+    FirstTries,
     Frame,
     ReplyReader,
 )
@@ -263,7 +263,7 @@ class RawScan:
 
     def on_readable(self) -> None:
         """Drain the receive socket, then decide what it proved."""
-        first: list[FirstTry] = []
+        first = FirstTries()
         later: list[Answer] = []
         if self.rx_ring is not None:
             blocks = self.rx_ring.blocks(SNAP[self.kind])
