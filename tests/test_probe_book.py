@@ -71,3 +71,24 @@ def test_first_tries_decided_in_bulk_give_each_probe_its_result() -> None:
     assert [book.flying[i] for i in range(10)] == [0, 1, 1, 1, 1, 1, 1, 0, 1, 0]
     book.decide_first_tries(FirstTries(), window, retries, RttEstimator.for_profile(timing))
     assert book.take_out() == [] and book.pending == 7
+
+
+def test_first_tries_of_a_single_host_scan_name_their_ports() -> None:
+    """One host: a probe's index is its port's (the short path), in any port order."""
+    ports = [8080, 22, 443]
+    book = ProbeBook(ADDRESSES[:1], ports, Protocol.TCP, to_decide=3)
+    timing = preset(3)
+    window = CongestionWindow.for_profile(timing, 1000)
+    for idx in range(3):
+        book.sent(idx, 50.0)
+        book.fly(idx)
+    batch = FirstTries()
+    batch.add(2, PortState.CLOSED, Reason.RESET, 50.5)
+    batch.add(0, PortState.OPEN, Reason.SYN_ACK, 51.0)
+    retries = RetryBook(RetryPolicy(timing.max_retries), horizon=0.0)
+    book.decide_first_tries(batch, window, retries, RttEstimator.for_profile(timing))
+    assert book.take_out() == [
+        PortResult(ADDRESSES[0], 443, Protocol.TCP, PortState.CLOSED, Reason.RESET, 0.5),
+        PortResult(ADDRESSES[0], 8080, Protocol.TCP, PortState.OPEN, Reason.SYN_ACK, 1.0),
+    ]
+    assert book.pending == 1 and book.undecided == 1

@@ -162,9 +162,15 @@ class ProbeBook:
         for i in range(step - 1, count, step):
             rtt.observe(rtts[i])
         nports = self.nports
+        if len(self.addresses) == 1:  # then a probe's index is its port's
+            hosts: Iterable[IPAddress] = repeat(self.addresses[0])
+            ports: Iterable[int] = map(self.ports.__getitem__, probes)
+        else:
+            hosts = map(self.addresses.__getitem__, map(nports.__rfloordiv__, probes))
+            ports = map(self.ports.__getitem__, map(nports.__rmod__, probes))
         columns: dict[str, Iterable[object]] = {
-            "host": map(self.addresses.__getitem__, map(nports.__rfloordiv__, probes)),
-            "port": map(self.ports.__getitem__, map(nports.__rmod__, probes)),
+            "host": hosts,
+            "port": ports,
             "protocol": repeat(self.protocol),
             "state": states,
             "reason": reasons,
