@@ -190,6 +190,7 @@ class RawScan:
         while book.undecided:
             self.on_readable()  # replies already queued are answers, not silence
             if sender.workers:
+                sender.flush_workers()
                 sender.worker_errors()
             now = self.clock()
             self._check_drops(now)

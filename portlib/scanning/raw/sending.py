@@ -88,6 +88,11 @@ class RawSender:
                 return worker
         return None
 
+    def flush_workers(self) -> None:
+        """Write on what the workers' pipes had no room for (the last batches too)."""
+        for worker in self.workers:
+            worker.flush()
+
     def worker_errors(self) -> None:
         """Sends the workers' kernel refused: decide them as ``send`` would have."""
         book = self.book

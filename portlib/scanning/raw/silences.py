@@ -20,7 +20,7 @@ from portlib.scanning.raw.replies import SILENCE_STATE
 from portlib.scanning.raw.wire import Probe
 from portlib.scanning.timing import RttEstimator
 
-SKIP_RUN = 4096  # answered probes looked at by columns at a time
+SKIP_LOOK, SKIP_RUN = 32, 4096  # answered probes looked at by columns: first, at most
 
 
 class Silences:
@@ -59,11 +59,17 @@ class Silences:
             while queue:
                 idx = queue[0]
                 if decided[idx]:
-                    # Most of the queue was answered: find the first undecided probe
-                    # by columns and drop the answered run before it at once.
-                    run = bytes(map(decided.__getitem__, islice(queue, SKIP_RUN))).find(0)
+                    # Answered probes lead the queue: find the first undecided one by
+                    # columns (looking further each time the whole look is answered)
+                    # and drop the answered run before it at once.
+                    look = SKIP_LOOK
+                    while True:
+                        run = bytes(map(decided.__getitem__, islice(queue, look))).find(0)
+                        if run >= 0 or look >= SKIP_RUN:
+                            break
+                        look = min(look * 8, SKIP_RUN)
                     drop = queue.popleft
-                    for _ in range(run if run >= 0 else min(SKIP_RUN, len(queue))):
+                    for _ in range(run if run >= 0 else min(look, len(queue))):
                         drop()
                     continue
                 if book.sent_at[idx] + timeout > now:

@@ -32,8 +32,9 @@ from portlib.scanning.raw.wire import BoundProbe
 _TRANSIENT = {errno.EAGAIN, errno.ENOBUFS, errno.EINTR}
 _RECORD = array("I").itemsize * 2
 # A small pipe bounds how far the child lags behind the send times the parent
-# records (2048 probes, a few ms): timeouts then measure the network, not the queue.
-PIPE_BYTES = 16384
+# records (1024 probes, and a batch waiting in the backlog: a few ms), so timeouts
+# measure the network, not the queue.
+PIPE_BYTES = 8192
 # The record that tells the child to stop: other forked processes (the connect
 # engine's workers) may hold the pipe open, so end-of-file alone is not enough.
 STOP = 0xFFFFFFFF
