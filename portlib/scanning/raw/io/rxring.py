@@ -13,30 +13,20 @@ Layouts (linux/if_packet.h): a block starts with ``tpacket_block_desc``
 tp_snaplen, tp_len, tp_status, tp_mac, tp_net, ...). With ``SOCK_DGRAM`` the
 packet starts at tp_net, at the network header.
 
-Setting a ring up and letting the socket go each wait for RCU grace periods
-in the kernel (``synchronize_net``, ~10 ms each), with nothing for us to do
-meanwhile: a thread makes those calls (through ``ctypes``, which lets go of
-the GIL) while the scan sets itself up, and builds its report. The map comes
-from libc's ``mmap``, not Python's, which would hold a second descriptor of
-the socket: the mapping alone keeps the socket alive once its descriptor is
-closed, and the thread's ``munmap`` lets it go.
+The ring is set up, and let go, in threads (``ringmap``).
 """
 
 from __future__ import annotations
 
-import ctypes
-import mmap
-import os
 import socket
 import struct
 import sys
-import threading
 from collections.abc import Iterator
 from typing import cast
 
+from portlib.scanning.raw.io.ringmap import RingMap, RingView
 from portlib.scanning.raw.replies import Block, Frame
 
-SOL_PACKET = 263
 PACKET_RX_RING = 5
 PACKET_VERSION = 10
 TPACKET_V3 = 2
@@ -49,47 +39,19 @@ _FRAME = struct.Struct("=IIIIIIHH")  # tp_next_offset ... tp_mac, tp_net
 _STATUS_AT = 8
 _NEXT_AT, _SNAPLEN_AT, _NET_AT = 0, 12, 26  # in tpacket3_hdr
 FRAME_ALIGN = 16  # TPACKET_ALIGNMENT
-MADV_DONTFORK = 10
 # The ring as ``ctypes`` maps it (slices are ``bytes``), or plain bytes in tests.
-RingBuffer = ctypes.Array[ctypes.c_char] | bytes
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.setsockopt.argtypes = [
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_char_p,
-    ctypes.c_uint,
-]
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [
-    ctypes.c_void_p,
-    ctypes.c_size_t,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_long,
-]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-_MAP_FAILED = ctypes.c_void_p(-1).value
-
-
-def _check(result: int) -> None:
-    if result != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
+RingBuffer = RingView | bytes
 
 
 class RxRing:
-    """The receive ring of ``sock``; ``frames()`` yields (map, offset, length) per packet.
+    """The receive ring of ``sock``; ``frames()`` yields (packet, offset, length) per packet.
 
     The ring is set up in a thread: ``ready()`` waits for it (``OSError`` if the
     kernel refused it: keep using ``recv`` then). ``close()`` after the socket's
     own ``close()`` lets the socket go in a thread too.
     """
 
-    __slots__ = ("_block", "_block_size", "_blocks", "_error", "_setup", "_size", "addr", "map")
+    __slots__ = ("_block", "_block_size", "_blocks", "_ring", "map")
 
     def __init__(
         self,
@@ -104,43 +66,17 @@ class RxRing:
         request = _REQ3.pack(
             block_size, blocks, frame_size, block_size * blocks // frame_size, retire_ms, 0, 0
         )
+        version = TPACKET_V3.to_bytes(4, sys.byteorder)
+        options = [(PACKET_VERSION, version), (PACKET_RX_RING, request)]
+        self._ring = RingMap(sock, options, block_size * blocks)
         self._block_size = block_size
         self._blocks = blocks
         self._block = 0
-        self._size = block_size * blocks
-        self.addr = 0
-        self.map: ctypes.Array[ctypes.c_char] | None = None
-        self._error: OSError | None = None
-        self._setup = threading.Thread(
-            target=self._set_up, args=(sock.fileno(), request), name="portlib-rx-ring"
-        )
-        self._setup.start()
-
-    def _set_up(self, fd: int, request: bytes) -> None:
-        try:
-            _check(
-                _libc.setsockopt(
-                    fd, SOL_PACKET, PACKET_VERSION, TPACKET_V3.to_bytes(4, sys.byteorder), 4
-                )
-            )
-            _check(_libc.setsockopt(fd, SOL_PACKET, PACKET_RX_RING, request, len(request)))
-            prot, flags = mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED
-            addr = _libc.mmap(None, self._size, prot, flags, fd, 0)
-            if addr is None or addr == _MAP_FAILED:
-                _check(-1)
-            self.addr = addr
-            # Send workers never read the ring: forking without it copies fewer page tables.
-            _libc.madvise(addr, self._size, MADV_DONTFORK)
-        except OSError as exc:
-            self._error = exc
+        self.map: RingView | None = None
 
     def ready(self) -> None:
         """Wait for the set-up; ``OSError`` if the kernel gave no ring."""
-        self._setup.join()
-        if self._error is not None:
-            raise self._error
-        if self.map is None:
-            self.map = (ctypes.c_char * self._size).from_address(self.addr)
+        self.map = self._ring.ready()
 
     def blocks(self, snaplen: int = 0) -> Iterator[Block]:
         """Every block the kernel has handed over, oldest first (see ``replies.Block``).
@@ -176,13 +112,8 @@ class RxRing:
 
     def close(self) -> None:
         """Unmap the ring; with the socket closed already, the kernel lets it go in a thread."""
-        self._setup.join()
         self.map = None
-        if self.addr:
-            addr, self.addr = self.addr, 0
-            threading.Thread(
-                target=_libc.munmap, args=(addr, self._size), name="portlib-rx-unmap"
-            ).start()
+        self._ring.close()
 
 
 def block_frames(buf: RingBuffer, at: int, count: int) -> Iterator[Frame]:

@@ -1,10 +1,14 @@
-"""The raw engine's send workers, in the lab's scanner namespace: every probe goes out once.
+"""The raw engine's send paths in the lab's scanner namespace: workers and TX rings.
 
-A -p- SYN scan of the namespace's own loopback (no other process there, every
+Send workers: a -p- SYN scan of the namespace's own loopback (no other process there, every
 port closed) with send workers whose pipes hold one page: the last batches
 handed over wait in the engine's backlog when the fresh probes run out, and
 must still go out then. Timeouts are 10 s, so a probe sent only as a retry
 (the backlog forgotten until its timeout) shows as a second send.
+
+TX rings: frames put on a ring (and, when the kernel refuses the ring, sent
+one by one through its socket) leave by the ring's interface, where a packet
+socket on that interface sees them go.
 """
 
 from __future__ import annotations
@@ -57,6 +61,43 @@ async def scan_own_loopback(ports: int, pipe_bytes: int) -> tuple[int, int, int,
     return len(results), engine.probes_sent, sum(workers), dict(states)
 
 
+def frames_leave_by_the_tx_ring(frame_size: int) -> tuple[bool, int]:
+    """(whether the ring was refused, how many of 20 marked frames were seen leaving)."""
+    import socket
+    import time
+    from pathlib import Path
+
+    from portlib.scanning.raw.io.txring import TxRing, ethernet_header
+
+    interface = next(name for _, name in socket.if_nameindex() if name != "lo")
+    mac = Path(f"/sys/class/net/{interface}/address").read_text().strip()
+    header = ethernet_header(b"\xff" * 6, bytes.fromhex(mac.replace(":", "")), 4)
+    watch = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    watch.bind((interface, 0))
+    watch.settimeout(0.2)
+    ring = TxRing(interface, frame_size=frame_size, frames=64)
+    marks = {f"portlib-tx-{i:04d}".encode() for i in range(20)}
+    try:
+        for mark in sorted(marks):
+            packet = b"\x45" + b"\0" * 19 + mark  # not a valid IPv4 header: the peer drops it
+            while not ring.put(header, packet):
+                ring.flush()
+                time.sleep(0.001)
+            ring.flush()
+        seen: set[bytes] = set()
+        deadline = time.monotonic() + 5
+        while seen != marks and time.monotonic() < deadline:
+            try:
+                frame = watch.recv(2048)
+            except TimeoutError:
+                continue
+            seen |= {mark for mark in marks if mark in frame}
+        return ring.ring is None, len(seen)
+    finally:
+        watch.close()
+        ring.close()
+
+
 # --- tests ----------------------------------------------------------------------------
 
 
@@ -76,3 +117,12 @@ def test_send_workers_last_batches_go_out_without_waiting_for_a_timeout(lab) -> 
     assert workers >= 1  # the scan did go through send workers
     assert count == 65535 and states == {"closed": 65535}
     assert sent == 65535  # each probe once: none waited for its timeout to go out
+
+
+@pytest.mark.parametrize(("frame_size", "refused"), [(256, False), (248, True)])
+def test_tx_ring_frames_leave_by_its_interface(lab, frame_size: int, refused: bool) -> None:  # type: ignore[no-untyped-def]
+    """A 248-byte frame slot is not 16-byte aligned: the kernel refuses that ring (EINVAL)."""
+    lab.add_host(f"tx{frame_size}")  # a link for the scanner namespace to send on
+    was_refused, seen = lab.call(frames_leave_by_the_tx_ring, frame_size, timeout_s=60.0)
+    assert was_refused is refused
+    assert seen == 20
