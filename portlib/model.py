@@ -361,6 +361,57 @@ class PortResult:
 
 
 @dataclass(frozen=True, slots=True)
+class FoldedReason:
+    """Folded ports of one state that share a reason and a protocol (nmap's
+    ``<extrareasons>``): ``ranges`` are inclusive ``(first, last)`` pairs, ascending.
+
+    Example:
+
+    >>> from portlib import FoldedReason, Protocol, Reason
+    >>> group = FoldedReason(Reason.RESET, Protocol.TCP, ((1, 21), (23, 79)))
+    >>> group.count, list(group.ports())[:3]
+    (78, [1, 2, 3])
+    """
+
+    reason: Reason
+    protocol: Protocol
+    ranges: tuple[tuple[int, int], ...]
+
+    @property
+    def count(self) -> int:
+        return sum(last - first + 1 for first, last in self.ranges)
+
+    def ports(self) -> Iterator[int]:
+        """The port numbers, ascending."""
+        for first, last in self.ranges:
+            yield from range(first, last + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class FoldedPorts:
+    """A host's ports in one state, kept as counts and ranges instead of one
+    PortResult each (nmap's ``<extraports>``, "Not shown: 997 closed tcp ports").
+
+    A scan folds a state other than ``open`` once a host has more than 25 ports
+    in it (``portlib.folding``); ``HostResult.all_ports()`` expands them again.
+
+    Example:
+
+    >>> import portlib
+    >>> host = portlib.scan("127.0.0.1", "1-1000").hosts[0]  # doctest: +SKIP
+    >>> [(f.state.value, f.count) for f in host.extra_ports]  # doctest: +SKIP
+    [('closed', 999)]
+    """
+
+    state: PortState
+    reasons: tuple[FoldedReason, ...]
+
+    @property
+    def count(self) -> int:
+        return sum(group.count for group in self.reasons)
+
+
+@dataclass(frozen=True, slots=True)
 class HostResult:
     """One scanned host: whether it is up, why, and its port verdicts (ascending).
 
@@ -368,6 +419,10 @@ class HostResult:
     for hosts not probed by discovery, the fastest port answer), in seconds.
     ``timed_out``: the scan's ``host_timeout`` passed before every port of the host
     was decided; as nmap does, such a host is reported with no ports.
+    ``extra_ports``: the states folded away (nmap's ``extraports``): a scan lists
+    each port in ``ports`` only when its state is worth listing (``open``, or a
+    state with at most 25 of the host's ports) and counts the rest here;
+    ``all_ports()`` gives every verdict, folded ones expanded.
 
     Example:
 
@@ -384,9 +439,41 @@ class HostResult:
     ports: tuple[PortResult, ...] = ()
     latency: float | None = None
     timed_out: bool = False
+    extra_ports: tuple[FoldedPorts, ...] = ()
 
     def open_ports(self) -> tuple[PortResult, ...]:
         return tuple(p for p in self.ports if p.state is PortState.OPEN)
+
+    def all_ports(self) -> list[PortResult]:
+        """Every port verdict, the folded ones expanded, by port (TCP first on a tie).
+
+        Folded verdicts come back with no ``rtt`` and no ``service``: a fold keeps
+        only state, reason and protocol.
+        """
+        ports = list(self.ports)
+        address = self.address
+        for folded in self.extra_ports:
+            state = folded.state
+            for group in folded.reasons:
+                protocol, reason = group.protocol, group.reason
+                ports.extend(
+                    PortResult(address, number, protocol, state, reason) for number in group.ports()
+                )
+        ports.sort(key=_tcp_first)
+        return ports
+
+    def state_counts(self) -> dict[PortState, int]:
+        """How many of the host's ports are in each state, folded ones included."""
+        counts: dict[PortState, int] = {}
+        for port in self.ports:
+            counts[port.state] = counts.get(port.state, 0) + 1
+        for folded in self.extra_ports:
+            counts[folded.state] = counts.get(folded.state, 0) + folded.count
+        return counts
+
+
+def _tcp_first(port: PortResult) -> tuple[int, bool]:
+    return (port.port, port.protocol is not Protocol.TCP)
 
 
 @dataclass(frozen=True, slots=True)

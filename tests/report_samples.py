@@ -68,7 +68,7 @@ def verdicts(report: ScanReport) -> set[tuple[str, int, str, str, str]]:
     return {
         (str(p.host), p.port, p.protocol.value, p.state.value, p.reason.value)
         for h in report.hosts
-        for p in h.ports
+        for p in h.all_ports()
     }
 
 

@@ -1,6 +1,10 @@
 """Frozen copies of the report builder and renderers as they were before their speed work
 (commit 3a35b0b), kept only as the oracle of ``test_output_speedpaths.py``: the fast code
 must produce byte-identical text and equal values. Do not "fix" or speed these up.
+Deliberate changes since (issue 13, outputs written host by host): the normal
+output's interrupt warning comes at the end, its table lists ports as the other
+formats do (TCP then UDP, ascending), and "Not shown" orders tied reasons by name
+(a folded host no longer knows which came first).
 
 Helpers that are not on a per-port path (titles, time stamps, quoting, escaping one
 cell) are imported from the live modules; everything that walks ports is copied.
@@ -11,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from operator import attrgetter
 
 from portlib.model import (
@@ -26,11 +31,31 @@ from portlib.model import (
 from portlib.output.grepable import _clean, service_field
 from portlib.output.nmapxml import _comment, _q
 from portlib.output.normal import format_seconds, host_title, service_cell
-from portlib.output.portsummary import IgnoredState, PortSummary, ReasonGroup
 from portlib.output.sharedtext import command_line, nmap_time, plural
 from portlib.scanning.report import UNDECIDED, HostStatus
 
 # ------------------------------------------------------------------ portsummary
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonGroup:
+    reason: Reason
+    protocol: Protocol
+    ports: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IgnoredState:
+    state: PortState
+    count: int
+    reasons: tuple[ReasonGroup, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PortSummary:
+    shown: tuple[PortResult, ...]
+    ignored: tuple[IgnoredState, ...]
+
 
 _PROTOCOL_ORDER: dict[Protocol, int] = {Protocol.TCP: 0, Protocol.UDP: 1, Protocol.RAW: 2}
 
@@ -153,7 +178,8 @@ def _not_shown(ports: list[PortResult], state: PortState, protocol: Protocol) ->
     if len(reasons) == 1:
         why = next(iter(reasons))
     else:
-        why = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+        ordered = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+        why = ", ".join(f"{n} {reason}" for reason, n in ordered)
     noun = "port" if len(ports) == 1 else "ports"
     return f"{len(ports)} {state.value} {protocol.value} {noun} ({why})"
 
@@ -180,7 +206,7 @@ def _normal_host_lines(
     ignored = _ignored_states(host.ports)
     hidden: dict[tuple[PortState, Protocol], list[PortResult]] = {}
     shown: list[PortResult] = []
-    for port in host.ports:
+    for port in sorted(host.ports, key=port_order):
         key = (port.state, port.protocol)
         if port.state in ignored or (open_only and port.state not in _SHOWN_WITH_OPEN_ONLY):
             hidden.setdefault(key, []).append(port)
@@ -222,8 +248,6 @@ def render_normal(
 
     started = report.started.strftime("%Y-%m-%d %H:%M %Z").strip()
     lines = [header or f"Starting portlib {__version__} at {started}"]
-    if report.interrupted:
-        lines.append("WARNING: the scan was interrupted; the results below are partial.")
     ping_only = report.method is ScanMethod.PING or (
         report.ports_per_host == 0 and not any(h.ports for h in report.hosts)
     )
@@ -240,6 +264,8 @@ def render_normal(
         )
         if not ping_only:
             lines.append("")
+    if report.interrupted:
+        lines.append("WARNING: the scan was interrupted; the results above are partial.")
     if not up and report.hosts and not report.interrupted:
         lines.append(
             "Note: Host seems down. If it is really up, but blocking our ping probes, try -Pn"

@@ -14,11 +14,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "portlib"
 # ARCHITECTURE.md lists the same modules; the clock and randomness are passed in.
 PURE = (
     "portlib.errors",
+    "portlib.folding",
     "portlib.model",
     "portlib.portspec",
     "portlib.scanning.book",
     "portlib.scanning.connect.verdicts",
     "portlib.scanning.contract",
+    "portlib.scanning.groups",
     "portlib.scanning.discovery.packets",
     "portlib.scanning.icmp",
     "portlib.scanning.options",

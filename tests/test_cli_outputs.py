@@ -216,7 +216,7 @@ def test_scan_oa_and_jsonl(listener: int, tmp_path: Path) -> None:
     assert dtd_errors(xml, tmp_path) == ""
     report = parse_text(xml)
     assert [p.port for p in report.open_ports()] == [listener]
-    assert len(report.hosts[0].ports) == 41
+    assert len(report.hosts[0].all_ports()) == 41
     assert f"Ports: {listener}/open/tcp/////\tIgnored State: closed (40)" in (
         Path(f"{base}.gnmap").read_text()
     )

@@ -112,7 +112,7 @@ def test_every_shown_port_is_an_entry(report: ScanReport) -> None:
             assert [e[:3] for e in port_entries(got["Ports"])] == [
                 [str(p.port), p.state.value, p.protocol.value] for p in summary.shown
             ]
-            assert ("Ignored State" in got) == (len(summary.ignored) == 1)
+            assert ("Ignored State" in got) == (len(summary.folded) == 1)
     assert body == []
 
 

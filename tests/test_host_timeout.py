@@ -113,7 +113,7 @@ def timed_scan(hosts: list[str], method: str) -> list[tuple[str, bool, int]]:
     )
     report = portlib.scan(hosts, "1-300", method=method, discovery=False, timing=patient,
                           host_timeout=1.0)  # fmt: skip
-    return [(str(h.address), h.timed_out, len(h.ports)) for h in report.hosts]
+    return [(str(h.address), h.timed_out, len(h.all_ports())) for h in report.hosts]
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ def scan_reasons(host: str, ports: list[int], method: str) -> dict[int, tuple[st
 
     spec = ",".join(map(str, ports))
     report = portlib.scan(host, spec, method=method, discovery=False, timing=4, retries=1)
-    return {p.port: (p.state.value, p.reason.value) for p in report.hosts[0].ports}
+    return {p.port: (p.state.value, p.reason.value) for p in report.hosts[0].all_ports()}
 
 
 @pytest.fixture(scope="module")

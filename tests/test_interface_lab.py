@@ -28,7 +28,7 @@ def states(
         host, PORTS, method=method, interface=interface, discovery=discovery, timing=4, retries=1
     )
     (found,) = report.hosts
-    return found.state.value, {p.port: (p.state.value, p.reason.value) for p in found.ports}
+    return found.state.value, {p.port: (p.state.value, p.reason.value) for p in found.all_ports()}
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ def silent_scan(host: str, method: str, min_rate: float | None) -> dict[str, int
         timeout=0.2,
         min_rate=min_rate,
     )
-    return dict(Counter(p.state.value for p in report.hosts[0].ports))
+    return dict(Counter(p.state.value for p in report.hosts[0].all_ports()))
 
 
 @pytest.fixture(scope="module")

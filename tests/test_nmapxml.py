@@ -136,15 +136,15 @@ def test_scan_type_follows_the_method(scan: ScanMethod) -> None:
 
 def test_twenty_five_closed_ports_are_listed_twenty_six_are_folded() -> None:
     listed = summarise([port(n) for n in range(1, 26)])
-    assert len(listed.shown) == 25 and listed.ignored == ()
+    assert len(listed.shown) == 25 and listed.folded == ()
     folded = summarise([port(n) for n in range(1, 27)])
     assert folded.shown == ()
-    assert [(i.state, i.count) for i in folded.ignored] == [(PortState.CLOSED, 26)]
+    assert [(i.state, i.count) for i in folded.folded] == [(PortState.CLOSED, 26)]
 
 
 def test_open_ports_are_never_folded() -> None:
     summary = summarise([port(n, PortState.OPEN, Reason.SYN_ACK) for n in range(1, 200)])
-    assert len(summary.shown) == 199 and summary.ignored == ()
+    assert len(summary.shown) == 199 and summary.folded == ()
 
 
 def test_fold_counts_a_state_across_protocols() -> None:
@@ -153,9 +153,9 @@ def test_fold_counts_a_state_across_protocols() -> None:
     ports += [port(n, reason=Reason.PORT_UNREACH, protocol=Protocol.UDP) for n in range(1, 11)]
     summary = summarise(ports)
     assert summary.shown == ()
-    (closed,) = summary.ignored
+    (closed,) = summary.folded
     assert closed.count == 30
-    assert [(g.reason, g.protocol, len(g.ports)) for g in closed.reasons] == [
+    assert [(g.reason, g.protocol, g.count) for g in closed.reasons] == [
         (Reason.CONN_REFUSED, Protocol.TCP, 20),
         (Reason.PORT_UNREACH, Protocol.UDP, 10),
     ]
@@ -342,11 +342,15 @@ def test_reads_real_nmap_connect_scan() -> None:
     assert report.method is ScanMethod.CONNECT
     (host,) = report.hosts
     assert str(host.address) == "127.0.0.1" and host.state is HostState.UP
-    found = {p.port: p for p in host.ports}
-    # every scanned port is in the report, the folded closed ones too (extrareasons ports=)
+    found = {p.port: p for p in host.all_ports()}
+    # every scanned port is in the report, the folded closed ones too (extrareasons ports=),
+    # and those stay folded: one range, not a thousand verdicts
     assert set(found) == {*range(1, 1025), ours}
+    assert [p.port for p in host.ports] == [ours]
+    (closed,) = host.extra_ports
+    assert closed.state is PortState.CLOSED and closed.count == 1024
     assert found[ours].state is PortState.OPEN and found[ours].reason is Reason.SYN_ACK
-    assert all(p.state in {PortState.OPEN, PortState.CLOSED} for p in host.ports), (
+    assert all(p.state in {PortState.OPEN, PortState.CLOSED} for p in host.all_ports()), (
         "loopback has no filtered ports"
     )
     assert report.args[:2] == ("nmap", "-sT")

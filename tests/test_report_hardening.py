@@ -25,9 +25,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portlib.errors import ReportFormatError
+from portlib.model import PortState
 from portlib.output import load, parse, render
 from portlib.output.nmapxml import to_nmap_xml
-from portlib.output.reportchecks import MAX_ARGS_CHARS, PORTS_PER_PROTOCOL
+from portlib.output.reportchecks import MAX_ARGS_CHARS, MAX_REPORT_VERDICTS, PORTS_PER_PROTOCOL
 from portlib.output.reportinput import ReportInput
 from portlib.output.sharedtext import split_command_line
 from tests.report_samples import sample_report, verdicts
@@ -122,7 +123,56 @@ def test_a_port_listed_twice_is_refused() -> None:
 def test_an_honest_full_range_still_reads() -> None:
     reasons = REASON.format(count=65535, ports="1-65535")
     report = parse(nmaprun(HOST.format(address="192.0.2.1", declared=65535, reasons=reasons)))
-    assert len(report.hosts[0].ports) == 65535
+    (host,) = report.hosts
+    assert host.ports == () and host.state_counts() == {PortState.CLOSED: 65535}
+    assert len(host.all_ports()) == 65535
+
+
+def test_folded_ranges_stay_ranges_however_many_hosts() -> None:
+    """A full-range host costs one range, so a report of many such hosts reads in
+    little memory; the verdict budget counts ranges, not the ports they stand for."""
+    reasons = REASON.format(count=65535, ports="1-65535")
+    hosts = [
+        HOST.format(address=f"198.18.{i >> 8}.{i & 255}", declared=65535, reasons=reasons)
+        for i in range(300)  # 300 x 65535 = 19.7 M verdicts, above MAX_REPORT_VERDICTS
+    ]
+    report = parse(nmaprun(*hosts))
+    assert len(report.hosts) == 300
+    assert sum(h.state_counts()[PortState.CLOSED] for h in report.hosts) == 300 * 65535
+    assert MAX_REPORT_VERDICTS < 300 * 65535
+
+
+def test_a_port_both_listed_and_folded_is_refused() -> None:
+    reasons = REASON.format(count=30, ports="1-30")
+    host = HOST.format(address="192.0.2.1", declared=30, reasons=reasons).replace(
+        "</extraports>",
+        '</extraports><port protocol="tcp" portid="7"><state state="open" reason="syn-ack"/>'
+        "</port>",
+    )
+    with pytest.raises(ReportFormatError, match="lists port 7/tcp twice"):
+        parse(nmaprun(host))
+
+
+def test_json_folded_ranges_are_checked() -> None:
+    good = json.loads(render(sample_report(), "json"))
+    for bad, message in (
+        ([[5, 3]], "not a \\[first, last\\] port range"),
+        ([[1, 70000]], "not a \\[first, last\\] port range"),
+        ([[10, 20], [15, 30]], "out of order"),
+        (["1-3"], "not a \\[first, last\\] port range"),
+    ):
+        doc = json.loads(json.dumps(good))
+        doc["hosts"][0]["extra_ports"] = [
+            {"state": "closed", "reasons": [{"reason": "reset", "protocol": "tcp", "ranges": bad}]}
+        ]
+        with pytest.raises(ReportFormatError, match=message):
+            parse(json.dumps(doc))
+    doc = json.loads(json.dumps(good))
+    doc["hosts"][0]["extra_ports"] = [
+        {"state": "closed", "reasons": [{"reason": "reset", "protocol": "tcp", "ranges": [[1, 5]]}]}
+    ]
+    with pytest.raises(ReportFormatError, match="lists port 1/tcp twice"):
+        parse(json.dumps(doc))  # 1-5 are listed ports of the sample host already
 
 
 # ----------------------------------------------------------------------- entities

@@ -47,7 +47,7 @@ def scan_states(
     for host in report.hosts:
         if host.state.value == "down":
             down.append(ipaddress.IPv4Address(host.address))
-        for port in host.ports:
+        for port in host.all_ports():
             key = (ipaddress.IPv4Address(port.host), port.port)
             assert key not in verdicts, f"{key} reported twice"
             verdicts[key] = port.state.value

@@ -219,7 +219,7 @@ async def test_batches_are_deduplicated_recorded_first_and_backpressured(
         assert BatchEngine.handed <= max(1000, QUEUE_SIZE + 1000)
     report = results.report()
     assert report.interrupted
-    ports = [p.port for p in report.hosts[0].ports]
+    ports = [p.port for p in report.hosts[0].all_ports()]
     assert len(ports) == len(set(ports))  # the duplicates were dropped
     # Every verdict of the batch whose hand-over waited is in the report.
     assert len(ports) >= 1000 and len(ports) % 1000 == 0
@@ -253,7 +253,7 @@ async def test_stream_has_backpressure_and_clean_cancellation(memory_engine) -> 
     assert report.interrupted
     assert first.service == "tcpmux"  # port 1, named from the registry
     # Each verdict is recorded as it is decided, also the one whose hand-over was cancelled.
-    assert engine.emitted <= len(report.hosts[0].ports) <= engine.emitted + 1
+    assert engine.emitted <= len(report.hosts[0].all_ports()) <= engine.emitted + 1
 
 
 async def test_duplicates_are_dropped(memory_engine, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -367,7 +367,7 @@ async def test_shards_partition_the_probe_space(loopback_ports) -> None:
     seen: list[tuple[object, int]] = []
     for shard in ("1/3", "2/3", "3/3"):
         report = await scan_async(["127.0.0.1", "::1"], ports, shard=shard, seed=9, timing=4)
-        seen += [(p.host, p.port) for h in report.hosts for p in h.ports]
+        seen += [(p.host, p.port) for h in report.hosts for p in h.all_ports()]
     assert len(seen) == len(set(seen)) == 2 * len(ports)
 
 
@@ -375,7 +375,7 @@ async def test_shards_partition_the_probe_space(loopback_ports) -> None:
 async def test_default_scan_covers_top_1000(loopback_ports) -> None:
     report = await scan_async("127.0.0.1", timing=4)
     assert report.ports_per_host == 1000
-    assert [p.port for p in report.hosts[0].ports] == sorted(top_ports(1000, "tcp"))
+    assert [p.port for p in report.hosts[0].all_ports()] == sorted(top_ports(1000, "tcp"))
 
 
 @pytest.mark.live
@@ -411,8 +411,8 @@ async def test_partial_report_of_an_interrupted_stream() -> None:
                 break
     report = results.report()
     assert report.interrupted
-    assert {p.port for p in report.hosts[0].ports} >= {r.port for r in got}
-    assert len(report.hosts[0].ports) < 5000
+    assert {p.port for p in report.hosts[0].all_ports()} >= {r.port for r in got}
+    assert len(report.hosts[0].all_ports()) < 5000
 
 
 @pytest.mark.live
@@ -434,7 +434,7 @@ def test_ctrl_c_in_blocking_scan_returns_the_partial_report() -> None:
         import portlib, sys
         print("started", flush=True)
         report = portlib.scan("127.0.0.1", "1-5000", discovery=False, rate=300)
-        print(report.interrupted, len(report.hosts[0].ports), flush=True)
+        print(report.interrupted, len(report.hosts[0].all_ports()), flush=True)
         """
     )
     proc = python_script(code)

@@ -77,7 +77,7 @@ async def cancel_mid_scan(target: str) -> tuple[int, int, int, bool, int]:
                 break
     await asyncio.sleep(0)
     report = results.report()
-    return before, during, fds(), report.interrupted, len(report.hosts[0].ports)
+    return before, during, fds(), report.interrupted, len(report.hosts[0].all_ports())
 
 
 # ---- tests -------------------------------------------------------------------------
@@ -96,7 +96,7 @@ def test_block_with_down_hosts_reports_exact_live_set(module_lab, hosts, discove
         if host.state is HostState.UP:
             assert host.reason in {Reason.SYN_ACK, Reason.CONN_REFUSED, Reason.RESET,
                                    Reason.ECHO_REPLY, Reason.ARP_RESPONSE}  # fmt: skip
-            assert len(host.ports) == 2
+            assert len(host.all_ports()) == 2
         else:
             assert host.state is HostState.DOWN and host.ports == ()
     assert not report.interrupted
@@ -107,12 +107,12 @@ def test_ports_exact_across_hosts(module_lab, hosts) -> None:
     report = module_lab.call(scan_in_lab, targets, ",".join(map(str, PORTS)), **FAST)
     by_host = {str(h.address): h for h in report.hosts}
     t1 = by_host[LIVE["t1"]]
-    assert {p.port: (p.state, p.reason) for p in t1.ports} == T1_EXPECTED
+    assert {p.port: (p.state, p.reason) for p in t1.all_ports()} == T1_EXPECTED
     assert [p.port for p in by_host[LIVE["t2"]].open_ports()] == [8080]
     assert [p.port for p in by_host[LIVE["t3"]].open_ports()] == [22]
     for host in report.hosts:
-        assert [p.port for p in host.ports] == PORTS
-    assert next(p for p in t1.ports if p.port == 22).service == "ssh"
+        assert [p.port for p in host.all_ports()] == PORTS
+    assert next(p for p in t1.all_ports() if p.port == 22).service == "ssh"
 
 
 @pytest.mark.parametrize("discovery", ["connect", True])
@@ -123,7 +123,7 @@ def test_ipv6_target(module_lab, hosts, discovery) -> None:
     )
     (host,) = report.hosts
     assert host.address == ip_address(v6) and host.state is HostState.UP
-    assert {p.port: (p.state, p.reason) for p in host.ports} == T1_EXPECTED
+    assert {p.port: (p.state, p.reason) for p in host.all_ports()} == T1_EXPECTED
 
 
 def test_no_discovery_scans_down_hosts_too(module_lab, hosts) -> None:
@@ -133,7 +133,7 @@ def test_no_discovery_scans_down_hosts_too(module_lab, hosts) -> None:
         "192.0.2.17": (HostState.UP, Reason.USER_SET),
         "192.0.2.18": (HostState.UP, Reason.USER_SET),
     }
-    down_port = report.hosts[1].ports[0]
+    down_port = report.hosts[1].all_ports()[0]
     assert down_port.state is PortState.FILTERED  # no host answers for it
 
 
@@ -148,7 +148,7 @@ def test_shards_with_down_hosts_partition_the_live_ports(module_lab, hosts) -> N
         for host in report.hosts:
             if host.state is not HostState.UP:
                 assert host.ports == ()
-        seen += [(str(h.address), p.port) for h in report.hosts for p in h.ports]
+        seen += [(str(h.address), p.port) for h in report.hosts for p in h.all_ports()]
     assert sorted(seen) == sorted((a, p) for a in LIVE.values() for p in (22, 80, 8080))
 
 

@@ -77,7 +77,7 @@ def test_xml_is_dtd_valid_and_reads_back(tmp_path: Path) -> None:
         "<cpe>cpe:/a:openbsd:openssh:9.2p1</cpe><cpe>cpe:/o:linux:linux_kernel</cpe></service>"
     ) in xml
     again = parse(xml)
-    by_port = {p.port: p for p in again.hosts[0].ports}
+    by_port = {p.port: p for p in again.hosts[0].all_ports()}
     # banners and certificates are not part of nmap's XML
     assert by_port[22].detected == dataclasses.replace(SSH, banner=b"")
     assert by_port[80].detected == dataclasses.replace(HTTPS, banner=b"", certificate=None)

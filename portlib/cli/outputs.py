@@ -3,9 +3,15 @@
 as it is decided).
 
 ``FILE`` may be ``-`` for stdout, as in nmap; then the human table is not printed
-there too. Paths are checked before the scan starts, so a typo costs no scan. After
-it, every output is written even when another fails, each failure is one line, and
-a file that could not be written keeps what it held (:mod:`portlib.output.safewrite`).
+there too. Paths are checked before the scan starts, so a typo costs no scan.
+
+A scan's outputs are written host by host as hosts finish (:class:`ScanOutputs`):
+each file is opened once when the scan starts and written in place, so it fills
+while the scan runs and is complete and closed however the scan ends (Ctrl-C,
+SIGTERM). A whole report (``-sL``'s list, a library caller) is written by
+:func:`write_outputs`, where a file that could not be written keeps what it held
+(:mod:`portlib.output.safewrite`). Either way every output is written even when
+another fails, and each failure is one line.
 
     parser = argparse.ArgumentParser()
     add_output_arguments(parser)
@@ -19,15 +25,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from portlib.errors import OutputError
 
 if TYPE_CHECKING:
-    from portlib.model import PortResult, ScanReport
+    from portlib.cli.reversedns import ReverseNames
+    from portlib.model import HostResult, PortResult, ScanReport
     from portlib.output.formats import Format
+    from portlib.output.stream import ReportWriter
+    from portlib.scanning import Scanner
 
 STDOUT = "-"
 
@@ -196,3 +206,149 @@ def jsonl_hook(
         out.flush()
 
     return emit
+
+
+@dataclass
+class HostTotals:
+    """What ``-vv``'s closing line counts, added up host by host."""
+
+    hosts: int = 0
+    verdicts: int = 0
+    open: int = 0
+
+    def add(self, host: HostResult) -> None:
+        self.hosts += 1
+        self.verdicts += len(host.ports) + sum(f.count for f in host.extra_ports)
+        self.open += len(host.open_ports())
+
+
+class ScanOutputs:
+    """Every output of one scan, written host by host as the scan hands hosts over:
+    the table (or ``--json``) on stdout and each ``-o`` file, each file opened once
+    when the scan starts. A write that fails drops that output only; ``finish`` (in
+    a ``finally``) closes every output properly, however the scan ended.
+
+        outputs = ScanOutputs(args, sys.stdout, table=True)
+        try:
+            ...Scanner(..., on_host=outputs.host), outputs.start(scanner) once it runs
+        finally:
+            outputs.finish(report)
+    """
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        stdout: TextIO,
+        *,
+        table: bool,
+        before_write: Callable[[], object] | None = None,
+    ) -> None:
+        self.args = args
+        self.before_write = before_write  # clears a terminal's progress line first
+        self.stdout = stdout
+        self.table = table  # the human table (or --json) goes to stdout
+        self.written = Written()
+        self.totals = HostTotals()
+        self._writers: list[ReportWriter] = []
+        self._files: list[tuple[str, TextIO]] = []
+        self._names: ReverseNames | None = None
+        if getattr(args, "reverse_dns", False):
+            from portlib.cli.reversedns import ReverseNames
+
+            self._names = ReverseNames()
+        self._scanner: Scanner | None = None
+        self._finished = False
+
+    def start(self, scanner: Scanner) -> None:
+        """Open every output and write its start; called once the scan has started."""
+        from portlib.output.stream import ScanHeader
+
+        self._scanner = scanner
+        header = ScanHeader.from_scanner(scanner, sys.argv)
+        self._open()
+        for writer in list(self._writers):
+            self._call(writer, writer.begin, header)
+
+    def host(self, host: HostResult) -> None:
+        """``on_host``: write one finished host to every output."""
+        self.totals.add(host)
+        ready = [host] if self._names is None else self._names.submit(host)
+        self._write(ready)
+
+    def finish(self, report: ScanReport | None, *, wait: bool = True) -> ScanReport | None:
+        """Write what is left and close every output; ``report`` is the scan's (None
+        when the scan failed: then the scanner's partial one). Returns the report."""
+        if self._finished:
+            return report
+        self._finished = True
+        if self._names is not None:
+            self._write(self._names.finish(wait=wait))
+        if report is None and self._scanner is not None and self._scanner.started:
+            report = self._scanner.report()
+        if report is not None:
+            for writer in list(self._writers):
+                self._call(writer, writer.end, report)
+        live = {writer.name for writer in self._writers}
+        for path, file in self._files:
+            try:
+                file.close()
+            except OSError as exc:
+                if path in live:  # a failed output has said why already
+                    why = exc.strerror or str(exc)
+                    self.written.failures.append(OutputError(f"cannot write {path}: {why}"))
+        return report
+
+    def _open(self) -> None:
+        from portlib.output.formats import writer_for
+        from portlib.output.normal import NormalWriter
+        from portlib.output.safewrite import open_stream
+
+        args = self.args
+        options: dict[str, Any] = {
+            "open_only": bool(getattr(args, "open", False)),
+            "reason": bool(getattr(args, "reason", False)),
+            "all_ports": bool(getattr(args, "all_ports", False)),
+            "clock": time.time,
+        }
+        append = bool(getattr(args, "append_output", False))
+        if self.table:
+            fmt: Format = "json" if getattr(args, "json", False) else "normal"
+            writer = writer_for(fmt, self.stdout, name="stdout", **options)
+            if isinstance(writer, NormalWriter):
+                writer.banner = False  # printed when the scan started, as nmap does
+            self._writers.append(writer)
+        for fmt, path in output_files(args):
+            if path == STDOUT:
+                self._writers.append(writer_for(fmt, self.stdout, name="stdout", **options))
+                continue
+            try:
+                file = open_stream(path, append=append and fmt != "xml")
+            except OutputError as exc:
+                self.written.failures.append(exc)
+                continue
+            self._files.append((path, file))
+            self._writers.append(writer_for(fmt, file, name=path, **options))
+            self.written.paths.append(path)
+
+    def _write(self, hosts: list[HostResult]) -> None:
+        from portlib.output.columns import sharing
+
+        if hosts and self.before_write is not None:
+            self.before_write()
+        with sharing():  # the formats share what they derive from each host
+            for host in hosts:
+                for writer in list(self._writers):
+                    self._call(writer, writer.host, host)
+
+    def _call(self, writer: ReportWriter, step: Callable[[Any], None], value: Any) -> None:
+        try:
+            step(value)
+        except OutputError as exc:
+            self.written.failures.append(exc)
+        except BrokenPipeError:
+            self.written.broken_pipe = True  # the reader left (| head): the files go on
+        else:
+            return
+        self._writers.remove(writer)
+        if writer.name in self.written.paths:
+            self.written.paths.remove(writer.name)

@@ -2,10 +2,13 @@
 
 The handler is three steps, so more output formats can plug in later:
 ``scanner_from_args`` (validate everything, before any packet), ``run_scan``
-(stream the results; ``on_result`` sees each verdict as it is decided), and the
-outputs (the table or JSON on stdout, then every ``-o`` file, each written
-whatever became of the others). Targets may come before, after and between the
-flags, as nmap takes them (``portlib scan 127.0.0.1 -p 8000 ::1``).
+(stream the results; ``on_result`` sees each verdict as it is decided, ``on_host``
+each host as it finishes), and the outputs (:class:`~portlib.cli.outputs.ScanOutputs`:
+the table or JSON on stdout and every ``-o`` file, written host by host and each
+closed properly however the scan ends). The scan keeps no hosts itself: everything
+that reads them (``-R``, ``--open``, ``-vv``'s totals) works host by host, so
+memory does not grow with the target count. Targets may come before, after and
+between the flags, as nmap takes them (``portlib scan 127.0.0.1 -p 8000 ::1``).
 """
 
 from __future__ import annotations
@@ -23,12 +26,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 from portlib.cli.progress import Progress, ProgressLine
 
 if TYPE_CHECKING:
+    from portlib.cli import outputs as out
+    from portlib.cli.outputs import ScanOutputs
     from portlib.errors import OutputError
-    from portlib.model import PortResult, ScanReport
+    from portlib.model import HostResult, PortResult, ScanReport
     from portlib.scanning import Scanner
     from portlib.targets import TargetSet
 
 ResultHook = Callable[["PortResult"], object]
+HostHook = Callable[["HostResult"], object]
+StartHook = Callable[["Scanner"], object]
 
 # Signals that end a scan as Ctrl-C does: a partial report, every output written.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -117,9 +124,13 @@ async def targets_from_args(args: argparse.Namespace) -> TargetSet:
 
 
 def scanner_from_args(
-    args: argparse.Namespace, targets: Any, on_progress: Callable[[int, int], object] | None
+    args: argparse.Namespace,
+    targets: Any,
+    on_progress: Callable[[int, int], object] | None,
+    on_host: HostHook | None = None,
 ) -> Scanner:
-    """A Scanner for these flags; every bad flag raises a PortlibError here."""
+    """A Scanner for these flags; every bad flag raises a PortlibError here. With
+    ``on_host`` the hosts go there as they finish and the report keeps none."""
     from portlib.cli.scan_flags import VERSIONS
     from portlib.cli.scan_timing import timing_from_args
     from portlib.scanning import Scanner
@@ -144,6 +155,9 @@ def scanner_from_args(
         args=tuple(sys.argv),
         versions=VERSIONS in (args.methods or ()),
         version_intensity=7 if args.version_intensity is None else args.version_intensity,
+        fold=not args.all_ports,
+        on_host=on_host,
+        keep_hosts=on_host is None,
     )
 
 
@@ -165,8 +179,12 @@ def stop_signals_interrupt() -> Iterator[list[int]]:
             signal.signal(number, handler)
 
 
-async def _stream(scanner: Scanner, on_result: ResultHook | None) -> None:
+async def _stream(
+    scanner: Scanner, on_result: ResultHook | None, on_start: StartHook | None
+) -> None:
     async with scanner as results:
+        if on_start is not None:
+            on_start(scanner)  # before any host can finish: the scan task has not run yet
         async for result in results:
             if on_result is not None:
                 on_result(result)
@@ -176,11 +194,14 @@ def run_scan(
     args: argparse.Namespace,
     *,
     on_result: ResultHook | None = None,
+    on_host: HostHook | None = None,
+    on_start: StartHook | None = None,
     progress: Progress | None = None,
     stats: TextIO | None = None,
 ) -> tuple[ScanReport, int | None]:
     """Run the scan the flags describe; returns the report and the signal that stopped it
-    (None when it finished). ``stats`` receives the ``--stats-every`` lines."""
+    (None when it finished). ``on_start`` sees the Scanner once it runs, ``on_host``
+    each finished host; ``stats`` receives the ``--stats-every`` lines."""
     import asyncio  # here, not at the top: every other subcommand starts faster without it
 
     from portlib.errors import PortlibError
@@ -189,13 +210,13 @@ def run_scan(
 
     async def main() -> None:
         targets = await targets_from_args(args)
-        scanner = scanner_from_args(args, targets, progress)
+        scanner = scanner_from_args(args, targets, progress, on_host)
         holder.append(scanner)
         ticker = None
         if args.stats_every is not None and progress is not None and stats is not None:
             ticker = asyncio.create_task(_print_status(args, progress, stats))
         try:
-            await _stream(scanner, on_result)
+            await _stream(scanner, on_result, on_start)
         finally:
             if ticker is not None:
                 ticker.cancel()
@@ -225,20 +246,6 @@ async def _print_status(args: argparse.Namespace, progress: Progress, out: TextI
         await asyncio.sleep(args.stats_every)
         out.write(progress.status(methods))
         out.flush()
-
-
-def print_report(report: ScanReport, args: argparse.Namespace, stdout: TextIO) -> None:
-    """Render the report as the flags ask (the table, without the banner the scan
-    started with, or --json) on ``stdout``."""
-    from portlib.output.formats import render
-
-    if args.json:
-        stdout.write(render(report, "json", open_only=args.open))
-        return
-    from portlib.output.normal import render_normal
-
-    stdout.write(render_normal(report, open_only=args.open, reason=args.reason, banner=False))
-    stdout.flush()
 
 
 def _verbose_hook(args: argparse.Namespace, out: TextIO) -> ResultHook | None:
@@ -281,56 +288,80 @@ def handle(args: argparse.Namespace) -> int:
         sys.stdout.write(banner_line(_dt.datetime.now().astimezone()) + "\n")
         sys.stdout.flush()
     if "list" in methods:
-        report, stopped = list_targets(args), None
+        written, stopped = _write_list(list_targets(args), args), None
     else:
-        line = ProgressLine(sys.stderr) if sys.stderr.isatty() else None
-        hook = _both(out.jsonl_hook(args), _verbose_hook(args, chatter))
-        started = time.monotonic()
-        report, stopped = run_scan(args, on_result=hook, progress=Progress(line), stats=sys.stderr)
-        if args.verbose >= 2:
-            _print_totals(report, methods, time.monotonic() - started, chatter)
-    if args.reverse_dns:
-        from portlib.cli.reversedns import with_reverse_names
-
-        report = with_reverse_names(report)
-    failures, broken_pipe = _write_everything(report, args, methods, table_on_stdout)
-    for failure in failures:
+        written, stopped = _scan_and_write(args, methods, chatter)
+    for failure in written.failures:
         print(f"portlib: error: {failure}", file=sys.stderr)
-    if broken_pipe:
+    if written.broken_pipe:
         raise BrokenPipeError  # the dispatcher ends quietly: the reader left
-    if failures:
+    if written.failures:
         return EXIT_USAGE
     return EXIT_OK if stopped is None else 128 + stopped
 
 
-def _write_everything(
-    report: ScanReport, args: argparse.Namespace, methods: list[str], table_on_stdout: bool
-) -> tuple[list[OutputError], bool]:
-    """The table (or JSON) on stdout and every -o file, each whatever became of the
-    others; returns the failures and whether stdout's reader left."""
+def _scan_and_write(
+    args: argparse.Namespace, methods: list[str], chatter: TextIO
+) -> tuple[out.Written, int | None]:
+    """The scan, every output written host by host as it runs and closed in a
+    ``finally``: after Ctrl-C, SIGTERM or an error the files are complete."""
+    from portlib.cli.outputs import ScanOutputs, jsonl_hook, writes_stdout
+
+    line = ProgressLine(sys.stderr) if sys.stderr.isatty() else None
+    progress = Progress(line)
+    outputs = ScanOutputs(
+        args, sys.stdout, table=not writes_stdout(args), before_write=progress.clear
+    )
+    hook = _both(jsonl_hook(args), _verbose_hook(args, chatter))
+    started = time.monotonic()
+    report: ScanReport | None = None
+    stopped: int | None = None
+    try:
+        report, stopped = run_scan(
+            args,
+            on_result=hook,
+            on_host=outputs.host,
+            on_start=outputs.start,
+            progress=progress,
+            stats=sys.stderr,
+        )
+    finally:
+        finished = outputs.finish(report, wait=report is not None and stopped is None)
+    if args.verbose >= 2 and finished is not None:
+        _print_totals(outputs, finished, methods, time.monotonic() - started, chatter)
+    return outputs.written, stopped
+
+
+def _write_list(report: ScanReport, args: argparse.Namespace) -> out.Written:
+    """``-sL``: the target list on stdout (unless an output takes it) and in every file."""
     from portlib.cli import outputs as out
     from portlib.errors import OutputError
+    from portlib.output.normal import render_list
 
+    if args.reverse_dns:
+        from portlib.cli.reversedns import with_reverse_names
+
+        report = with_reverse_names(report)
     failures: list[OutputError] = []
     broken_pipe = False
-    texts = {}
-    if "list" in methods:
-        from portlib.output.normal import render_list
-
-        texts["normal"] = render_list(report)
     if not out.writes_stdout(args):
         try:
-            if "list" in methods and not args.json:
-                sys.stdout.write(render_list(report, banner=False))
-                sys.stdout.flush()
+            if args.json:
+                from portlib.output.formats import render
+
+                sys.stdout.write(render(report, "json", open_only=args.open))
             else:
-                print_report(report, args, sys.stdout)
+                sys.stdout.write(render_list(report, banner=False))
+            sys.stdout.flush()
         except BrokenPipeError:
             broken_pipe = True
         except OSError as exc:
             failures.append(OutputError(f"cannot write to stdout: {exc.strerror or exc}"))
+    texts = {"normal": render_list(report)}
     written = out.write_outputs(report, args, sys.stdout, texts)  # type: ignore[arg-type]
-    return failures + written.failures, broken_pipe or written.broken_pipe
+    written.failures[:0] = failures
+    written.broken_pipe = written.broken_pipe or broken_pipe
+    return written
 
 
 def list_targets(args: argparse.Namespace) -> ScanReport:
@@ -349,14 +380,16 @@ def list_targets(args: argparse.Namespace) -> ScanReport:
     return ScanReport(hosts, ScanMethod.PING, started, elapsed, (), args=tuple(sys.argv))
 
 
-def _print_totals(report: ScanReport, methods: list[str], seconds: float, out: TextIO) -> None:
-    """``-vv``: what the scan did, in one line."""
+def _print_totals(
+    outputs: ScanOutputs, report: ScanReport, methods: list[str], seconds: float, out: TextIO
+) -> None:
+    """``-vv``: what the scan did, in one line (counted host by host as they finished)."""
     from portlib.cli.progress import PHASE_NAMES
 
-    verdicts = sum(len(h.ports) for h in report.hosts)
+    totals = outputs.totals
     phase = " and ".join(PHASE_NAMES.get(m, m) for m in methods)
     rate = f" ({report.probes_sent / seconds:.0f}/s)" if seconds > 0 else ""
     out.write(
-        f"Completed {phase} of {len(report.hosts)} hosts in {seconds:.2f}s: {verdicts} verdicts,"
-        f" {len(report.open_ports())} open, {report.probes_sent} probes sent{rate}\n"
+        f"Completed {phase} of {totals.hosts} hosts in {seconds:.2f}s: {totals.verdicts}"
+        f" verdicts, {totals.open} open, {report.probes_sent} probes sent{rate}\n"
     )

@@ -34,9 +34,11 @@ examples:
   portlib scan --stats-every 10s -oA scans/today 192.0.2.0/24   status lines on stderr
   portlib scan --shard 1/4 --seed 7 -iL targets.txt  the first quarter of a split scan
   portlib scan --jsonl -p- localhost | jq -c 'select(.state == "open")'   stream verdicts
+  portlib scan -p- --json --all-ports localhost   every port listed, none folded
 
-SIGTERM and SIGHUP end a scan as Ctrl-C does: the partial report is printed and every
-output file is written (exit status 128 + the signal's number; 130 for Ctrl-C).
+The table and every output file are written host by host as the scan runs. SIGTERM
+and SIGHUP end a scan as Ctrl-C does: the partial report is printed and every output
+file is closed complete (exit status 128 + the signal's number; 130 for Ctrl-C).
 """
 
 # -sX letter -> scan method, as nmap spells them; "list" (-sL) sends nothing.
@@ -338,6 +340,12 @@ def _reporting(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--open", action="store_true", help="show only open ports")
     parser.add_argument("--reason", action="store_true", help="add a REASON column")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--all-ports",
+        action="store_true",
+        help="list every port in every output (by default, as nmap, a state with more than"
+        " 25 of a host's ports is folded into counts and port ranges)",
+    )
     parser.add_argument(
         "-v",
         dest="verbose",

@@ -7,9 +7,31 @@ outputs and portlib's JSON, with one ``load`` for every format and one ``dump``.
     [22, 8000]
 
 ``portlib.load_report``, ``parse_report``, ``dump_report`` and ``render_report`` are
-these four functions.
+these four functions. ``writer_for`` gives the writer each of them renders through,
+to write a report host by host while a scan runs (:mod:`portlib.output.stream`).
 """
 
-from portlib.output.formats import FORMATS, Format, dump, load, only_open, parse, render
+from portlib.output.formats import (
+    FORMATS,
+    Format,
+    dump,
+    load,
+    only_open,
+    parse,
+    render,
+    writer_for,
+)
+from portlib.output.stream import ReportWriter, ScanHeader
 
-__all__ = ["FORMATS", "Format", "dump", "load", "only_open", "parse", "render"]
+__all__ = [
+    "FORMATS",
+    "Format",
+    "ReportWriter",
+    "ScanHeader",
+    "dump",
+    "load",
+    "only_open",
+    "parse",
+    "render",
+    "writer_for",
+]

@@ -14,15 +14,14 @@ HostResult is frozen, so what was derived stays true.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cached_property, partial
-from itertools import compress, repeat
-from operator import attrgetter, is_, is_not, itemgetter
+from operator import attrgetter, itemgetter
 from typing import TypeVar, cast
 
+from portlib.folding import count_members
 from portlib.model import HostResult, PortResult, PortState, Protocol, Reason
 
 T = TypeVar("T")
@@ -84,27 +83,6 @@ def take(column: Sequence[T], order: Sequence[int]) -> tuple[T, ...]:
     if len(order) < 2:  # itemgetter of one index returns the item, not a tuple
         return tuple(column[i] for i in order)
     return cast(tuple[T, ...], itemgetter(*order)(column))
-
-
-def count_members(column: Sequence[T]) -> dict[T, int]:
-    """How often each value occurs in ``column``: like ``Counter(column)``, but nearly
-    free for the usual column where one value (``closed``) fills almost every row."""
-    if not column:
-        return {}
-    common = column[len(column) // 2]
-    found = column.count(common)  # identity makes this nearly free
-    if found == len(column):
-        return {common: found}
-    counts = Counter(compress(column, map(is_not, column, repeat(common))))
-    counts[common] = found
-    return counts
-
-
-def is_one_of(column: Sequence[T], wanted: Sequence[T]) -> list[bool]:
-    """A mask over ``column``: which entries are one of ``wanted`` (enum members)."""
-    if len(wanted) == 1:
-        return list(map(is_, column, repeat(wanted[0])))
-    return list(map(frozenset(wanted).__contains__, column))
 
 
 # ------------------------------------------------------------------ scoped memo

@@ -3,7 +3,8 @@ disappeared or changed state.
 
 Either side may be portlib's or nmap's XML or portlib's JSON
 (:func:`portlib.output.load` tells them apart). Ports are matched by (port, protocol)
-within a host, hosts by address. A port counts as changed when its state
+within a host, hosts by address, folded ports (``extra_ports``) as well as listed
+ones. A port counts as changed when its state
 differs; a different reason alone (``conn-refused`` from a connect scan,
 ``reset`` from a SYN scan) is the same verdict and is not a change.
 
@@ -20,6 +21,7 @@ import datetime as _dt
 from dataclasses import dataclass
 from enum import StrEnum
 
+from portlib.folding import IGNORE_ABOVE
 from portlib.model import (
     HostResult,
     HostState,
@@ -31,7 +33,6 @@ from portlib.model import (
     ScanMethod,
     ScanReport,
 )
-from portlib.output.portsummary import IGNORE_ABOVE
 from portlib.output.sharedtext import command_line, nmap_time
 from portlib.textsafe import printable
 
@@ -146,8 +147,7 @@ def _side(report: ScanReport) -> ScanSide:
 def _host_change(old: HostResult | None, new: HostResult | None) -> HostChange | None:
     either = new if new is not None else old
     assert either is not None
-    old_ports = {(p.port, p.protocol): p for p in old.ports} if old else {}
-    new_ports = {(p.port, p.protocol): p for p in new.ports} if new else {}
+    old_ports, new_ports = _comparable_ports(old, new)
     port_changes = []
     for key in old_ports.keys() | new_ports.keys():
         change = _port_change(either.address, old_ports.get(key), new_ports.get(key))
@@ -171,6 +171,23 @@ def _host_change(old: HostResult | None, new: HostResult | None) -> HostChange |
         new_state=new.state if new else None,
         ports=tuple(sorted(port_changes, key=lambda c: (c.protocol != Protocol.TCP, c.port))),
     )
+
+
+def _comparable_ports(
+    old: HostResult | None, new: HostResult | None
+) -> tuple[dict[tuple[int, Protocol], PortResult], dict[tuple[int, Protocol], PortResult]]:
+    """Each side's verdicts by (port, protocol). When both sides folded the same ports
+    alike (the usual repeat scan) those are equal and apart from the listed ones, so
+    only the listed ports are compared; otherwise every port, folded ones expanded."""
+    same_folds = old is not None and new is not None and old.extra_ports == new.extra_ports
+
+    def ports(host: HostResult | None) -> dict[tuple[int, Protocol], PortResult]:
+        if host is None:
+            return {}
+        listed = host.ports if same_folds else host.all_ports()
+        return {(p.port, p.protocol): p for p in listed}
+
+    return ports(old), ports(new)
 
 
 def _port_change(

@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import IO, Literal
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from portlib.errors import OutputError, ReportFormatError
-from portlib.model import PortState, ScanReport
+from portlib.model import ScanReport
 from portlib.output.reportinput import ReportInput
+
+if TYPE_CHECKING:
+    from portlib.output.stream import ReportWriter
 
 Format = Literal["xml", "json", "grepable", "normal"]
 FORMATS: tuple[Format, ...] = ("xml", "json", "grepable", "normal")
@@ -33,7 +37,6 @@ SUFFIXES: dict[str, Format] = {
     ".gnmap": "grepable",
     ".nmap": "normal",
 }
-_OPEN_STATES = frozenset({PortState.OPEN, PortState.OPEN_FILTERED})
 
 
 def load(source: str | os.PathLike[str] | IO[bytes]) -> ScanReport:
@@ -96,33 +99,72 @@ def sniff(head: bytes) -> Format | None:
     return "xml" if first == "<" else "json" if first == "{" else None
 
 
+def writer_for(
+    format: Format,
+    out: IO[str],
+    *,
+    open_only: bool = False,
+    reason: bool = False,
+    all_ports: bool = False,
+    clock: Callable[[], float] | None = None,
+    name: str | None = None,
+) -> ReportWriter:
+    """A writer of ``format`` to ``out``, to write a report host by host as a scan
+    runs (:mod:`portlib.output.stream`); ``clock`` gives XML's host end times,
+    ``name`` what errors call ``out``.
+
+    >>> writer = writer_for("xml", open("scan.xml", "w"))             # doctest: +SKIP
+    >>> writer.begin(header); writer.host(host); writer.end(report)  # doctest: +SKIP
+    """
+    options: dict[str, Any] = {
+        "open_only": open_only,
+        "reason": reason,
+        "all_ports": all_ports,
+        "name": name,
+    }
+    if format == "normal":
+        from portlib.output.normal import NormalWriter
+
+        return NormalWriter(out, **options)
+    if format == "xml":
+        from portlib.output.nmapxml import XmlWriter
+
+        return XmlWriter(out, clock=clock, **options)
+    if format == "grepable":
+        from portlib.output.grepable import GrepableWriter
+
+        return GrepableWriter(out, **options)
+    if format == "json":
+        from portlib.output.jsonout import JsonWriter
+
+        return JsonWriter(out, **options)
+    raise OutputError(f"unknown report format {format!r} ({', '.join(FORMATS)})")
+
+
 def render(
-    report: ScanReport, format: Format = "xml", *, open_only: bool = False, reason: bool = False
+    report: ScanReport,
+    format: Format = "xml",
+    *,
+    open_only: bool = False,
+    reason: bool = False,
+    all_ports: bool = False,
 ) -> str:
     """``report`` as text in ``format``; ``open_only`` is ``--open``, ``reason`` adds the
-    table's REASON column (``--reason``).
+    table's REASON column (``--reason``), ``all_ports`` lists every port instead of
+    folding the commonest states (``--all-ports``). The text is what the format's
+    writer (:func:`writer_for`) writes for the report's hosts one by one.
 
     >>> render(report, "grepable").splitlines()[1]                   # doctest: +SKIP
     'Host: 127.0.0.1 (localhost)\\tStatus: Up'
     """
-    if format == "normal":
-        from portlib.output.normal import render_normal
+    from portlib.output.stream import render_whole
 
-        return render_normal(report, open_only=open_only, reason=reason)
-    shown = only_open(report) if open_only else report
-    if format == "xml":
-        from portlib.output.nmapxml import to_nmap_xml
+    def make(out: IO[str], end: float) -> ReportWriter:
+        return writer_for(
+            format, out, open_only=open_only, reason=reason, all_ports=all_ports, clock=lambda: end
+        )
 
-        return to_nmap_xml(shown)
-    if format == "grepable":
-        from portlib.output.grepable import to_grepable
-
-        return to_grepable(shown)
-    if format == "json":
-        from portlib.output.jsonout import dumps
-
-        return dumps(shown) + "\n"
-    raise OutputError(f"unknown report format {format!r} ({', '.join(FORMATS)})")
+    return render_whole(report, make)
 
 
 def dump(
@@ -132,6 +174,7 @@ def dump(
     *,
     open_only: bool = False,
     reason: bool = False,
+    all_ports: bool = False,
     append: bool = False,
 ) -> None:
     """Write ``report`` to a file or a text stream in ``format`` (for a file, by default
@@ -142,22 +185,17 @@ def dump(
     >>> dump(report, "scans/monday.gnmap")                          # doctest: +SKIP
     >>> dump(report, sys.stdout, "normal")                          # doctest: +SKIP
     """
+    options = {"open_only": open_only, "reason": reason, "all_ports": all_ports}
     if isinstance(target, str | os.PathLike):
         path = os.fspath(target)
-        chosen = format or SUFFIXES.get(os.path.splitext(path)[1].lower())
-        if chosen is None:
-            raise OutputError(
-                f"cannot tell the format of {path} from its name: give format= "
-                f"({', '.join(FORMATS)})"
-            )
         from portlib.output.safewrite import write_text
 
-        write_text(path, render(report, chosen, open_only=open_only, reason=reason), append=append)
+        write_text(path, render(report, format_of(path, format), **options), append=append)
         return
     if format is None:
         raise OutputError(f"writing to a stream needs format= ({', '.join(FORMATS)})")
     try:
-        target.write(render(report, format, open_only=open_only, reason=reason))
+        target.write(render(report, format, **options))
         target.flush()
     except BrokenPipeError:
         raise  # the reader left (``| head``): the caller decides whether that matters
@@ -166,15 +204,24 @@ def dump(
         raise OutputError(f"cannot write to {name}: {exc.strerror or exc}") from None
 
 
+def format_of(path: str, format: Format | None = None) -> Format:
+    """``format``, or the one ``path``'s suffix names; OutputError when neither says."""
+    chosen = format or SUFFIXES.get(os.path.splitext(path)[1].lower())
+    if chosen is None:
+        raise OutputError(
+            f"cannot tell the format of {path} from its name: give format= ({', '.join(FORMATS)})"
+        )
+    return chosen
+
+
 def only_open(report: ScanReport) -> ScanReport:
-    """``--open``: open and open|filtered ports only, and only the hosts that have some.
+    """``--open``: open and open|filtered ports only (listed or folded), and only the
+    hosts that have some.
 
     >>> [p.state.value for p in only_open(report).hosts[0].ports]     # doctest: +SKIP
     ['open', 'open|filtered']
     """
-    hosts = []
-    for host in report.hosts:
-        ports = tuple(p for p in host.ports if p.state in _OPEN_STATES)
-        if ports:
-            hosts.append(dataclasses.replace(host, ports=ports))
-    return dataclasses.replace(report, hosts=tuple(hosts))
+    from portlib.output.stream import only_open_host
+
+    hosts = tuple(h for h in map(only_open_host, report.hosts) if h is not None)
+    return dataclasses.replace(report, hosts=hosts)

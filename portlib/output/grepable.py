@@ -1,4 +1,5 @@
-"""nmap's grepable format (``-oG``): one line per host and job, tab-separated fields.
+"""nmap's grepable format (``-oG``): one line per host and job, tab-separated fields,
+written whole or host by host.
 
 Layout, as nmap writes it::
 
@@ -21,9 +22,9 @@ import datetime as _dt
 import re
 
 from portlib.model import HostResult, HostState, PortResult, ScanReport
-from portlib.output.columns import sharing
-from portlib.output.portsummary import folding_of
+from portlib.output.portsummary import summary_of
 from portlib.output.sharedtext import command_line, nmap_time, plural
+from portlib.output.stream import ReportWriter, ScanHeader, render_whole
 from portlib.textsafe import printable
 
 # Everything str.splitlines() breaks a line at, plus the tab between fields.
@@ -33,7 +34,7 @@ _BREAKS = re.compile(f"[{_LINE_BREAKS}]")
 _SEPARATORS = re.compile(f"[/,{_LINE_BREAKS}]")
 
 
-def to_grepable(report: ScanReport) -> str:
+def to_grepable(report: ScanReport, *, all_ports: bool = False) -> str:
     """``report`` in nmap's ``-oG`` format (one text, newline-terminated).
 
     >>> import portlib
@@ -41,43 +42,47 @@ def to_grepable(report: ScanReport) -> str:
     >>> text.splitlines()[2]                                       # doctest: +SKIP
     'Host: 127.0.0.1 (localhost)\tPorts: 22/open/tcp//ssh///'
     """
-    with sharing():
-        return _to_grepable(report)
+    return render_whole(report, lambda out, _end: GrepableWriter(out, all_ports=all_ports))
 
 
-def _to_grepable(report: ScanReport) -> str:
-    from portlib.version import __version__
+class GrepableWriter(ReportWriter):
+    """nmap's ``-oG``, a line or two per host as each finishes."""
 
-    started = nmap_time(report.started)
-    ended = nmap_time(report.started + _dt.timedelta(seconds=report.elapsed))
-    lines = [
-        f"# portlib {__version__} scan initiated {started} as: {_clean(command_line(report.args))}"
-    ]
-    for host in report.hosts:
-        lines.extend(_host_lines(host))
-    up = sum(1 for h in report.hosts if h.state is HostState.UP)
-    note = " (interrupted)" if report.interrupted else ""
-    lines.append(
-        f"# portlib done at {ended} -- {plural(len(report.hosts), 'IP address', 'IP addresses')}"
-        f" ({plural(up, 'host up', 'hosts up')}) scanned in {report.elapsed:.2f} seconds{note}"
-    )
-    return "\n".join(lines) + "\n"
+    def begin_text(self, header: ScanHeader) -> str:
+        from portlib.version import __version__
 
+        started = nmap_time(header.started)
+        line = command_line(header.args)
+        return f"# portlib {__version__} scan initiated {started} as: {_clean(line)}\n"
 
-def _host_lines(host: HostResult) -> list[str]:
-    prefix = f"Host: {host.address} ({_clean(host.hostname or '')})"
-    lines = [f"{prefix}\tStatus: {host.state.value.capitalize()}"]
-    if host.timed_out:
-        lines.append(f"{prefix}\tStatus: Timeout")  # nmap's second line for such a host
-    if host.state is not HostState.UP or not host.ports:
+    def host_text(self, host: HostResult) -> str:
+        return "".join(f"{line}\n" for line in self._host_lines(host))
+
+    def end_text(self, report: ScanReport) -> str:
+        assert self.header is not None
+        ended = nmap_time(self.header.started + _dt.timedelta(seconds=report.elapsed))
+        total, up = self.hosts_total, self.hosts_up
+        note = " (interrupted)" if report.interrupted else ""
+        return (
+            f"# portlib done at {ended} -- {plural(total, 'IP address', 'IP addresses')}"
+            f" ({plural(up, 'host up', 'hosts up')}) scanned in {report.elapsed:.2f}"
+            f" seconds{note}\n"
+        )
+
+    def _host_lines(self, host: HostResult) -> list[str]:
+        prefix = f"Host: {host.address} ({_clean(host.hostname or '')})"
+        lines = [f"{prefix}\tStatus: {host.state.value.capitalize()}"]
+        if host.timed_out:
+            lines.append(f"{prefix}\tStatus: Timeout")  # nmap's second line for such a host
+        if host.state is not HostState.UP or not (host.ports or host.extra_ports):
+            return lines
+        summary = summary_of(host, all_ports=self.all_ports)
+        line = f"{prefix}\tPorts: " + ", ".join(_port_entry(p) for p in summary.shown)
+        if len(summary.folded) == 1:
+            (folded,) = summary.folded
+            line += f"\tIgnored State: {folded.state.value} ({folded.count})"
+        lines.append(line)
         return lines
-    folding = folding_of(host)
-    line = f"{prefix}\tPorts: " + ", ".join(_port_entry(p) for p in folding.shown)
-    if len(folding.folded) == 1:
-        ((state, count),) = folding.folded
-        line += f"\tIgnored State: {state.value} ({count})"
-    lines.append(line)
-    return lines
 
 
 def _port_entry(port: PortResult) -> str:

@@ -2,7 +2,8 @@
 
 The inverse of :mod:`portlib.output.jsonout` for a ScanReport: field names are
 the dataclass fields, enums their string values, addresses strings, times ISO
-8601. Fields a newer portlib may add are ignored; fields with defaults may be
+8601, a host's folded states (``extra_ports``) port ranges as ``[first, last]``
+pairs. Fields a newer portlib may add are ignored; fields with defaults may be
 missing. Types are exact (``"false"`` is not a boolean, ``Infinity`` not a
 number), every port belongs to the host it is listed under, and the limits of
 :mod:`portlib.output.reportchecks` hold. Anything else raises ReportFormatError
@@ -28,6 +29,8 @@ from portlib.model import (
     Certificate,
     DetectedService,
     DetectionMethod,
+    FoldedPorts,
+    FoldedReason,
     HostResult,
     HostState,
     IPAddress,
@@ -97,7 +100,18 @@ class _Reader:
         listed = self.sequence(doc.get("ports", []), f"{where} ports")
         self.budget.take(len(listed))
         ports = tuple(self.port(p, where) for p in listed)
+        folded = tuple(
+            self.folded(f, where)
+            for f in self.sequence(doc.get("extra_ports", []), f"{where} extra_ports")
+        )
+        tally = checks.PortTally(address, self.fail)
+        for port in ports:
+            tally.add(port.protocol, 1)
+        for fold in folded:
+            for group in fold.reasons:
+                tally.add(group.protocol, group.count)
         checks.check_host_ports(address, ports, self.fail)
+        checks.check_folded(address, ports, folded, self.fail)
         return HostResult(
             address=address,
             hostname=self.optional(self.text, doc.get("hostname"), f"{where} hostname"),
@@ -106,6 +120,37 @@ class _Reader:
             ports=ports,
             latency=self.optional(self.seconds, doc.get("latency"), f"{where} latency"),
             timed_out=self.boolean(doc.get("timed_out", False), f"{where} timed_out"),
+            extra_ports=folded,
+        )
+
+    def folded(self, value: Any, where: str) -> FoldedPorts:
+        """One of a host's ``extra_ports``: a state and its reasons' port ranges."""
+        doc = self.mapping(value, f"{where} extra_ports")
+        state = self.enum(PortState, doc.get("state"), f"{where} extra_ports state")
+        where = f"{where} extra_ports {state}"
+        reasons = self.sequence(doc.get("reasons"), f"{where} reasons")
+        return FoldedPorts(state, tuple(self.folded_reason(r, where) for r in reasons))
+
+    def folded_reason(self, value: Any, where: str) -> FoldedReason:
+        doc = self.mapping(value, f"{where} reasons")
+        ranges = self.sequence(doc.get("ranges"), f"{where} ranges")
+        self.budget.take(len(ranges))
+        runs: list[tuple[int, int]] = []
+        for run in ranges:
+            if (
+                not isinstance(run, list)
+                or len(run) != 2
+                or any(type(n) is not int or not 0 <= n <= 65535 for n in run)
+                or run[0] > run[1]
+            ):
+                raise self.fail(f"{where}: {_short(run)} is not a [first, last] port range")
+            if runs and run[0] <= runs[-1][1]:
+                raise self.fail(f"{where}: port ranges out of order at {_short(run)}")
+            runs.append((run[0], run[1]))
+        return FoldedReason(
+            reason=self.enum(Reason, doc.get("reason"), f"{where} reason"),
+            protocol=self.enum(Protocol, doc.get("protocol"), f"{where} protocol"),
+            ranges=tuple(runs),
         )
 
     def port(self, doc: Any, where: str) -> PortResult:

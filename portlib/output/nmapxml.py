@@ -1,4 +1,4 @@
-"""nmap's XML format (``-oX``): write a ScanReport as nmap does.
+"""nmap's XML format (``-oX``): write a ScanReport as nmap does, whole or host by host.
 
 The writer keeps to nmap's own DTD (``/usr/share/nmap/nmap.dtd``), so tools
 that read nmap's XML (python-libnmap, Metasploit's importer, XSLT reports) read
@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from collections.abc import Iterable, Iterator
-from itertools import chain, compress, repeat
-from operator import is_
+from collections.abc import Callable, Iterator
+from typing import IO, Any
 
-from portlib.model import HostResult, HostState, PortResult, Protocol, ScanMethod, ScanReport
-from portlib.output.columns import columns_of, sharing
-from portlib.output.portsummary import summary_of
+from portlib.model import HostResult, PortResult, Protocol, ScanMethod, ScanReport
+from portlib.output.portsummary import PortSummary, ranges_text, summary_of
 from portlib.output.sharedtext import command_line, nmap_time, plural
+from portlib.output.stream import ReportWriter, ScanHeader, render_whole
 from portlib.output.xmlservice import service_element
-from portlib.portspec import compress_ports
 
 XML_OUTPUT_VERSION = "1.05"  # the xmloutputversion nmap 7.9x writes
 
@@ -52,93 +50,108 @@ _ATTRIBUTE_ESCAPES = (
 # ---------------------------------------------------------------------- writer
 
 
-def to_nmap_xml(report: ScanReport) -> str:
+def to_nmap_xml(report: ScanReport, *, all_ports: bool = False) -> str:
     """``report`` as nmap's XML: valid against nmap.dtd, readable by python-libnmap.
 
     Ports in a state shared by more than 25 of a host's ports (other than open)
     are folded into ``<extraports>``, as nmap does, with ``<extrareasons>``
-    listing them (``ports="1-21,23-79"``), so nothing is lost for a reader.
+    listing them (``ports="1-21,23-79"``), so nothing is lost for a reader;
+    ``all_ports`` lists every port instead.
 
     >>> import portlib
     >>> xml = to_nmap_xml(portlib.scan("localhost", "22,80"))      # doctest: +SKIP
     >>> xml.splitlines()[3][:40]                                   # doctest: +SKIP
     '<nmaprun scanner="nmap" args="portlib sc'
     """
-    with sharing():
-        return _to_nmap_xml(report)
-
-
-def _to_nmap_xml(report: ScanReport) -> str:
-    from portlib.version import __version__
-
-    start = int(report.started.timestamp())
-    end = int(report.started.timestamp() + report.elapsed)
-    startstr = nmap_time(report.started)
-    endstr = nmap_time(report.started + _dt.timedelta(seconds=report.elapsed))
-    args = command_line(report.args)
-    out = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        "<!DOCTYPE nmaprun>",
-        f"<!-- portlib {_comment(__version__)} scan initiated {startstr} as: {_comment(args)} -->",
-        f"<nmaprun scanner={_q('nmap')} args={_q(args)} start={_q(start)}"
-        f" startstr={_q(startstr)} version={_q(__version__)} profile_name={_q('portlib')}"
-        f" xmloutputversion={_q(XML_OUTPUT_VERSION)}>",
-    ]
-    out.extend(_scaninfo(report))
-    out.append('<verbose level="0"/>')
-    out.append('<debugging level="0"/>')
-    for host in report.hosts:
-        out.append(_host(host, start, end))
-    up = sum(1 for h in report.hosts if h.state is HostState.UP)
-    total = len(report.hosts)
-    summary = (
-        f"portlib done at {endstr}; {plural(total, 'IP address', 'IP addresses')}"
-        f" ({plural(up, 'host up', 'hosts up')}) scanned in {report.elapsed:.2f} seconds"
+    return render_whole(
+        report, lambda out, end: XmlWriter(out, all_ports=all_ports, clock=lambda: end)
     )
-    exit_attrs = (
-        f" exit={_q('error')} errormsg={_q('interrupted before every port was decided')}"
-        if report.interrupted
-        else f" exit={_q('success')}"
-    )
-    out.append(
-        f"<runstats><finished time={_q(end)} timestr={_q(endstr)} summary={_q(summary)}"
-        f" elapsed={_q(f'{report.elapsed:.2f}')}{exit_attrs}/>"
-        f"<hosts up={_q(up)} down={_q(total - up)} total={_q(total)}/>"
-    )
-    out.append("</runstats>")
-    out.append("</nmaprun>")
-    return "\n".join(out) + "\n"
 
 
-def _scaninfo(report: ScanReport) -> Iterator[str]:
-    if report.method is ScanMethod.PING:
-        return  # nmap -sn writes no scaninfo: no ports were scanned
-    for protocol in report.protocols:
-        if protocol is Protocol.UDP:
-            scan_type = "udp"
-        elif protocol is Protocol.TCP:
-            scan_type = TCP_SCAN_TYPE.get(report.method, "connect")
-        else:
-            continue  # the DTD's scan types have nothing for raw sockets
-        # The report keeps verdicts, not the port list: every port any host got a
-        # verdict on was scanned.
-        ports = set(chain.from_iterable(_numbers(h, protocol) for h in report.hosts))
-        numservices = len(ports) or report.ports_per_host
-        yield (
-            f"<scaninfo type={_q(scan_type)} protocol={_q(protocol.value)}"
-            f" numservices={_q(numservices)} services={_q(compress_ports(ports))}/>"
+class XmlWriter(ReportWriter):
+    """nmap's XML, host by host: ``end`` closes the document (``<runstats>``, with
+    ``exit="error"`` after an interrupt), so the file is valid XML however the scan
+    ended. ``clock`` gives each host's end time (the Unix time now, by default the
+    scan's start)."""
+
+    def __init__(
+        self, out: IO[str], *, clock: Callable[[], float] | None = None, **options: Any
+    ) -> None:
+        super().__init__(out, **options)
+        self.clock = clock
+
+    def begin_text(self, header: ScanHeader) -> str:
+        from portlib.version import __version__
+
+        start = int(header.started.timestamp())
+        startstr = nmap_time(header.started)
+        args = command_line(header.args)
+        out = [
+            '<?xml version="1.0" encoding="UTF-8"?>',
+            "<!DOCTYPE nmaprun>",
+            f"<!-- portlib {_comment(__version__)} scan initiated {startstr}"
+            f" as: {_comment(args)} -->",
+            f"<nmaprun scanner={_q('nmap')} args={_q(args)} start={_q(start)}"
+            f" startstr={_q(startstr)} version={_q(__version__)} profile_name={_q('portlib')}"
+            f" xmloutputversion={_q(XML_OUTPUT_VERSION)}>",
+        ]
+        out.extend(_scaninfo(header))
+        out.append('<verbose level="0"/>')
+        out.append('<debugging level="0"/>')
+        return "\n".join(out) + "\n"
+
+    def host_text(self, host: HostResult) -> str:
+        assert self.header is not None
+        start = int(self.header.started.timestamp())
+        end = int(self.clock()) if self.clock is not None else start
+        summary = summary_of(host, all_ports=self.all_ports)
+        return _host(host, summary, start, max(start, end)) + "\n"
+
+    def end_text(self, report: ScanReport) -> str:
+        assert self.header is not None
+        started = self.header.started
+        end = int(started.timestamp() + report.elapsed)
+        endstr = nmap_time(started + _dt.timedelta(seconds=report.elapsed))
+        up, total = self.hosts_up, self.hosts_total
+        summary = (
+            f"portlib done at {endstr}; {plural(total, 'IP address', 'IP addresses')}"
+            f" ({plural(up, 'host up', 'hosts up')}) scanned in {report.elapsed:.2f} seconds"
+        )
+        exit_attrs = (
+            f" exit={_q('error')} errormsg={_q(INTERRUPTED_MESSAGE)}"
+            if report.interrupted
+            else f" exit={_q('success')}"
+        )
+        return (
+            f"<runstats><finished time={_q(end)} timestr={_q(endstr)} summary={_q(summary)}"
+            f" elapsed={_q(f'{report.elapsed:.2f}')}{exit_attrs}/>"
+            f"<hosts up={_q(up)} down={_q(total - up)} total={_q(total)}/>\n"
+            "</runstats>\n</nmaprun>\n"
         )
 
 
-def _numbers(host: HostResult, protocol: Protocol) -> Iterable[int]:
-    """The port numbers of ``host``'s verdicts over ``protocol``."""
-    columns = columns_of(host)
-    if columns.one_protocol():
-        return columns.numbers if columns.protocols[:1] == (protocol,) else ()
-    return compress(columns.numbers, map(is_, columns.protocols, repeat(protocol)))
+INTERRUPTED_MESSAGE = "interrupted before every port was decided"
 
 
-def _host(host: HostResult, start: int, end: int) -> str:
+def _scaninfo(header: ScanHeader) -> Iterator[str]:
+    if header.method is ScanMethod.PING:
+        return  # nmap -sn writes no scaninfo: no ports were scanned
+    for protocol in header.protocols:
+        if protocol is Protocol.UDP:
+            scan_type = "udp"
+        elif protocol is Protocol.TCP:
+            scan_type = TCP_SCAN_TYPE.get(header.method, "connect")
+        else:
+            continue  # the DTD's scan types have nothing for raw sockets
+        ranges = header.ports.get(protocol, ())
+        numservices = sum(hi - lo + 1 for lo, hi in ranges) or header.ports_per_host
+        yield (
+            f"<scaninfo type={_q(scan_type)} protocol={_q(protocol.value)}"
+            f" numservices={_q(numservices)} services={_q(ranges_text(ranges))}/>"
+        )
+
+
+def _host(host: HostResult, summary: PortSummary, start: int, end: int) -> str:
     addrtype = "ipv6" if host.address.version == 6 else "ipv4"
     timed_out = f" timedout={_q('true')}" if host.timed_out else ""
     lines = [
@@ -151,17 +164,16 @@ def _host(host: HostResult, start: int, end: int) -> str:
     if host.hostname:
         lines.append(f"<hostname name={_q(host.hostname)} type={_q('user')}/>")
     lines.append("</hostnames>")
-    if host.ports:
-        summary = summary_of(host)
+    if summary.shown or summary.folded:
         ports_xml = ["<ports>"]
-        for ignored in summary.ignored:
+        for folded in summary.folded:
             ports_xml.append(
-                f"<extraports state={_q(ignored.state.value)} count={_q(ignored.count)}>\n"
+                f"<extraports state={_q(folded.state.value)} count={_q(folded.count)}>\n"
             )
-            for group in ignored.reasons:
+            for group in folded.reasons:
                 ports_xml.append(
-                    f"<extrareasons reason={_q(group.reason.value)} count={_q(len(group.ports))}"
-                    f" proto={_q(group.protocol.value)} ports={_q(compress_ports(group.ports))}"
+                    f"<extrareasons reason={_q(group.reason.value)} count={_q(group.count)}"
+                    f" proto={_q(group.protocol.value)} ports={_q(ranges_text(group.ranges))}"
                     "/>\n"
                 )
             ports_xml.append("</extraports>\n")

@@ -1,6 +1,6 @@
-"""The human report, laid out like nmap's normal output (``-oN``).
+"""The human report, laid out like nmap's normal output (``-oN``), whole or host by host.
 
-A pure function of a ScanReport. Like nmap, ports in a non-open state that
+Like nmap, ports in a non-open state that
 more than ``IGNORE_ABOVE`` (25) ports of a host share are folded into one "Not shown"
 line, down hosts are left out when some host is up, and open ports are never
 folded.
@@ -17,24 +17,25 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from collections import Counter
 from collections.abc import Iterable
-from itertools import compress, repeat
-from operator import and_, is_, not_
+from itertools import compress
+from operator import not_
+from typing import IO, Any
 
+from portlib.folding import fold_ports
 from portlib.model import (
+    FoldedPorts,
     HostResult,
     HostState,
     PortResult,
     PortState,
     Protocol,
     Reason,
-    ScanMethod,
     ScanReport,
 )
-from portlib.output.columns import PortColumns, columns_of, count_members, is_one_of, sharing
-from portlib.output.portsummary import ignored_states
+from portlib.output.portsummary import host_has_state, summary_of
 from portlib.output.sharedtext import plural
+from portlib.output.stream import ReportWriter, ScanHeader, render_whole
 from portlib.textsafe import printable
 
 _SHOWN_WITH_OPEN_ONLY = frozenset({PortState.OPEN, PortState.OPEN_FILTERED})
@@ -68,32 +69,28 @@ def version_cell(port: PortResult) -> str:
     return printable(port.detected.version_text()) if port.detected is not None else ""
 
 
-def _not_shown(reasons: tuple[Reason, ...], state: PortState, protocol: Protocol) -> str:
-    if reasons.count(reasons[0]) == len(reasons):
-        why = reasons[0].value
-    else:  # commonest first; ties in the order the reasons first appear
-        why = ", ".join(f"{n} {reason.value}" for reason, n in Counter(reasons).most_common())
-    noun = "port" if len(reasons) == 1 else "ports"
-    return f"{len(reasons)} {state.value} {protocol.value} {noun} ({why})"
+def _not_shown(state: PortState, protocol: Protocol, reasons: list[tuple[Reason, int]]) -> str:
+    count = sum(n for _, n in reasons)
+    if len(reasons) == 1:
+        why = reasons[0][0].value
+    else:  # commonest first, ties by name (a folded host no longer knows their order)
+        ordered = sorted(reasons, key=lambda rn: (-rn[1], rn[0].value))
+        why = ", ".join(f"{n} {reason.value}" for reason, n in ordered)
+    noun = "port" if count == 1 else "ports"
+    return f"{count} {state.value} {protocol.value} {noun} ({why})"
 
 
-def _hidden_groups(
-    columns: PortColumns, states: list[PortState], is_hidden: list[bool]
-) -> dict[tuple[PortState, Protocol], tuple[Reason, ...]]:
-    """The reasons of the hidden ports by (state, protocol), in the host's order;
-    ``is_hidden`` is the mask of rows in any of ``states``."""
-    protocols = list(count_members(columns.protocols))
-    groups = {}
-    for state in states:
-        is_state = is_hidden if len(states) == 1 else list(map(is_, columns.states, repeat(state)))
-        for protocol in protocols:
-            mask: Iterable[bool] = is_state
-            if len(protocols) > 1:
-                mask = map(and_, is_state, map(is_, columns.protocols, repeat(protocol)))
-            reasons = tuple(compress(columns.reasons, mask))
-            if reasons:
-                groups[(state, protocol)] = reasons
-    return groups
+def _not_shown_parts(folded: Iterable[FoldedPorts]) -> list[str]:
+    """One ``Not shown`` part per (state, protocol), most ports first."""
+    groups: dict[tuple[PortState, Protocol], dict[Reason, int]] = {}
+    for state in folded:
+        for group in state.reasons:
+            reasons = groups.setdefault((state.state, group.protocol), {})
+            reasons[group.reason] = reasons.get(group.reason, 0) + group.count
+    parts = sorted(
+        groups.items(), key=lambda kv: (-sum(kv[1].values()), kv[0][1].value, kv[0][0].value)
+    )
+    return [_not_shown(state, protocol, list(why.items())) for (state, protocol), why in parts]
 
 
 def _table(rows: list[list[str]]) -> list[str]:
@@ -101,7 +98,9 @@ def _table(rows: list[list[str]]) -> list[str]:
     return [" ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
 
 
-def _host_lines(host: HostResult, *, open_only: bool, reason: bool, ping_only: bool) -> list[str]:
+def _host_lines(
+    host: HostResult, *, open_only: bool, reason: bool, ping_only: bool, all_ports: bool
+) -> list[str]:
     lines = [f"portlib scan report for {host_title(host)}"]
     received = f", received {host.reason.value}" if reason else ""
     if host.latency is not None:
@@ -113,33 +112,25 @@ def _host_lines(host: HostResult, *, open_only: bool, reason: bool, ping_only: b
     if host.timed_out:
         lines.append(f"Skipping host {host_title(host)} due to host timeout")
         return lines
-    if not host.ports:
+    if not host.ports and not host.extra_ports:
         lines.append(f"No ports of {host_title(host)} were decided.")
         return lines
     # States folded into "Not shown": nmap decides per state, across protocols, by the
     # same rule as the XML and grepable outputs (portsummary), so all three agree.
-    columns = columns_of(host)
-    counts = columns.state_counts()
-    hidden_states = ignored_states(counts)
+    summary = summary_of(host, all_ports=all_ports)
+    shown = summary.shown
+    folded = summary.folded
     if open_only:
-        hidden_states += [
-            s for s in counts if s not in _SHOWN_WITH_OPEN_ONLY and s not in hidden_states
-        ]
-    shown = list(columns.ports)
-    hidden: dict[tuple[PortState, Protocol], tuple[Reason, ...]] = {}
-    if hidden_states:
-        is_hidden = is_one_of(columns.states, hidden_states)
-        shown = list(compress(columns.ports, map(not_, is_hidden)))
-        hidden = _hidden_groups(columns, hidden_states, is_hidden)
+        is_hidden = [p.state not in _SHOWN_WITH_OPEN_ONLY for p in shown]
+        if any(is_hidden):
+            hidden = list(compress(shown, is_hidden))
+            shown = tuple(compress(shown, map(not_, is_hidden)))
+            folded += fold_ports(hidden, ignore_above=-1)[1]  # every state but open
     if not shown:
-        lines.append(
-            f"All {len(host.ports)} scanned ports on {host_title(host)} are in ignored states."
-        )
-    if hidden:
-        parts = sorted(hidden.items(), key=lambda kv: (-len(kv[1]), kv[0][1].value, kv[0][0].value))
-        lines.append(
-            "Not shown: " + ", ".join(_not_shown(why, st, proto) for (st, proto), why in parts)
-        )
+        total = len(host.ports) + sum(f.count for f in host.extra_ports)
+        lines.append(f"All {total} scanned ports on {host_title(host)} are in ignored states.")
+    if folded:
+        lines.append("Not shown: " + ", ".join(_not_shown_parts(folded)))
     if shown:
         versions = any(port.detected is not None for port in shown)  # -sV ran
         header = ["PORT", "STATE", "SERVICE"] + (["REASON"] if reason else [])
@@ -165,14 +156,15 @@ def render_normal(
     open_only: bool = False,
     reason: bool = False,
     banner: bool = True,
+    all_ports: bool = False,
 ) -> str:
     """The report as nmap-style text; ``open_only`` is ``--open``, ``reason`` adds a REASON column.
 
     ``banner=False`` leaves out the first line (:func:`banner_line`), which the CLI
     prints when the scan starts, as nmap does.
     """
-    with sharing():
-        return _render_normal(report, open_only=open_only, reason=reason, banner=banner)
+    options = {"open_only": open_only, "reason": reason, "all_ports": all_ports}
+    return render_whole(report, lambda out, _end: NormalWriter(out, banner=banner, **options))
 
 
 def banner_line(started: _dt.datetime) -> str:
@@ -182,33 +174,52 @@ def banner_line(started: _dt.datetime) -> str:
     return f"Starting portlib {__version__} at {started.strftime('%Y-%m-%d %H:%M %Z').strip()}"
 
 
-def _render_normal(report: ScanReport, *, open_only: bool, reason: bool, banner: bool) -> str:
-    lines = [banner_line(report.started)] if banner else []
-    if report.interrupted:
-        lines.append("WARNING: the scan was interrupted; the results below are partial.")
-    ping_only = report.method is ScanMethod.PING or (
-        report.ports_per_host == 0 and not any(h.ports for h in report.hosts)
-    )
-    up = [h for h in report.hosts if h.state is HostState.UP]
-    for host in up:
-        if (
-            open_only
-            and not ping_only
-            and _SHOWN_WITH_OPEN_ONLY.isdisjoint(columns_of(host).states)
-        ):
-            continue
-        lines.extend(_host_lines(host, open_only=open_only, reason=reason, ping_only=ping_only))
+class NormalWriter(ReportWriter):
+    """The human report host by host: each up host's block as it finishes, the
+    interrupt warning and the totals at the end."""
+
+    filters_open = False  # the table hides closed ports itself, in its "Not shown" line
+
+    def __init__(self, out: IO[str], *, banner: bool = True, **options: Any) -> None:
+        super().__init__(out, **options)
+        self.banner = banner
+        self.ping_only = False
+
+    def begin_text(self, header: ScanHeader) -> str:
+        self.ping_only = not header.scans_ports
+        return banner_line(header.started) + "\n" if self.banner else ""
+
+    def host_text(self, host: HostResult) -> str:
+        if host.state is not HostState.UP:
+            return ""  # as nmap, down hosts are only counted
+        ping_only = self.ping_only
+        if self.open_only and not ping_only and not host_has_state(host, _SHOWN_WITH_OPEN_ONLY):
+            return ""
+        lines = _host_lines(
+            host,
+            open_only=self.open_only,
+            reason=self.reason,
+            ping_only=ping_only,
+            all_ports=self.all_ports,
+        )
         if not ping_only:  # nmap's -sn lists hosts without blank lines between them
             lines.append("")
-    if not up and report.hosts and not report.interrupted:
+        return "\n".join(lines) + "\n"
+
+    def end_text(self, report: ScanReport) -> str:
+        lines = []
+        if report.interrupted:
+            lines.append("WARNING: the scan was interrupted; the results above are partial.")
+        elif not self.hosts_up and self.hosts_total:
+            lines.append(
+                "Note: Host seems down. If it is really up, but blocking our ping probes, try -Pn"
+            )
         lines.append(
-            "Note: Host seems down. If it is really up, but blocking our ping probes, try -Pn"
+            f"portlib done: {plural(self.hosts_total, 'IP address', 'IP addresses')} "
+            f"({plural(self.hosts_up, 'host', 'hosts')} up) scanned in {report.elapsed:.2f}"
+            " seconds"
         )
-    lines.append(
-        f"portlib done: {plural(len(report.hosts), 'IP address', 'IP addresses')} "
-        f"({plural(len(up), 'host', 'hosts')} up) scanned in {report.elapsed:.2f} seconds"
-    )
-    return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n"
 
 
 def render_list(report: ScanReport, *, banner: bool = True) -> str:

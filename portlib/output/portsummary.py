@@ -1,61 +1,37 @@
-"""Pure: how nmap's outputs order ports and fold the uninteresting majority away.
+"""Pure: what every nmap-style output shows of a host's ports, by nmap's fold rule.
 
-nmap lists every port of a host except those in an "ignored" state: a state
-other than ``open`` shared by more than 25 of the host's ports (default
-verbosity). Those are summarised instead ("Not shown: 997 closed tcp ports",
-``<extraports>``, grepable's ``Ignored State``). The XML, grepable and human
-outputs all use this one rule, so they agree on what is shown.
+A host from a scan comes already folded (``HostResult.extra_ports``); one built by
+hand, read from an old file or scanned with ``fold=False`` may list every port.
+Either way the outputs apply :func:`portlib.folding.fold_ports` to what is still
+listed, merged with what was folded before, so the XML, grepable and human
+outputs agree on what is shown and every folded state is one
+:class:`~portlib.model.FoldedPorts` (state, reasons, port ranges).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import compress, repeat
-from operator import and_, is_, not_
+from operator import is_
 
-from portlib.model import HostResult, PortResult, PortState, Protocol, Reason
-from portlib.output.columns import (
-    PortColumns,
-    columns_of,
-    count_members,
-    is_one_of,
-    remembered,
-    take,
-)
-
-IGNORE_ABOVE = 25
-"""A non-open state with more ports than this (per host) is summarised, as nmap does."""
-
-# nmap walks a host's ports protocol by protocol (TCP, then UDP), each ascending.
-_PROTOCOL_ORDER: dict[Protocol, int] = {Protocol.TCP: 0, Protocol.UDP: 1, Protocol.RAW: 2}
-
-
-@dataclass(frozen=True, slots=True)
-class ReasonGroup:
-    """Ports of one ignored state that share a protocol and a reason."""
-
-    reason: Reason
-    protocol: Protocol
-    ports: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class IgnoredState:
-    """One summarised state: how many ports, and why, grouped by reason and protocol."""
-
-    state: PortState
-    count: int
-    reasons: tuple[ReasonGroup, ...]
+from portlib.folding import IGNORE_ABOVE, fold_ports
+from portlib.folding import PROTOCOL_ORDER as _PROTOCOL_ORDER
+from portlib.model import FoldedPorts, HostResult, PortResult, PortState
+from portlib.output.columns import PortColumns, remembered, take
 
 
 @dataclass(frozen=True, slots=True)
 class PortSummary:
-    """A host's ports split into those listed one by one and the summarised states."""
+    """A host's ports split into those listed one by one (in :func:`port_order`) and
+    the folded states (most ports first)."""
 
     shown: tuple[PortResult, ...]
-    ignored: tuple[IgnoredState, ...]
+    folded: tuple[FoldedPorts, ...]
+
+    def folded_count(self) -> int:
+        return sum(f.count for f in self.folded)
 
 
 def port_order(result: PortResult) -> tuple[int, int]:
@@ -63,72 +39,48 @@ def port_order(result: PortResult) -> tuple[int, int]:
     return (_PROTOCOL_ORDER.get(result.protocol, len(_PROTOCOL_ORDER)), result.port)
 
 
-@dataclass(frozen=True, slots=True)
-class Folding:
-    """What every output shows of a host: the ports listed one by one (in
-    :func:`port_order`) and the folded states with their counts, most ports first.
-    A :class:`PortSummary` without the per-reason detail only XML writes."""
-
-    shown: tuple[PortResult, ...]
-    folded: tuple[tuple[PortState, int], ...]
-
-
-def summarise(ports: Sequence[PortResult], ignore_above: int = IGNORE_ABOVE) -> PortSummary:
-    """Split ``ports`` (one host's) into shown ports and ignored states, nmap's way.
+def summarise(
+    ports: Sequence[PortResult],
+    extra: Sequence[FoldedPorts] = (),
+    ignore_above: int = IGNORE_ABOVE,
+) -> PortSummary:
+    """Split ``ports`` (one host's, with the states it has folded already) into shown
+    ports and folded states, nmap's way.
 
     >>> from ipaddress import ip_address
+    >>> from portlib.model import Reason
     >>> def closed(n): return PortResult(ip_address("127.0.0.1"), n, Protocol.TCP,
     ...                                   PortState.CLOSED, Reason.CONN_REFUSED)
     >>> s = summarise([closed(n) for n in range(1, 31)])
-    >>> (len(s.shown), s.ignored[0].state.value, s.ignored[0].count)
+    >>> (len(s.shown), s.folded[0].state.value, s.folded[0].count)
     (0, 'closed', 30)
     """
-    columns = PortColumns(ports)
-    return _summarise(columns, _fold(columns, ignore_above))
+    shown, folded = fold_ports(ports, extra, ignore_above=ignore_above)
+    return PortSummary(_in_port_order(PortColumns(shown)), folded)
 
 
-def folding_of(host: HostResult) -> Folding:
-    """How ``host``'s ports fold (nmap's default rule), computed once per host."""
-    return remembered(host, "folding", partial(_fold, columns_of(host), IGNORE_ABOVE))
+def summary_of(host: HostResult, *, all_ports: bool = False) -> PortSummary:
+    """``summarise`` of ``host``, computed once per host however many outputs ask;
+    with ``all_ports`` every port listed, the folded ones expanded (``--all-ports``)."""
+    if all_ports:
+        if not host.extra_ports:
+            compute = partial(_listed_as_is, host.ports)
+        else:
+            compute = partial(_listed_as_is, host.all_ports())
+        return remembered(host, "every port", compute)
+    return remembered(host, "summary", partial(summarise, host.ports, host.extra_ports))
 
 
-def summary_of(host: HostResult) -> PortSummary:
-    """``summarise(host.ports)``, computed once per host however many outputs ask."""
-    compute = partial(_summarise, columns_of(host), folding_of(host))
-    return remembered(host, "summary", compute)
+def _listed_as_is(ports: Sequence[PortResult]) -> PortSummary:
+    return PortSummary(_in_port_order(PortColumns(ports)), ())
 
 
-def ignored_states(
-    counts: dict[PortState, int], ignore_above: int = IGNORE_ABOVE
-) -> list[PortState]:
-    """The states a host's ports are folded in, from its :meth:`PortColumns.state_counts`."""
-    return [s for s, n in counts.items() if s is not PortState.OPEN and n > ignore_above]
-
-
-def _fold(columns: PortColumns, ignore_above: int) -> Folding:
-    # Of all rows only the states are read; numbers and protocols only of the rows
-    # shown, to order them (filtering then a stable sort = the sort then filtering).
-    counts = columns.state_counts()
-    folded = ignored_states(counts, ignore_above)
-    if not folded:
-        return Folding(_in_port_order(columns), ())
-    hidden = is_one_of(columns.states, folded)
-    shown = _in_port_order(PortColumns(compress(columns.ports, map(not_, hidden))))
-    folded.sort(key=lambda state: (-counts[state], state))
-    return Folding(shown, tuple((state, counts[state]) for state in folded))
-
-
-def _summarise(columns: PortColumns, folding: Folding) -> PortSummary:
-    ignored = []
-    for state, count in folding.folded:
-        rows = list(map(is_, columns.states, repeat(state)))
-        groups = _reason_groups(
-            tuple(compress(columns.numbers, rows)),
-            tuple(compress(columns.protocols, rows)),
-            tuple(compress(columns.reasons, rows)),
-        )
-        ignored.append(IgnoredState(state, count, groups))
-    return PortSummary(folding.shown, tuple(ignored))
+def host_has_state(host: HostResult, states: Iterable[PortState]) -> bool:
+    """Whether any of ``host``'s ports, listed or folded, is in one of ``states``."""
+    wanted = frozenset(states)
+    if any(f.state in wanted for f in host.extra_ports):
+        return True
+    return not wanted.isdisjoint(PortColumns(host.ports).states)
 
 
 def _in_port_order(columns: PortColumns) -> tuple[PortResult, ...]:
@@ -152,33 +104,21 @@ def _in_port_order(columns: PortColumns) -> tuple[PortResult, ...]:
     return take(columns.ports, order)
 
 
-def _reason_groups(
-    numbers: tuple[int, ...], protocols: tuple[Protocol, ...], reasons: tuple[Reason, ...]
-) -> tuple[ReasonGroup, ...]:
-    """The ports of one state grouped by reason and protocol, each group ascending."""
-    reason_counts = count_members(reasons)
-    protocol_counts = count_members(protocols)
-    if len(reason_counts) == 1 and len(protocol_counts) == 1:
-        return (ReasonGroup(reasons[0], protocols[0], tuple(sorted(numbers))),)
-    groups = []
-    for reason in reason_counts:
-        is_reason = list(map(is_, reasons, repeat(reason)))
-        for protocol in protocol_counts:
-            mask = map(and_, is_reason, map(is_, protocols, repeat(protocol)))
-            ports = tuple(sorted(compress(numbers, mask)))
-            if ports:
-                groups.append(ReasonGroup(reason, protocol, ports))
-    # The commonest reason first, as nmap's "Not shown: ... (conn-refused)" names it.
-    groups.sort(key=lambda g: (-len(g.ports), _PROTOCOL_ORDER.get(g.protocol, 9), g.reason))
-    return tuple(groups)
+def ranges_text(ranges: Iterable[tuple[int, int]]) -> str:
+    """Inclusive ``(first, last)`` runs as nmap writes a port list: ``1-21,23,25-79``.
+
+    >>> ranges_text(((1, 3), (80, 80)))
+    '1-3,80'
+    """
+    return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ranges)
 
 
-def port_ranges(spec: str) -> list[tuple[int, int]]:
+def spec_ranges(spec: str) -> list[tuple[int, int]]:
     """The ``(first, last)`` ranges of a port list, without expanding them (so a reader
     can count what a list would become before building it); ``ValueError`` on anything
-    but what :func:`portlib.portspec.compress_ports` writes.
+    but what :func:`ranges_text` writes.
 
-    >>> port_ranges("1-3,80")
+    >>> spec_ranges("1-3,80")
     [(1, 3), (80, 80)]
     """
     ranges: list[tuple[int, int]] = []
@@ -200,7 +140,7 @@ def expand_ports(spec: str) -> list[int]:
     >>> expand_ports("1-3,80")
     [1, 2, 3, 80]
     """
-    return [n for lo, hi in port_ranges(spec) for n in range(lo, hi + 1)]
+    return [n for lo, hi in spec_ranges(spec) for n in range(lo, hi + 1)]
 
 
 def _port_number(text: str) -> int:

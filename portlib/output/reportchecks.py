@@ -8,11 +8,12 @@ the file. Pure: no I/O.
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import math
 from collections.abc import Callable, Iterable
 
 from portlib.errors import ReportFormatError
-from portlib.model import IPAddress, PortResult, Protocol
+from portlib.model import FoldedPorts, IPAddress, PortResult, PortState, Protocol
 
 Fail = Callable[[str], ReportFormatError]
 
@@ -20,7 +21,8 @@ PORTS_PER_PROTOCOL = 65536
 """A host has at most this many ports per protocol (0-65535), so no more verdicts."""
 
 MAX_REPORT_VERDICTS = 1 << 24
-"""At most this many port verdicts in one report: every port of a /24 fits."""
+"""At most this many listed port verdicts and folded port ranges in one report (what
+a reader builds objects for): every port of a /24 fits, listed one by one."""
 
 MAX_SECONDS = 1e9
 """Durations (elapsed, latency, rtt) above this (31 years) are damage, not measurements."""
@@ -116,3 +118,35 @@ def command_text(text: str, fail: Fail) -> str:
     if len(text) > MAX_ARGS_CHARS:
         raise fail(f"its command line is {len(text)} characters, longer than any Linux argv")
     return text
+
+
+def check_folded(
+    address: IPAddress,
+    ports: Iterable[PortResult],
+    folded: Iterable[FoldedPorts],
+    fail: Fail,
+) -> None:
+    """A host's folded states: each state folded once, every range inside 0-65535 and
+    running forwards, and no (port, protocol) both listed and folded or folded twice,
+    checked on the ranges without expanding them."""
+    spans: dict[Protocol, list[tuple[int, int]]] = {}
+    states: set[PortState] = set()
+    for state in folded:
+        if state.state in states:
+            raise fail(f"host {address} folds its {state.state} ports twice")
+        states.add(state.state)
+        for group in state.reasons:
+            for lo, hi in group.ranges:
+                if not 0 <= lo <= hi <= PORTS_PER_PROTOCOL - 1:
+                    raise fail(f"host {address}: folded port range {lo}-{hi} is not 0-65535")
+            spans.setdefault(group.protocol, []).extend(group.ranges)
+    if not spans:
+        return
+    for port in ports:
+        if port.protocol in spans:
+            spans[port.protocol].append((port.port, port.port))
+    for protocol, runs in spans.items():
+        runs.sort()
+        for (_, last), (lo, _hi) in itertools.pairwise(runs):
+            if lo <= last:
+                raise fail(f"host {address} lists port {lo}/{protocol} twice")

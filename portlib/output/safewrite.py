@@ -12,8 +12,17 @@ symlink never redirects it.
   (``/tmp``) is followed only when it belongs to this user or to the directory's
   owner, so root does not write through a link another user planted. The rename
   happens inside the directory the path resolved to, and rename never follows a link.
+- A file a scan writes host by host (:func:`open_stream`) is opened once, before the
+  scan, and written in place: it must fill while the scan runs (``tail -f``, and an
+  interrupted scan keeps what it found), which a file renamed into place only at
+  the end cannot. So it is not replaced atomically: the old file of that name is
+  emptied when the scan starts, and a failure mid-scan leaves the part written.
+  The same symlink rules hold, and the last component is opened with
+  ``O_NOFOLLOW`` inside the directory it resolved to, so a link planted after the
+  check is refused rather than followed.
 
     >>> write_text("scans/monday.xml", xml)                        # doctest: +SKIP
+    >>> out = open_stream("scans/monday.gnmap", append=True)       # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import errno
 import os
 import secrets
 import stat
+from typing import TextIO
 
 from portlib.errors import OutputError
 
@@ -40,6 +50,29 @@ def write_text(path: str, text: str, *, append: bool = False) -> None:
             _write_in_place(resolved, data, append=append or resolved.startswith(_DESCRIPTORS))
         else:
             _replace(resolved, data, info, append=append)
+    except OSError as exc:
+        raise _named(exc, path) from None
+
+
+def open_stream(path: str, *, append: bool = False) -> TextIO:
+    """``path`` opened for writing in place (UTF-8 text), emptied unless ``append``,
+    refusing planted symlinks as described above. Raises OutputError naming ``path``."""
+    try:
+        resolved, _, in_place = _destination(path)
+        if in_place:
+            append = append or resolved.startswith(_DESCRIPTORS)
+            flags = os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC | (os.O_APPEND if append else 0)
+            fd = os.open(resolved, flags)
+        else:
+            directory, name = os.path.split(resolved)
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
+                flags |= os.O_APPEND if append else os.O_TRUNC
+                fd = os.open(name, flags, 0o666, dir_fd=dir_fd)  # the umask applies
+            finally:
+                os.close(dir_fd)
+        return open(fd, "w", encoding="utf-8", closefd=True)
     except OSError as exc:
         raise _named(exc, path) from None
 

@@ -6,11 +6,12 @@ no encoding (UTF-16 included) hides one; the bare ``<!DOCTYPE nmaprun>`` nmap
 writes is fine. Each top-level ``<host>`` becomes a HostResult as soon as it
 closes and its elements are dropped, so memory follows the verdicts, not the XML.
 
-Ports nmap folded into ``<extraports>`` come back one by one when nmap listed
-them (``extrareasons ports=``, nmap 7.92 and later); older files only say how
-many there were, so those ports are missing. A list must expand to exactly the
-count it declares, and no host may list more ports than a protocol has
-(:mod:`portlib.output.reportchecks`), so a small file cannot become gigabytes.
+Ports nmap folded into ``<extraports>`` come back folded, as
+``HostResult.extra_ports`` (port ranges, never expanded), when nmap listed them
+(``extrareasons ports=``, nmap 7.92 and later); older files only say how many
+there were, so those ports are missing. A list must hold exactly the count it
+declares, no port may be listed or folded twice and no host may have more ports
+than a protocol has (:mod:`portlib.output.reportchecks`).
 Reasons portlib has no name for become ``unknown-response``. nmap's SCTP and
 IP-protocol scans, and TCP scan types other than connect/SYN/ACK, are refused.
 
@@ -28,6 +29,8 @@ from xml.parsers import expat
 import portlib.output.reportchecks as checks
 from portlib.errors import ReportFormatError
 from portlib.model import (
+    FoldedPorts,
+    FoldedReason,
     HostResult,
     HostState,
     IPAddress,
@@ -39,7 +42,7 @@ from portlib.model import (
     ScanReport,
 )
 from portlib.output.nmapxml import TCP_SCAN_TYPE
-from portlib.output.portsummary import port_ranges
+from portlib.output.portsummary import spec_ranges
 from portlib.output.reportinput import ReportInput
 from portlib.output.sharedtext import split_command_line
 from portlib.output.xmlservice import detected_service
@@ -259,22 +262,19 @@ class _Reader:
         hostname = next((n.get("name") for n in names if n.get("name")), None)
         tally = checks.PortTally(address, self.fail)
         ports = [self.port(address, p, tally) for p in element.iterfind("ports/port")]
-        folded = [
-            group
-            for extra in element.iterfind("ports/extraports")
-            for group in self.extraports(address, extra, tally)
-        ]
-        self.budget.take(len(ports) + sum(found for *_, found in folded))
-        for protocol, state_, reason, numbers, _ in folded:
-            for run in numbers:
-                ports.extend(PortResult(address, n, protocol, state_, reason) for n in run)
+        found = (self.extraports(address, e, tally) for e in element.iterfind("ports/extraports"))
+        folded = [fold for fold in found if fold is not None]
+        ranges = sum(len(group.ranges) for fold in folded for group in fold.reasons)
+        self.budget.take(len(ports) + ranges)
         checks.check_host_ports(address, ports, self.fail)
+        checks.check_folded(address, ports, folded, self.fail)
         return HostResult(
             address=address,
             hostname=hostname,
             state=state,
             reason=self.reason(status.get("reason", "")),
             ports=tuple(sorted(ports, key=lambda p: (p.port, p.protocol.value))),
+            extra_ports=tuple(folded),
             latency=self.latency(element.find("times"), address),
             timed_out=self.timed_out(element.get("timedout"), address),
         )
@@ -333,13 +333,15 @@ class _Reader:
 
     def extraports(
         self, host: IPAddress, element: ET.Element, tally: checks.PortTally
-    ) -> Iterator[tuple[Protocol, PortState, Reason, list[range], int]]:
-        """Each ``<extrareasons>`` group as ranges of port numbers, checked against the
-        counts the file declares before anything is expanded."""
+    ) -> FoldedPorts | None:
+        """An ``<extraports>`` as a FoldedPorts, its ``<extrareasons>`` groups as port
+        ranges, checked against the counts the file declares and never expanded;
+        None when no group lists its ports (nmap before 7.92 gave only counts)."""
         where = f"host {host} extraports"
         state = self.state(element.get("state", ""), where)
         declared = checks.whole_number(element.get("count", "0"), f"{where} count", self.fail)
         listed = 0
+        groups = []
         for group in element.iterfind("extrareasons"):
             spec = group.get("ports")
             if spec is None:
@@ -347,10 +349,10 @@ class _Reader:
             where = f"host {host} extrareasons"
             protocol = self.protocol(group.get("proto", "tcp"), where)
             try:
-                numbers = [range(lo, hi + 1) for lo, hi in port_ranges(spec)]
+                ranges = sorted(spec_ranges(spec))
             except ValueError as exc:
                 raise self.fail(f"{where}: {exc}") from None
-            found = sum(map(len, numbers))
+            found = sum(hi - lo + 1 for lo, hi in ranges)
             count = group.get("count")
             if count is not None and checks.whole_number(count, where, self.fail) != found:
                 raise self.fail(f"{where}: ports= lists {found} ports, count= says {count}")
@@ -358,7 +360,9 @@ class _Reader:
             if listed > declared:
                 raise self.fail(f"{where}: more ports than the {declared} of its <extraports>")
             tally.add(protocol, found)
-            yield protocol, state, self.reason(group.get("reason", "")), numbers, found
+            reason = self.reason(group.get("reason", ""))
+            groups.append(FoldedReason(reason, protocol, tuple(ranges)))
+        return FoldedPorts(state, tuple(groups)) if groups else None
 
     def protocol(self, text: str, where: str) -> Protocol:
         protocol = _PROTOCOLS.get(text)

@@ -9,20 +9,27 @@ and ``scan_async`` so that a misspelt option fails the user's type check.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
-from typing import Literal, TypedDict
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 from portlib.errors import PortSpecError, ScanError, TargetSpecError
-from portlib.model import Protocol, ScanMethod
+from portlib.model import HostResult, IPAddress, Protocol, ScanMethod
 from portlib.portspec import DEFAULT_TOP_PORTS, PortList, parse_ports
+from portlib.scanning.contract import ScanWork
 from portlib.scanning.order import ProbeOrder, parse_shard
 from portlib.scanning.timing import TimingProfile, preset
+
+if TYPE_CHECKING:
+    from portlib.scanning.versions.detect import DetectionOptions
 
 DiscoveryMode = Literal["auto", "connect", "raw", "none"]
 DISCOVERY_MODES: tuple[DiscoveryMode, ...] = ("auto", "connect", "raw", "none")
 
 ProgressCallback = Callable[[int, int], object]
 """``on_progress(done, total)``: verdicts so far and verdicts expected."""
+HostCallback = Callable[[HostResult], object]
+"""``on_host(host)``: a host the scan has finished with, in target order."""
 
 
 class ScanOptions(TypedDict, total=False):
@@ -43,6 +50,9 @@ class ScanOptions(TypedDict, total=False):
     interface: str | None
     exclude: str | None
     on_progress: ProgressCallback | None
+    on_host: HostCallback | None
+    keep_hosts: bool
+    fold: bool
     args: Sequence[str]
     versions: bool
     version_intensity: int
@@ -188,3 +198,68 @@ def resolve_host_timeout(host_timeout: float | None, shard: tuple[int, int] | No
     if shard is not None:
         raise ScanError("host_timeout cannot be combined with shard (a shard holds part of a host)")
     return float(host_timeout)
+
+
+def resolve_seed(seed: int | None, shard: tuple[int, int] | None, fresh: int) -> int:
+    """The probe order's seed: ``seed`` checked; without one, 0 for a sharded scan
+    (every shard must draw the same order) and ``fresh`` otherwise."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ScanError(f"seed must be an integer, not {seed!r}")
+    if seed is not None and not 0 <= seed < 2**64:
+        raise ScanError(f"seed must be in 0 .. 2**64-1, not {seed}")
+    if seed is None:
+        return 0 if shard else fresh
+    return seed
+
+
+def check_flag(name: str, value: object) -> bool:
+    """``value`` when it is a bool; a ScanError naming the option otherwise."""
+    if not isinstance(value, bool):
+        raise ScanError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
+def check_callback(name: str, value: object) -> None:
+    if value is not None and not callable(value):
+        raise ScanError(f"{name} must be callable, not {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ScanPlan:
+    """A scan's checked options: what to probe, how, and what to do afterwards."""
+
+    port_methods: tuple[ScanMethod, ...]
+    ports: dict[Protocol, tuple[int, ...]]
+    timing: TimingProfile
+    seed: int
+    shard: tuple[int, int] | None
+    sequential: bool
+    discovery: DiscoveryMode
+    host_timeout: float | None
+    detection: DetectionOptions | None
+    interface: str | None = None
+    fold: bool = True
+
+    @property
+    def ports_per_host(self) -> int:
+        return sum(len(p) for p in self.ports.values())
+
+    def works(self, hosts: tuple[IPAddress, ...]) -> list[ScanWork]:
+        """One engine run's work per method, over ``hosts``."""
+        return [
+            ScanWork(
+                hosts=hosts,
+                ports=self.ports[METHOD_PROTOCOL[method]],
+                protocol=METHOD_PROTOCOL[method],
+                timing=self.timing,
+                seed=self.seed,
+                shard=self.shard,
+                sequential=self.sequential,
+                interface=self.interface,
+            )
+            for method in self.port_methods
+        ]
+
+    @property
+    def protocols(self) -> tuple[Protocol, ...]:
+        return tuple(METHOD_PROTOCOL[m] for m in self.port_methods)

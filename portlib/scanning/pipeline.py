@@ -1,9 +1,11 @@
-"""What one scan does, in order: discovery, the engines' runs, then service detection.
+"""What one scan does, host group by host group: discovery, the engines' runs,
+service detection, then the group's hosts are finished.
 
 The Scanner (``scanner.py``) owns the stream and the report; this module runs
-the work a ``ScanPlan`` describes and says which hosts timed out. Every engine
-run gets the same targets (one ``ScanWork`` per method) and its own ``emit``
-from the scan's ``Tally``.
+the work a ``ScanPlan`` describes (``ScanRun``). Every engine run of a group
+gets the same hosts (one ``ScanWork`` per method) and its own ``emit`` from the
+scan's ``Tally``. Groups (``groups.py``) keep memory to one group's verdicts and
+let the first probe leave before the whole target list is read.
 """
 
 from __future__ import annotations
@@ -11,20 +13,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from portlib.errors import ScanError
-from portlib.model import HostState, IPAddress, PortResult, Protocol, ScanMethod
+from portlib.model import HostResult, HostState, IPAddress, PortResult
 from portlib.scanning.channel import Channel
 from portlib.scanning.contract import ScanEngine, ScanWork
 from portlib.scanning.discovery import discover
-from portlib.scanning.options import METHOD_PROTOCOL, DiscoveryMode
+from portlib.scanning.groups import group_size, host_groups
+from portlib.scanning.options import METHOD_PROTOCOL, ScanPlan
 from portlib.scanning.order import ProbeOrder
-from portlib.scanning.report import HostStatus
+from portlib.scanning.report import HostStatus, build_hosts
 from portlib.scanning.tally import Tally
-from portlib.scanning.timing import TimingProfile
 
 if TYPE_CHECKING:
     from portlib.scanning.versions.detect import DetectionOptions
@@ -32,83 +34,130 @@ if TYPE_CHECKING:
 QUEUE_SIZE = 1024  # verdicts buffered ahead of a slow consumer; engines wait beyond it
 
 
-@dataclass(frozen=True, slots=True)
-class ScanPlan:
-    """A scan's checked options: what to probe, how, and what to do afterwards."""
+@dataclass(slots=True)
+class _Group:
+    """One host group on its way through the scan."""
 
-    port_methods: tuple[ScanMethod, ...]
-    ports: dict[Protocol, tuple[int, ...]]
-    timing: TimingProfile
-    seed: int
-    shard: tuple[int, int] | None
-    sequential: bool
-    discovery: DiscoveryMode
-    host_timeout: float | None
-    detection: DetectionOptions | None
-    interface: str | None = None
-
-    @property
-    def ports_per_host(self) -> int:
-        return sum(len(p) for p in self.ports.values())
-
-    def works(self, hosts: tuple[IPAddress, ...]) -> list[ScanWork]:
-        """One engine run's work per method, over ``hosts``."""
-        return [
-            ScanWork(
-                hosts=hosts,
-                ports=self.ports[METHOD_PROTOCOL[method]],
-                protocol=METHOD_PROTOCOL[method],
-                timing=self.timing,
-                seed=self.seed,
-                shard=self.shard,
-                sequential=self.sequential,
-                interface=self.interface,
-            )
-            for method in self.port_methods
-        ]
+    targets: list[tuple[IPAddress, str | None]]
+    statuses: dict[IPAddress, HostStatus] = field(default_factory=dict)
+    timed_out: frozenset[IPAddress] = frozenset()
 
 
-async def run_plan(
-    plan: ScanPlan,
-    addresses: Sequence[IPAddress],
-    engines: Sequence[ScanEngine],
-    tally: Tally,
-    channel: Channel[PortResult],
-    statuses: dict[IPAddress, HostStatus],
-) -> frozenset[IPAddress]:
-    """Scan ``addresses`` as ``plan`` says, filling ``statuses`` and ``tally``.
+class ScanRun:
+    """A scan's run over its host groups (``groups``), each group in turn:
+    discovery (the next group's runs during this group's port scan), one engine
+    run per method, ``-sV``, then the group's hosts, folded, go to ``finish``
+    and their verdicts are let go.
 
-    Returns the hosts whose host timeout passed before all their ports were decided.
+    ``finish_current`` hands over the group in progress as it stands, for a
+    scan that ends early (cancelled, interrupted): nothing decided is lost.
     """
-    tally.report_progress()  # (0, 0): discovery under way, the total is not known yet
-    found = await discover(
-        addresses, plan.timing, mode=plan.discovery, seed=plan.seed, interface=plan.interface
-    )
-    statuses.update(found)
-    up = tuple(a for a in addresses if statuses[a].state is HostState.UP)
-    if not plan.port_methods or not up:
-        return frozenset()
-    # Sharded: the space is every target, so all machines split it alike (the
-    # Scanner's module doc); the verdicts on hosts found down are dropped.
-    hosts = tuple(addresses) if plan.shard else up
-    tally.dropped = frozenset(hosts) - frozenset(up)
-    works = plan.works(hosts)
-    tally.total = sum(_work_size(w) for w in works)
-    tally.report_progress()
-    from portlib.services import service_names
 
-    runs = [
-        engine.run(work, tally.emitter(service_names(work.protocol), channel))
-        for engine, work in zip(engines, works, strict=True)
-    ]
-    started = time.monotonic()
-    timed_out = await _port_scan(runs, plan, hosts, tally)
-    if plan.detection is not None:
-        left = (
-            None if plan.host_timeout is None else plan.host_timeout - (time.monotonic() - started)
+    def __init__(
+        self,
+        plan: ScanPlan,
+        engines: Sequence[ScanEngine],
+        tally: Tally,
+        channel: Channel[PortResult],
+        finish: Callable[[list[HostResult]], None],
+        target_count: int,
+    ) -> None:
+        self.plan = plan
+        self.engines = engines
+        self.tally = tally
+        self.channel = channel
+        self.finish = finish
+        self.current: _Group | None = None
+        self._unreached = target_count  # hosts no group has reached yet
+        self._known_work = 0  # verdicts expected of the groups reached
+
+    async def run(self, targets: Iterator[tuple[IPAddress, str | None]]) -> None:
+        groups = host_groups(targets, group_size(self.plan.ports_per_host))
+        self.tally.report_progress()  # (0, 0): discovery under way, the total is not known yet
+        pending = self._discover(next(groups, None))
+        try:
+            while pending is not None:
+                group, discovery = pending
+                self.current = group  # from here on, an interrupt reports this group
+                await discovery
+                pending = self._discover(next(groups, None))
+                await self._scan(group)
+                self._finish(group)
+        finally:
+            if pending is not None:
+                pending[1].cancel()
+                await asyncio.wait([pending[1]])
+
+    def finish_current(self) -> None:
+        if self.current is not None:
+            self._finish(self.current)
+
+    def _discover(
+        self, targets: list[tuple[IPAddress, str | None]] | None
+    ) -> tuple[_Group, asyncio.Task[None]] | None:
+        """The group of ``targets`` and its discovery, started (None: no group left)."""
+        if targets is None:
+            return None
+        group = _Group(targets)
+        return group, asyncio.create_task(self._discovered(group))
+
+    async def _discovered(self, group: _Group) -> None:
+        plan = self.plan
+        addresses = [address for address, _ in group.targets]
+        found = await discover(
+            addresses, plan.timing, mode=plan.discovery, seed=plan.seed, interface=plan.interface
         )
-        await _detect(channel, tally.results, plan.detection, left, timed_out)
-    return timed_out
+        group.statuses.update(found)
+
+    async def _scan(self, group: _Group) -> None:
+        plan, tally = self.plan, self.tally
+        addresses = [address for address, _ in group.targets]
+        up = tuple(a for a in addresses if group.statuses[a].state is HostState.UP)
+        self._unreached -= len(addresses)
+        if not plan.port_methods or not up:
+            self._update_total()
+            return
+        # Sharded: the space is every target, so all machines split it alike (the
+        # Scanner's module doc); the verdicts on hosts found down are dropped.
+        hosts = tuple(addresses) if plan.shard else up
+        tally.start_group(dropped=frozenset(hosts) - frozenset(up))
+        works = plan.works(hosts)
+        self._known_work += sum(_work_size(w) for w in works)
+        self._update_total()
+        from portlib.services import service_names
+
+        runs = [
+            engine.run(work, tally.emitter(service_names(work.protocol), self.channel))
+            for engine, work in zip(self.engines, works, strict=True)
+        ]
+        started = time.monotonic()
+        group.timed_out = await _port_scan(runs, plan, hosts, tally)
+        if plan.detection is not None:
+            spent = time.monotonic() - started
+            left = None if plan.host_timeout is None else plan.host_timeout - spent
+            await _detect(self.channel, tally.results, plan.detection, left, group.timed_out)
+
+    def _update_total(self) -> None:
+        """Expected verdicts: those of the groups reached, and a share of the ports of
+        every host not reached yet (a guess: discovery may find them down)."""
+        shards = self.plan.shard[1] if self.plan.shard else 1
+        guess = self._unreached * self.plan.ports_per_host // shards
+        self.tally.total = self._known_work + guess
+        self.tally.report_progress()
+
+    def _finish(self, group: _Group) -> None:
+        self.current = None
+        hosts = build_hosts(
+            group.targets,
+            group.statuses,
+            self.tally.results,
+            protocols=tuple(METHOD_PROTOCOL[m] for m in self.plan.port_methods),
+            timed_out=group.timed_out,
+            fold=self.plan.fold,
+            shared={},
+        )
+        self.tally.results = []
+        self.finish(hosts)
 
 
 async def _port_scan(

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from itertools import compress, groupby, repeat
 from operator import attrgetter, is_, is_not
 
+from portlib.folding import Shared, fold_ports
 from portlib.model import (
+    FoldedPorts,
     HostResult,
     HostState,
     IPAddress,
@@ -112,6 +114,54 @@ def _fastest(ports: tuple[PortResult, ...], arrived: list[PortResult]) -> float 
     return fastest
 
 
+def build_hosts(
+    targets: Iterable[tuple[IPAddress, str | None]],
+    statuses: Mapping[IPAddress, HostStatus],
+    results: Iterable[PortResult],
+    *,
+    protocols: tuple[Protocol, ...],
+    timed_out: frozenset[IPAddress] = frozenset(),
+    fold: bool = False,
+    shared: Shared | None = None,
+) -> list[HostResult]:
+    """The hosts of ``targets`` (address, hostname), in that order.
+
+    Port results of hosts that are not up are left out: a down host has no ports.
+    Neither has a host in ``timed_out`` (its host timeout passed first, nmap's rule).
+    With ``fold``, each host's ports are folded by nmap's rule (``portlib.folding``);
+    ``shared`` lets hosts folded alike share their fold.
+    """
+    by_host = _by_host(results)
+    order = _sorted_tcp_first if len(protocols) > 1 else _sorted_by_port
+    hosts = []
+    for address, hostname in targets:
+        status = statuses.get(address, UNDECIDED)
+        ports: tuple[PortResult, ...] = ()
+        folded: tuple[FoldedPorts, ...] = ()
+        late = address in timed_out
+        arrived = by_host.get(address, []) if status.state is HostState.UP and not late else []
+        if arrived:
+            ports = tuple(order(arrived))
+        latency = status.latency
+        if latency is None and status.state is HostState.UP:
+            latency = _fastest(ports, arrived)
+        if fold and ports:
+            ports, folded = fold_ports(ports, shared=shared)
+        hosts.append(
+            HostResult(
+                address=address,
+                hostname=hostname,
+                state=status.state,
+                reason=status.reason,
+                ports=ports,
+                latency=latency,
+                timed_out=late,
+                extra_ports=folded,
+            )
+        )
+    return hosts
+
+
 def build_report(
     targets: Sequence[tuple[IPAddress, str | None]],
     statuses: Mapping[IPAddress, HostStatus],
@@ -127,35 +177,9 @@ def build_report(
     probes_sent: int = 0,
     timed_out: frozenset[IPAddress] = frozenset(),
 ) -> ScanReport:
-    """The report of a scan of ``targets`` (address, hostname), in that order.
-
-    Port results of hosts that are not up are left out: a down host has no ports.
-    Neither has a host in ``timed_out`` (its host timeout passed first, nmap's rule).
-    """
-    by_host = _by_host(results)
-    order = _sorted_tcp_first if len(protocols) > 1 else _sorted_by_port
-    hosts = []
-    for address, hostname in targets:
-        status = statuses.get(address, UNDECIDED)
-        ports: tuple[PortResult, ...] = ()
-        late = address in timed_out
-        arrived = by_host.get(address, []) if status.state is HostState.UP and not late else []
-        if arrived:
-            ports = tuple(order(arrived))
-        latency = status.latency
-        if latency is None and status.state is HostState.UP:
-            latency = _fastest(ports, arrived)
-        hosts.append(
-            HostResult(
-                address=address,
-                hostname=hostname,
-                state=status.state,
-                reason=status.reason,
-                ports=ports,
-                latency=latency,
-                timed_out=late,
-            )
-        )
+    """The report of a scan of ``targets`` (address, hostname), in that order;
+    hosts as :func:`build_hosts` makes them, unfolded."""
+    hosts = build_hosts(targets, statuses, results, protocols=protocols, timed_out=timed_out)
     return ScanReport(
         hosts=tuple(hosts),
         method=method,

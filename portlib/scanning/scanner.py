@@ -21,6 +21,12 @@ Decisions:
   The blocking ``scan`` turns Ctrl-C into the partial report with
   ``interrupted=True``, unless ``interrupt="raise"`` or the previous call
   already ended that way moments ago (a user pressing Ctrl-C again means stop).
+- Host groups: targets are read lazily, a group at a time (``groups.py``);
+  memory follows the group, and a finished group's hosts are folded, handed
+  to ``on_host`` and (unless ``keep_hosts=False``) kept for the report. An
+  interrupted scan reports the hosts it reached: those of finished groups and
+  of the group in progress, with what they have; hosts never reached are left
+  out (of a /0, the report holds what was scanned, not four billion unknowns).
 - Shards: the probe space a shard splits is the target list *as given* times
   the ports, fixed before discovery, so every machine computes the same
   partition whatever its own discovery saw. Each machine still runs
@@ -37,11 +43,11 @@ import asyncio
 import datetime as _dt
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Literal, TypeAlias, Unpack
 
 from portlib.errors import PortlibError, ScanError, TargetSpecError
-from portlib.model import IPAddress, PortResult, Protocol, ScanMethod, ScanReport
+from portlib.model import HostResult, IPAddress, PortResult, Protocol, ScanMethod, ScanReport
 from portlib.scanning import privilege
 from portlib.scanning.channel import Channel, EndOfStream
 from portlib.scanning.contract import ScanEngine
@@ -49,24 +55,28 @@ from portlib.scanning.interfaces import check_interface
 from portlib.scanning.options import (
     METHOD_PROTOCOL,
     RAW_METHODS,
+    HostCallback,
     ProgressCallback,
     ScanOptions,
+    ScanPlan,
+    check_callback,
+    check_flag,
     check_targets,
     parse_methods,
     resolve_discovery,
     resolve_host_timeout,
     resolve_ports,
+    resolve_seed,
     resolve_shard,
     resolve_timing,
 )
 from portlib.scanning.pipeline import (
     QUEUE_SIZE,
-    ScanPlan,
+    ScanRun,
     detection_options,
-    run_plan,
     scan_channel,
 )
-from portlib.scanning.report import HostStatus, build_report
+from portlib.scanning.report import HostStatus
 from portlib.scanning.tally import Tally
 from portlib.scanning.timing import TimingProfile
 
@@ -102,23 +112,56 @@ ENGINES: dict[ScanMethod, Callable[[ScanMethod], ScanEngine]] = {
 }
 
 
-async def resolve_targets(
-    targets: Targets, exclude: str | None
-) -> list[tuple[IPAddress, str | None]]:
-    """(address, host name) of every target, names resolved without blocking the loop."""
+async def resolve_targets(targets: Targets, exclude: str | None) -> TargetSet:
+    """The targets as a (lazy) TargetSet, names resolved without blocking the loop."""
     from portlib.targets import TargetSet, parse_targets_async
 
     if isinstance(targets, TargetSet):
         if exclude is not None:
             raise ScanError("pass exclude to parse_targets, not with a parsed TargetSet")
-        target_set = targets
-    else:
-        spec = targets if isinstance(targets, str) else " ".join(str(t) for t in targets)
-        target_set = await parse_targets_async(spec, exclude)
-    return [(t.address, t.hostname) for t in target_set]
+        return targets
+    spec = targets if isinstance(targets, str) else " ".join(str(t) for t in targets)
+    return await parse_targets_async(spec, exclude)
 
 
-class Scanner:
+def _each_target(targets: TargetSet) -> Iterator[tuple[IPAddress, str | None]]:
+    return ((t.address, t.hostname) for t in targets)
+
+
+class _BuiltOptions:
+    """A Scanner's options as checked and resolved (read-only)."""
+
+    _methods: tuple[ScanMethod, ...]
+    _plan: ScanPlan
+
+    @property
+    def methods(self) -> tuple[ScanMethod, ...]:
+        return self._methods
+
+    @property
+    def timing(self) -> TimingProfile:
+        return self._plan.timing
+
+    @property
+    def ports(self) -> dict[Protocol, tuple[int, ...]]:
+        """The ports each protocol will probe, in the given order."""
+        return dict(self._plan.ports)
+
+    @property
+    def seed(self) -> int:
+        return self._plan.seed
+
+    @property
+    def shard(self) -> tuple[int, int] | None:
+        return self._plan.shard
+
+    @property
+    def host_timeout(self) -> float | None:
+        """Seconds a host may take before it is given up (None: no limit)."""
+        return self._plan.host_timeout
+
+
+class Scanner(_BuiltOptions):
     """A scan as an async stream of PortResults; see the module doc for the decisions.
 
     ``targets``: a spec string (``"192.0.2.0/28, localhost"``), a list of specs or
@@ -141,8 +184,13 @@ class Scanner:
     ``versions=True`` (nmap's ``-sV``, ``version_intensity`` 0-9) detects services on the
     open ports after the port scan; they stream out with ``detected`` filled.
     ``on_progress(done, total)`` is called once with ``(0, 0)`` when discovery
-    starts, then after every verdict. ``args`` (the command line, if
-    any) is copied into the report.
+    starts, then after every verdict (``total`` counts the hosts not reached yet
+    as if up, so it settles as the scan goes). ``on_host(host)`` is called once per
+    host, in target order, when its host group is finished; ``fold`` (default)
+    folds each host's uninteresting majority into ``extra_ports`` as nmap's
+    outputs do (False lists every port); ``keep_hosts=False`` keeps no host for
+    the report (a network-scale scan whose hosts ``on_host`` writes away).
+    ``args`` (the command line, if any) is copied into the report.
 
     Every bad option raises a ``PortlibError`` from the constructor (targets: from
     ``async with``), before any probe is sent.
@@ -183,6 +231,9 @@ class Scanner:
         interface: str | None = None,
         exclude: str | None = None,
         on_progress: ProgressCallback | None = None,
+        on_host: HostCallback | None = None,
+        keep_hosts: bool = True,
+        fold: bool = True,
         args: Sequence[str] = (),
         versions: bool = False,
         version_intensity: int = 7,
@@ -190,46 +241,39 @@ class Scanner:
         self._methods = parse_methods(method)
         port_methods = tuple(m for m in self._methods if m is not ScanMethod.PING)
         self._protocols = tuple(METHOD_PROTOCOL[m] for m in port_methods)
-        timing_profile = resolve_timing(
-            timing,
-            timeout=timeout,
-            retries=retries,
-            rate=rate,
-            concurrency=concurrency,
-            min_rate=min_rate,
-        )
-        resolved_ports = resolve_ports(ports, self._protocols) if self._protocols else {}
         resolved_shard = resolve_shard(shard)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ScanError(f"seed must be an integer, not {seed!r}")
-        if seed is not None and not 0 <= seed < 2**64:
-            raise ScanError(f"seed must be in 0 .. 2**64-1, not {seed}")
-        if seed is None:
-            seed = 0 if resolved_shard else secrets.randbits(63)
-        if not isinstance(sequential, bool):
-            raise ScanError(f"sequential must be True or False, not {sequential!r}")
         self._plan = ScanPlan(
             port_methods=port_methods,
-            ports=resolved_ports,
-            timing=timing_profile,
-            seed=seed,
+            ports=resolve_ports(ports, self._protocols) if self._protocols else {},
+            timing=resolve_timing(
+                timing,
+                timeout=timeout,
+                retries=retries,
+                rate=rate,
+                concurrency=concurrency,
+                min_rate=min_rate,
+            ),
+            seed=resolve_seed(seed, resolved_shard, fresh=secrets.randbits(63)),
             shard=resolved_shard,
-            sequential=sequential,
+            sequential=check_flag("sequential", sequential),
             discovery=resolve_discovery(discovery),
             host_timeout=resolve_host_timeout(host_timeout, resolved_shard),
             detection=detection_options(versions, version_intensity),
             interface=check_interface(interface),
+            fold=check_flag("fold", fold),
         )
-        self._timed_out: frozenset[IPAddress] = frozenset()
-        if on_progress is not None and not callable(on_progress):
-            raise ScanError(f"on_progress must be callable, not {on_progress!r}")
+        check_callback("on_progress", on_progress)
+        check_callback("on_host", on_host)
+        self._on_host = on_host
+        self._keep_hosts = check_flag("keep_hosts", keep_hosts)
         self._targets_arg = targets
         self._exclude = exclude
         self._args = tuple(args)
         check_targets(targets)
         # Filled while scanning:
-        self._target_list: list[tuple[IPAddress, str | None]] = []
-        self._statuses: dict[IPAddress, HostStatus] = {}
+        self._targets: TargetSet | None = None
+        self._hosts: list[HostResult] = []  # finished, in target order (if kept)
+        self._run: ScanRun | None = None
         self._tally = Tally(on_progress)
         self._channel: Channel[PortResult] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -240,33 +284,6 @@ class Scanner:
         self._finished = False  # the consumer saw the end of the stream
         self._completed = False  # the scan decided everything it set out to
         self._engines: list[ScanEngine] = []
-
-    # -- options as built -------------------------------------------------
-    @property
-    def methods(self) -> tuple[ScanMethod, ...]:
-        return self._methods
-
-    @property
-    def timing(self) -> TimingProfile:
-        return self._plan.timing
-
-    @property
-    def ports(self) -> dict[Protocol, tuple[int, ...]]:
-        """The ports each protocol will probe, in the given order."""
-        return dict(self._plan.ports)
-
-    @property
-    def seed(self) -> int:
-        return self._plan.seed
-
-    @property
-    def shard(self) -> tuple[int, int] | None:
-        return self._plan.shard
-
-    @property
-    def host_timeout(self) -> float | None:
-        """Seconds a host may take before it is given up (None: no limit)."""
-        return self._plan.host_timeout
 
     @property
     def started(self) -> bool:
@@ -279,16 +296,26 @@ class Scanner:
         return (self._tally.done, self._tally.total)
 
     @property
+    def started_at(self) -> _dt.datetime | None:
+        """When the scan started (``async with`` entered), None before."""
+        return self._started
+
+    @property
     def host_statuses(self) -> dict[IPAddress, HostStatus]:
-        """Discovery's verdict per host so far."""
-        return dict(self._statuses)
+        """Discovery's verdict per host so far: the finished hosts (when kept) and
+        the host group in progress."""
+        statuses = {h.address: HostStatus(h.state, h.reason, h.latency) for h in self._hosts}
+        current = self._run.current if self._run is not None else None
+        if current is not None:
+            statuses.update(current.statuses)
+        return statuses
 
     # -- the stream -------------------------------------------------------
     async def __aenter__(self) -> Scanner:
         if self._task is not None:
             raise ScanError("a Scanner runs once; make a new one to scan again")
-        self._target_list = await resolve_targets(self._targets_arg, self._exclude)
-        if not self._target_list:
+        self._targets = await resolve_targets(self._targets_arg, self._exclude)
+        if not self._targets:
             raise TargetSpecError("no targets left to scan (all excluded?)")
         raw = sorted(m.value for m in self._plan.port_methods if m in RAW_METHODS)
         if raw:
@@ -347,19 +374,16 @@ class Scanner:
             raise ScanError("the scan has not started: use 'async with Scanner(...)' first")
         elapsed = self._elapsed if self._elapsed is not None else time.perf_counter() - self._t0
         completed = self._completed and self._error is None
-        return build_report(
-            self._target_list,
-            self._statuses,
-            self._tally.results,
+        return ScanReport(
+            hosts=tuple(self._hosts),
             method=self._methods[0],
-            protocols=self._protocols,
             started=self._started,
             elapsed=elapsed,
+            protocols=self._protocols,
             ports_per_host=self._plan.ports_per_host,
             args=self._args,
             interrupted=not completed,
             probes_sent=sum(e.probes_sent for e in self._engines),
-            timed_out=self._timed_out,
         )
 
     # -- the producer -----------------------------------------------------
@@ -375,15 +399,30 @@ class Scanner:
             self._error.__cause__ = exc
         except Exception as exc:  # a bug: hand it to the consumer as itself, never hang it
             self._error = exc
+        finally:  # cancelled too: the hosts in progress are finished with what they have
+            if self._run is not None:
+                self._run.finish_current()
         self._stop_clock()
         self._channel.close()
 
     async def _scan(self) -> None:
-        assert self._channel is not None
-        addresses = [address for address, _ in self._target_list]
-        self._timed_out = await run_plan(
-            self._plan, addresses, self._engines, self._tally, self._channel, self._statuses
+        assert self._channel is not None and self._targets is not None
+        self._run = ScanRun(
+            self._plan,
+            self._engines,
+            self._tally,
+            self._channel,
+            self._finish_hosts,
+            self._targets.size,
         )
+        await self._run.run(_each_target(self._targets))
+
+    def _finish_hosts(self, hosts: list[HostResult]) -> None:
+        if self._keep_hosts:
+            self._hosts.extend(hosts)
+        if self._on_host is not None:
+            for host in hosts:
+                self._on_host(host)
 
 
 async def scan_async(

@@ -1,9 +1,10 @@
 """Where the engines' verdicts go: deduplicated, named, counted, kept, and streamed.
 
-A ``Tally`` is one scan's record: every verdict decided so far, the progress
-counts and the hosts whose verdicts are dropped (a sharded scan probes hosts
-its discovery found down). Each engine run gets an ``Emitter`` from it: the
-``emit`` callable of the engine contract, with a ``many`` form for batches.
+A ``Tally`` is one scan's record: the verdicts of the host group in progress,
+the progress counts of the whole scan and the hosts whose verdicts are dropped
+(a sharded scan probes hosts its discovery found down). Each engine run gets
+an ``Emitter`` from it: the ``emit`` callable of the engine contract, with a
+``many`` form for batches.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from portlib.scanning.options import ProgressCallback
 
 
 class Tally:
-    """The verdicts of one scan and its progress (``done`` of ``total``)."""
+    """The verdicts of the current host group and the scan's progress (``done`` of ``total``)."""
 
     __slots__ = ("done", "dropped", "emitters", "on_progress", "results", "total")
 
@@ -27,6 +28,12 @@ class Tally:
         self.dropped: frozenset[IPAddress] = frozenset()
         self.on_progress = on_progress
         self.emitters: list[Emitter] = []
+
+    def start_group(self, dropped: frozenset[IPAddress]) -> None:
+        """A new host group: its own verdicts and emitters; progress runs on."""
+        self.results = []
+        self.emitters = []
+        self.dropped = dropped
 
     def report_progress(self) -> None:
         if self.on_progress is not None:
