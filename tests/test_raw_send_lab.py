@@ -13,9 +13,9 @@ socket on that interface sees them go.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
+
+from tests.lab import Lab
 
 pytestmark = pytest.mark.lab
 
@@ -101,28 +101,19 @@ def frames_leave_by_the_tx_ring(frame_size: int) -> tuple[bool, int]:
 # --- tests ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[object]:
-    from tests.lab import Lab, lab_available
-
-    reason = lab_available()
-    if reason:
-        pytest.skip(reason)
-    with Lab() as built:
-        yield built
-
-
-def test_send_workers_last_batches_go_out_without_waiting_for_a_timeout(lab) -> None:  # type: ignore[no-untyped-def]
-    count, sent, workers, states = lab.call(scan_own_loopback, 65535, 4096, timeout_s=60.0)
+def test_send_workers_last_batches_go_out_without_waiting_for_a_timeout(module_lab: Lab) -> None:
+    count, sent, workers, states = module_lab.call(scan_own_loopback, 65535, 4096, timeout_s=60.0)
     assert workers >= 1  # the scan did go through send workers
     assert count == 65535 and states == {"closed": 65535}
     assert sent == 65535  # each probe once: none waited for its timeout to go out
 
 
 @pytest.mark.parametrize(("frame_size", "refused"), [(256, False), (248, True)])
-def test_tx_ring_frames_leave_by_its_interface(lab, frame_size: int, refused: bool) -> None:  # type: ignore[no-untyped-def]
+def test_tx_ring_frames_leave_by_its_interface(
+    module_lab: Lab, frame_size: int, refused: bool
+) -> None:
     """A 248-byte frame slot is not 16-byte aligned: the kernel refuses that ring (EINVAL)."""
-    lab.add_host(f"tx{frame_size}")  # a link for the scanner namespace to send on
-    was_refused, seen = lab.call(frames_leave_by_the_tx_ring, frame_size, timeout_s=60.0)
+    module_lab.add_host(f"tx{frame_size}")  # a link for the scanner namespace to send on
+    was_refused, seen = module_lab.call(frames_leave_by_the_tx_ring, frame_size, timeout_s=60.0)
     assert was_refused is refused
     assert seen == 20

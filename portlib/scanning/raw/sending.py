@@ -20,7 +20,7 @@ from portlib.errors import ScanError
 from portlib.model import PortState, Reason
 from portlib.scanning.raw.cookie import Cookie
 from portlib.scanning.raw.hosts import RawHost
-from portlib.scanning.raw.io.sendworker import MAX_INDEX, SendWorker
+from portlib.scanning.raw.io.sendworker import MAX_INDEX, TRANSIENT, SendWorker
 from portlib.scanning.raw.probes import ProbeBook
 from portlib.scanning.timing import RateLimiter
 
@@ -138,10 +138,8 @@ class RawSender:
                 continue
             try:
                 host.sock.sendto(buf, host.sockaddr)
-            except (BlockingIOError, InterruptedError):
-                return False
             except OSError as exc:
-                if exc.errno == errno.ENOBUFS:
+                if exc.errno in TRANSIENT:
                     return False
                 reason = SEND_ERRORS.get(exc.errno or 0)
                 if reason is None:

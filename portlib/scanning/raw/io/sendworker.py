@@ -28,8 +28,8 @@ from itertools import repeat
 
 from portlib.scanning.raw.wire import BoundProbe
 
-# Errors that mean "not now": the child waits and sends again.
-_TRANSIENT = {errno.EAGAIN, errno.ENOBUFS, errno.EINTR}
+# Send errors that mean "not now": wait and send again (here, and in the engine).
+TRANSIENT = frozenset((errno.EAGAIN, errno.ENOBUFS, errno.EINTR))
 _RECORD = array("I").itemsize * 2
 # A small pipe bounds how far the child lags behind the send times the parent
 # records (1024 probes, and a batch waiting in the backlog: a few ms), so timeouts
@@ -206,7 +206,7 @@ def _send_all(
             return
         except OSError as exc:
             failed = count - 1 - operator.length_hint(starts)
-            if exc.errno in _TRANSIENT:
+            if exc.errno in TRANSIENT:
                 done = failed
                 time.sleep(0.0005)
                 continue

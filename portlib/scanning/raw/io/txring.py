@@ -9,7 +9,6 @@ neighbor's (``links`` finds both; local targets never take a ring).
 from __future__ import annotations
 
 import contextlib
-import errno
 import mmap
 import socket
 import struct
@@ -19,6 +18,7 @@ from typing import Any
 
 from portlib.errors import ScanError
 from portlib.scanning.raw.io.ringmap import RingMap, RingView
+from portlib.scanning.raw.io.sendworker import TRANSIENT
 
 PACKET_VERSION = 10
 PACKET_TX_RING = 13
@@ -114,10 +114,8 @@ class TxRing:
         """One frame through the socket itself (no ring); False when the kernel pushes back."""
         try:
             self.sock.send(frame, socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            return False
         except OSError as exc:
-            if exc.errno == errno.ENOBUFS:
+            if exc.errno in TRANSIENT:
                 return False
             raise ScanError(f"cannot send on {self.interface}: {exc.strerror}") from None
         return True
