@@ -435,6 +435,7 @@ def test_rx_ring_hands_over_every_packet_once_and_recycles_its_blocks() -> None:
     port = sink.getsockname()[1]
     rx = rawsock.packet_receiver(bpf.reply_filter((17,), port))
     ring = RxRing(rx, block_size=1 << 16, blocks=4)
+    ring.ready()  # set up in a thread: packets before this go to the socket's queue
     try:
         with sink, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
             sender.bind(("127.0.0.1", 0))
@@ -452,8 +453,8 @@ def test_rx_ring_hands_over_every_packet_once_and_recycles_its_blocks() -> None:
                 assert got == [(round_number, i) for i in range(100)]
                 assert list(ring.frames()) == []  # nothing twice
     finally:
-        ring.close()
         rx.close()
+        ring.close()
 
 
 def test_tcp_replies_are_cut_to_one_length_and_laid_at_one_stride() -> None:
@@ -467,6 +468,7 @@ def test_tcp_replies_are_cut_to_one_length_and_laid_at_one_stride() -> None:
     ours, *closed = closed_ports(HOSTS[0], socket.SOCK_STREAM, 21)
     rx = rawsock.packet_receiver(bpf.reply_filter((6,), ours))
     ring = RxRing(rx, block_size=1 << 16, blocks=4, retire_ms=50)
+    ring.ready()
     sizes, ports, flags = [], [], set()
     with tcp_listeners(HOSTS[0], 1) as (listening,):
         try:
@@ -478,22 +480,25 @@ def test_tcp_replies_are_cut_to_one_length_and_laid_at_one_stride() -> None:
                         c.connect(("127.0.0.1", dport))
             time.sleep(0.2)
             for frames, buf, ip, count, stride in ring.blocks(bpf.TCP_SNAP):
-                offsets, lengths = [], set()
-                for _, at, size in frames:
-                    offsets.append(at)
+                packets, lengths = [], set()
+                for packet, at, size in frames:
+                    packets.append(bytes(packet[at : at + size]))
                     lengths.add(size)
-                    if buf[at + 9] != 6:  # the filter passes all ICMP: others' scans
+                    if packet[at + 9] != 6:  # the filter passes all ICMP: others' scans
                         continue
                     sizes.append(size)
-                    ports.append(struct.unpack_from("!H", buf, at + 20)[0])
-                    flags.add(buf[at + 33])
+                    ports.append(struct.unpack_from("!H", packet, at + 20)[0])
+                    flags.add(packet[at + 33])
                 if count > 1 and lengths == {bpf.TCP_SNAP}:  # one stride from the first
-                    assert stride and offsets == [ip + i * stride for i in range(count)]
+                    at_stride = [ip + i * stride for i in range(count)]
+                    assert stride and packets == [
+                        bytes(buf[a : a + bpf.TCP_SNAP]) for a in at_stride
+                    ]
                 elif count > 1:
                     assert not stride
         finally:
-            ring.close()
             rx.close()
+            ring.close()
     assert set(ports) == {listening, *closed} and set(sizes) == {bpf.TCP_SNAP}
     assert 0x12 in flags  # 60 bytes on the wire, cut to 40
 
@@ -519,6 +524,7 @@ async def test_engine_without_rx_ring_decides_the_same(method: str) -> None:
 
 def test_window_counts_undecided_probes_not_the_send_queue() -> None:
     """Answered probes behind a silent one free the window at once (not when it expires)."""
+    from portlib.scanning.raw.replies import FirstTries
     from portlib.scanning.raw.scan import RawScan
     from portlib.scanning.raw.wire import Probe
 
@@ -532,8 +538,11 @@ def test_window_counts_undecided_probes_not_the_send_queue() -> None:
             book.fly(idx)
         assert book.pending == 100
         # Every probe but the first (a DROPped port, still silent) is answered.
+        answers = FirstTries()
+        for idx in range(1, 100):
+            answers.add(idx, PortState.CLOSED, Reason.RESET, 1000.001)
         book.decide_first_tries(
-            [(idx, PortState.CLOSED, Reason.RESET, 1000.001) for idx in range(1, 100)],
+            answers,
             scan.window,
             scan.retries,
             scan.rtt,

@@ -23,7 +23,7 @@ from portlib.scanning.raw.bpf import TCP_SNAP
 from portlib.scanning.raw.columns import SNAP
 from portlib.scanning.raw.cookie import Cookie
 from portlib.scanning.raw.io.rxring import block_frames, uniform_stride
-from portlib.scanning.raw.replies import Answer, Block, Classifier, FirstTry, ReplyReader
+from portlib.scanning.raw.replies import Answer, Block, Classifier, FirstTries, ReplyReader
 from portlib.scanning.raw.wire import Probe, ipv4_mark
 
 SPORT = 40404
@@ -157,7 +157,7 @@ def general_verdict(kind: Probe, frame: bytes) -> tuple[int, PortState, Reason] 
 def test_inline_path_and_classifier_agree(reply: tuple[Probe, bytes], tries: int) -> None:
     kind, frame = reply
     reader = reader_for(kind, tries)
-    first: list[FirstTry] = []
+    first = FirstTries()
     later: list[Answer] = []
     reader.read([(frame, 0, len(frame))], first, later, lambda: 0.0)
     found = [(idx, state, reason) for idx, state, reason, _ in first]
@@ -177,7 +177,7 @@ def test_frames_inside_a_shared_buffer_are_read_at_their_offsets() -> None:
     )
     buffer = b"\xff" * 37 + reply + b"\xee" * 11
     reader = reader_for(Probe.SYN, 1)
-    first: list[FirstTry] = []
+    first = FirstTries()
     reader.read([(buffer, 37, len(reply))], first, [], lambda: 1.0)
     assert [(idx, state) for idx, state, _, _ in first] == [(len(PORTS) + 2, PortState.OPEN)]
 
@@ -188,7 +188,7 @@ def test_a_duplicate_in_one_drain_is_answered_once() -> None:
     )
     for tries in (1, 2):
         reader = reader_for(Probe.SYN, tries)
-        first: list[FirstTry] = []
+        first = FirstTries()
         later: list[Answer] = []
         reader.read([(reply, 0, len(reply))] * 3, first, later, lambda: 0.0)
         assert len(first) + len(later) == 1
@@ -219,15 +219,26 @@ def as_block(buf: bytes, count: int, snap: int = TCP_SNAP) -> Block:
     return block_frames(buf, 0, count), buf, ip, count, stride
 
 
-def answer(kind: Probe, host: bytes, port: int, flags: int, sender: bytes | None = None) -> bytes:
-    """A TCP answer (``flags``); for UDP an ICMP unreachable (code ``flags``) from ``sender``."""
+def answer(
+    kind: Probe,
+    host: bytes,
+    port: int,
+    flags: int,
+    sender: bytes | None = None,
+    forged: int = 0,
+) -> bytes:
+    """A TCP answer (``flags``); for UDP an ICMP unreachable (code ``flags``) from ``sender``.
+
+    ``forged``: the proof (ack, sequence number or quoted IPv4 ID) is off by that
+    much, bit-wise: the answer of someone who never saw our probe.
+    """
     cookie = cookie_of(host, port)
     if kind is Probe.UDP:
-        body = struct.pack("!BBHI", 3, flags, 0, 0) + quoted_udp_probe(
-            host, port, ipv4_mark(cookie)
-        )
+        mark = ipv4_mark(cookie) ^ forged
+        body = struct.pack("!BBHI", 3, flags, 0, 0) + quoted_udp_probe(host, port, mark)
         return ipv4(sender or host, ME, 1, body + b"payload quoted too")
     seq, ack = (cookie, 0) if kind is Probe.ACK else (7, (cookie + 1) & 0xFFFFFFFF)
+    seq, ack = (seq ^ forged, ack) if kind is Probe.ACK else (seq, ack ^ forged)
     return ipv4(host, ME, 6, tcp(port, SPORT, seq, ack, flags))
 
 
@@ -239,42 +250,54 @@ ODD_FLAGS = {
 }
 
 
+ODDITIES = ["flags", "host", "router", "forged", "extra", "tries", "slow", "tracked"]
+FORGERIES = [1, 0x100, 0x8000, 0x10000, 0x80000000]
+
+
 @st.composite
 def blocks(draw: st.DrawFn) -> tuple[Probe, list[bytes], list[int], bytes, bytes]:
     """A kind, a block's frames, the book's tries per probe, the hosts' fast and ICMP flags.
 
-    Mostly the plain case (distinct first-try answers from one host); now and
-    then a frame is replaced, repeated or spoiled, or the book disagrees.
+    Half the blocks are the plain case (distinct first-try answers from one
+    host); the rest may have some of the ``ODDITIES``, a few frames or the book
+    each: odd flags, other senders, forged proofs, extra frames, other tries.
     """
     kind = draw(st.sampled_from(list(Probe)))
     count = draw(st.integers(1, 24))
     ports = draw(st.permutations(BLOCK_PORTS))[:count]
-    noisy = draw(st.booleans())  # else only what the column path reads
+    # Which oddities this block may have (none: only what the column path reads);
+    # one kind alone must make the column path decline, or agree, by itself.
+    odd = draw(st.sets(st.sampled_from(ODDITIES), max_size=2)) if draw(st.booleans()) else set()
+
+    def maybe(oddity: str, plain: object, other: st.SearchStrategy[object]) -> object:
+        return draw(usually(plain, other)) if oddity in odd else plain
+
     frames = []
     for port in ports:
-        sender = None
-        if noisy:
-            flags = draw(usually(PLAIN[kind][0], st.sampled_from(ODD_FLAGS[kind])))
-            host = draw(usually(HOSTS[0], st.sampled_from([HOSTS[1], STRANGER])))
-            sender = draw(usually(None, st.just(HOSTS[1])))  # a router's port unreachable
-        else:
-            flags, host = draw(st.sampled_from(PLAIN[kind])), HOSTS[0]
-        frames.append(answer(kind, host, port, flags, sender))
-    for _ in range(draw(st.integers(0, 2)) if noisy else 0):
-        odd = draw(
+        flags = maybe("flags", draw(st.sampled_from(PLAIN[kind])), st.sampled_from(ODD_FLAGS[kind]))
+        host = maybe("host", HOSTS[0], st.sampled_from([HOSTS[1], STRANGER]))
+        sender = maybe("router", None, st.just(HOSTS[1]))  # a router's port unreachable
+        forged = maybe("forged", 0, st.sampled_from(FORGERIES))  # a proof off by a bit
+        if kind is Probe.UDP:
+            forged &= 0xFFFF  # type: ignore[operator]  # the quoted IPv4 ID has 16 bits
+        frames.append(answer(kind, host, port, flags, sender, forged))  # type: ignore[arg-type]
+    for _ in range(draw(st.integers(0, 2)) if "extra" in odd else 0):
+        extra = draw(
             st.one_of(
                 replies().map(lambda reply: reply[1]),
                 st.sampled_from(frames),  # a duplicate
                 st.binary(min_size=SNAP[kind], max_size=SNAP[kind]),
-                st.just(frames[0][:-4] + b"\0\0\0\1"),  # wrong cookie (TCP)
+                st.just(frames[0][:-4] + b"\0\0\0\1"),  # a TCP checksum and urgent pointer
                 st.just(frames[0][:32] + b"\0\1" + frames[0][34:]),  # wrong mark (UDP)
             )
         )
-        frames.insert(draw(st.integers(0, len(frames))), odd)
+        frames.insert(draw(st.integers(0, len(frames))), extra)
+    # The book's oddities, when this block has them: some tries not the first,
+    # a host whose answers must not go in bulk, or whose ICMP answers count.
     some_tries = st.lists(st.sampled_from([0, 1, 2]), min_size=80, max_size=80)
-    tries = draw(usually(None, some_tries)) if noisy else None
-    fast = draw(usually(b"\x01\x01", st.sampled_from([b"\x00\x01", b"\x01\x00"])))
-    untracked = draw(usually(b"\x01\x01", st.just(b"\x00\x01")))
+    tries = draw(some_tries) if "tries" in odd else None
+    fast = draw(st.sampled_from([b"\x00\x01", b"\x01\x00"])) if "slow" in odd else b"\x01\x01"
+    untracked = b"\x00\x01" if "tracked" in odd else b"\x01\x01"
     return kind, frames, [1] * 80 if tries is None else tries, fast, untracked  # type: ignore[return-value]
 
 
@@ -287,7 +310,7 @@ def block_reader(
     return reader
 
 
-def found(first: list[FirstTry], later: list[Answer]) -> list[tuple[int, PortState, Reason]]:
+def found(first: FirstTries, later: list[Answer]) -> list[tuple[int, PortState, Reason]]:
     return [(i, s, r) for i, s, r, _ in first] + [(i, s, r) for i, _, s, r, _ in later]
 
 
@@ -304,14 +327,14 @@ def test_column_path_frame_path_and_classifier_agree(
     for reader in (by_columns, by_frames):
         if decided % 3 == 0:
             reader.decided[decided] = 1  # answered in an earlier drain
-    col_first: list[FirstTry] = []
+    col_first = FirstTries()
     col_later: list[Answer] = []
     block_read = as_block(buf, len(frames), snap)
     by_columns.read_blocks([block_read], col_first, col_later, lambda: 0.0)
-    frame_first: list[FirstTry] = []
+    frame_first = FirstTries()
     frame_later: list[Answer] = []
     by_frames.read(block_frames(buf, 0, len(frames)), frame_first, frame_later, lambda: 0.0)
-    assert col_first == frame_first and col_later == frame_later
+    assert list(col_first) == list(frame_first) and col_later == frame_later
     assert by_columns.decided == by_frames.decided
     # The classifier, frame by frame, with the book's rules: probed, undecided, once.
     classify = Classifier(kind, SPORT, COOKIE).classify
@@ -342,7 +365,7 @@ def test_a_plain_block_is_read_by_columns_and_an_odd_one_is_not() -> None:
         _, _, ip, count, stride = as_block(buf, 16, snap)
         assert stride == -(-(NET + snap) // 8) * 8 and ip == NET
         reader = block_reader(kind, [1] * 80, b"\x01\x01")
-        first: list[FirstTry] = []
+        first = FirstTries()
         assert reader.columns.block(buf, ip, count, stride, first, lambda: 2.0)
         expected = Counter({PortState.OPEN: 1, PortState.CLOSED: 15})
         if kind is not Probe.SYN:
@@ -372,7 +395,7 @@ def test_a_plain_block_is_read_by_columns_and_an_odd_one_is_not() -> None:
             oddities.append([*frames[:15], frames[15][:-8] + b"\0" * 8])  # not our cookie
         for odd in oddities:
             reader = block_reader(kind, [1] * 80, b"\x01\x01")
-            first = []
+            first = FirstTries()
             assert not reader.columns.block(ring_block(odd, snap), NET, 16, stride, first, time0)
             assert not first and not any(reader.decided)
         for tries, fast, untracked in (

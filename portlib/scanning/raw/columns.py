@@ -23,7 +23,7 @@ from __future__ import annotations
 import sys
 from array import array
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from itertools import repeat
 from operator import sub
 from typing import Protocol, cast
@@ -45,6 +45,35 @@ SNAP: dict[Probe, int] = {Probe.SYN: TCP_SNAP, Probe.ACK: TCP_SNAP, Probe.UDP: I
 
 FirstTry = tuple[int, PortState, Reason, float]
 """(probe index, state, reason, time of arrival): a first try's answer, decided in bulk."""
+
+
+class FirstTries:
+    """First tries' answers to decide in bulk, one column per ``FirstTry`` field.
+
+    Columns, not tuples: a block read by columns adds its answers with one
+    ``extend`` per column, and the probe book takes the columns as they are.
+    """
+
+    __slots__ = ("probes", "reasons", "states", "whens")
+
+    def __init__(self) -> None:
+        self.probes: list[int] = []
+        self.states: list[PortState] = []
+        self.reasons: list[Reason] = []
+        self.whens: list[float] = []
+
+    def add(self, idx: int, state: PortState, reason: Reason, when: float) -> None:
+        self.probes.append(idx)
+        self.states.append(state)
+        self.reasons.append(reason)
+        self.whens.append(when)
+
+    def __len__(self) -> int:
+        return len(self.probes)
+
+    def __iter__(self) -> Iterator[FirstTry]:
+        return zip(self.probes, self.states, self.reasons, self.whens, strict=True)
+
 
 _SWAP = sys.byteorder == "little"  # columns are joined in network order
 
@@ -130,7 +159,7 @@ class BlockColumns:
         at: int,
         count: int,
         stride: int,
-        first: list[FirstTry],
+        first: FirstTries,
         clock: Callable[[], float],
     ) -> bool:
         """Decide the ``count`` replies whose IP headers start at ``at``, ``stride`` apart.
@@ -187,15 +216,10 @@ class BlockColumns:
         elif _join([column(24), column(25), column(26), column(27)], "I") != cookies:
             return False  # an ACK probe's RST carries the cookie as its sequence number
         deque(map(book.decided.__setitem__, probes, repeat(1)), maxlen=0)
-        first.extend(
-            zip(
-                probes,
-                map(self.states.__getitem__, codes),
-                map(self.reasons.__getitem__, codes),
-                repeat(clock()),
-                strict=False,
-            )
-        )
+        first.probes.extend(probes)
+        first.states.extend(map(self.states.__getitem__, codes))
+        first.reasons.extend(map(self.reasons.__getitem__, codes))
+        first.whens.extend(repeat(clock(), count))
         return True
 
     def _first_tries(self, h: int, ports: array[int], count: int) -> list[int] | None:

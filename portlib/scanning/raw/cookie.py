@@ -20,21 +20,23 @@ class Cookie:
 
     The key is a per-scan secret, so only someone who saw our probe can forge a
     valid reply. Pure: the same secret and inputs always give the same cookie.
-    One keyed BLAKE2b digest (64 bytes) holds the cookies of 16 neighbouring
+    One SHAKE-256 output of the key, destination, source port and a block
+    number (a keyed sponge, as KMAC is) holds the cookies of 256 neighbouring
     destination ports, so ``for_ports`` fills a whole -p- scan's cookies with
-    4096 hash calls instead of 65535, before the first probe goes out; a single
-    cookie (``__call__``, for the odd reply) costs one call as before.
+    256 hash calls before the first probe goes out; a single cookie
+    (``__call__``, for the odd reply) costs one call.
     """
 
     __slots__ = ("_base", "_by_dst")
 
     CACHE_LIMIT = 4096
-    PER_BLOCK = 16  # cookies per digest
+    PER_BLOCK = 256  # cookies per digest
 
     def __init__(self, secret: bytes):
         if not 1 <= len(secret) <= 64:
             raise ValueError("cookie secret must be 1 to 64 bytes")
-        self._base = hashlib.blake2b(key=secret, digest_size=64, person=b"portlib-cookie2")
+        # The key's length first: no two secrets share a prefix of what is hashed.
+        self._base = hashlib.shake_256(b"portlib-cookie3" + bytes((len(secret),)) + secret)
         self._by_dst: dict[bytes, Any] = {}
 
     def _block(self, dst: bytes, sport: int, block: int) -> bytes:
@@ -47,7 +49,7 @@ class Cookie:
             self._by_dst[dst] = keyed
         h = keyed.copy()
         h.update(((sport << 16) | block).to_bytes(4, "big"))
-        digest: bytes = h.digest()
+        digest: bytes = h.digest(4 * self.PER_BLOCK)
         return digest
 
     def __call__(self, dst: bytes, dport: int, sport: int) -> int:
@@ -56,9 +58,12 @@ class Cookie:
 
     def for_ports(self, dst: bytes, sport: int, ports: Sequence[int]) -> array[int]:
         """The cookie of each of ``ports`` (in that order), as ``__call__`` gives them."""
-        blocks = sorted({p // self.PER_BLOCK for p in ports})
-        table = array("I", bytes(4 * self.PER_BLOCK * (blocks[-1] + 1))) if blocks else array("I")
-        for block in blocks:
+        if not ports:
+            return array("I")
+        # Every block from the lowest port's to the highest's: at most 256 digests.
+        first, last = min(ports) // self.PER_BLOCK, max(ports) // self.PER_BLOCK
+        table = array("I", bytes(4 * self.PER_BLOCK * (last + 1)))
+        for block in range(first, last + 1):
             words = array("I", self._block(dst, sport, block))
             if sys.byteorder == "little":
                 words.byteswap()  # digest bytes are big-endian words, as in __call__

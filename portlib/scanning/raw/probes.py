@@ -18,7 +18,7 @@ from operator import sub
 
 from portlib.model import IPAddress, PortResult, PortState, Protocol, Reason
 from portlib.scanning.book import RetryBook
-from portlib.scanning.raw.replies import FirstTry
+from portlib.scanning.raw.replies import FirstTries
 from portlib.scanning.timing import CongestionWindow, RttEstimator
 
 _FIELDS = dataclasses.fields(PortResult)
@@ -137,7 +137,7 @@ class ProbeBook:
 
     def decide_first_tries(
         self,
-        batch: list[FirstTry],
+        batch: FirstTries,
         window: CongestionWindow,
         retries: RetryBook,
         rtt: RttEstimator,
@@ -151,7 +151,7 @@ class ProbeBook:
         """
         count = len(batch)
         self.undecided -= count
-        probes, states, reasons, whens = zip(*batch, strict=True) if batch else ((),) * 4
+        probes, states, reasons, whens = batch.probes, batch.states, batch.reasons, batch.whens
         flying = self.flying
         self.pending -= sum(map(flying.__getitem__, probes))
         deque(map(flying.__setitem__, probes, repeat(0)), maxlen=0)
@@ -162,9 +162,15 @@ class ProbeBook:
         for i in range(step - 1, count, step):
             rtt.observe(rtts[i])
         nports = self.nports
+        if len(self.addresses) == 1:  # then a probe's index is its port's
+            hosts: Iterable[IPAddress] = repeat(self.addresses[0])
+            ports: Iterable[int] = map(self.ports.__getitem__, probes)
+        else:
+            hosts = map(self.addresses.__getitem__, map(nports.__rfloordiv__, probes))
+            ports = map(self.ports.__getitem__, map(nports.__rmod__, probes))
         columns: dict[str, Iterable[object]] = {
-            "host": map(self.addresses.__getitem__, map(nports.__rfloordiv__, probes)),
-            "port": map(self.ports.__getitem__, map(nports.__rmod__, probes)),
+            "host": hosts,
+            "port": ports,
             "protocol": repeat(self.protocol),
             "state": states,
             "reason": reasons,

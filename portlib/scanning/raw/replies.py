@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from portlib.model import PortState, Reason
 from portlib.scanning.icmp import icmp_reason
 from portlib.scanning.raw.columns import BlockColumns
+from portlib.scanning.raw.columns import FirstTries as FirstTries
 from portlib.scanning.raw.columns import FirstTry as FirstTry
 from portlib.scanning.raw.cookie import Cookie
 from portlib.scanning.raw.wire import (
@@ -300,7 +301,7 @@ class ReplyReader:
     def read_blocks(
         self,
         blocks: Iterable[Block],
-        first: list[FirstTry],
+        first: FirstTries,
         later: list[Answer],
         clock: Callable[[], float],
     ) -> None:
@@ -319,7 +320,7 @@ class ReplyReader:
     def read(
         self,
         frames: Iterable[Frame],
-        first: list[FirstTry],
+        first: FirstTries,
         later: list[Answer],
         clock: Callable[[], float],
         queued: set[int] | None = None,
@@ -343,7 +344,7 @@ class ReplyReader:
         syn = self.kind is Probe.SYN
         fast = self.fast
         icmp_untracked = self.icmp_untracked
-        in_bulk = first.append
+        in_bulk = first.add
         if queued is None:
             queued = set()  # in ``later`` already: a duplicate in the same drain
         for buf, o, size in frames:
@@ -419,7 +420,7 @@ class ReplyReader:
                     continue
             if sends[idx] == 1 and fast[h] and (not icmp or icmp_untracked[h]):
                 decided[idx] = 1
-                in_bulk((idx, state, reason, clock()))
+                in_bulk(idx, state, reason, clock())
             elif idx not in queued:
                 queued.add(idx)
                 later.append((idx, h, state, reason, icmp))

@@ -10,7 +10,6 @@ to the Scanner in batches. It owns every socket it opens.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import secrets
 import socket
@@ -33,7 +32,7 @@ from portlib.scanning.raw.probes import ProbeBook
 from portlib.scanning.raw.replies import (
     Answer,
     Classifier,
-    FirstTry,
+    FirstTries,
     Frame,
     ReplyReader,
 )
@@ -55,6 +54,9 @@ PROTOCOL: dict[Probe, Protocol] = {
     Probe.UDP: Protocol.UDP,
 }
 BATCH = 256  # probes sent between two looks at the receive socket
+# With send workers a batch is one pipe write: a bigger one keeps both workers'
+# kernel work queued while this process reads, decides and hands results over.
+WORKER_BATCH = 1024
 RAW_WINDOW_CAP = 8192  # probes in flight at most (no file descriptor per probe)
 
 
@@ -92,9 +94,8 @@ class RawScan:
             ifindexes = rawsock.receive_interfaces(work.hosts, interface=work.interface)
             self.rx = rawsock.packet_receiver(bpf.reply_filter(l4, self.sport, ifindexes=ifindexes))
             self.sockets.append(self.rx)
-            if tuning.rx_ring:
-                with contextlib.suppress(OSError):  # no ring here: replies come by recv
-                    self.rx_ring = RxRing(self.rx)
+            if tuning.rx_ring:  # set up in a thread meanwhile: see run()
+                self.rx_ring = RxRing(self.rx)
             builder = HostBuilder(
                 kind,
                 self.sport,
@@ -156,18 +157,24 @@ class RawScan:
         if sender is not None:
             sender.close()
         self.links.close()
-        if self.rx_ring is not None:
-            self.rx_ring.close()
-            self.rx_ring = None
         for sock in self.sockets:
             sock.close()
         self.sockets.clear()
+        if self.rx_ring is not None:  # after the socket: its mapping is the last hold on it
+            self.rx_ring.close()
+            self.rx_ring = None
 
     # --- the loop -----------------------------------------------------------------
 
     async def run(self, emit: Emit) -> None:
         loop = asyncio.get_running_loop()
         fd = self.rx.fileno()
+        if self.rx_ring is not None:
+            try:
+                self.rx_ring.ready()
+            except OSError:  # no ring here: replies come by recv
+                self.rx_ring.close()
+                self.rx_ring = None
         if self.tuning.send_workers:
             self.sender.start_workers(self.order.count)
         loop.add_reader(fd, self.on_readable)
@@ -184,9 +191,11 @@ class RawScan:
         fresh_left = True
         scan_delay = self.work.timing.scan_delay
         next_allowed = 0.0
+        batch = WORKER_BATCH if sender.workers else BATCH
         while book.undecided:
             self.on_readable()  # replies already queued are answers, not silence
             if sender.workers:
+                sender.flush_workers()
                 sender.worker_errors()
             now = self.clock()
             self._check_drops(now)
@@ -194,10 +203,10 @@ class RawScan:
             if self.retries.bench:
                 self.silences.review_bench(now, final=not fresh_left)
             wait = 0.01
-            budget = min(BATCH, self.window.available(book.pending))
+            budget = min(batch, self.window.available(book.pending))
             if self.rate_floor is not None:  # --min-rate: past the window, to the cap
                 owed = self.rate_floor.owed(now, sender.sent)
-                budget = max(budget, min(BATCH, owed, RAW_WINDOW_CAP - book.pending))
+                budget = max(budget, min(batch, owed, RAW_WINDOW_CAP - book.pending))
             unpaced = self.rate is None and not scan_delay
             while budget > 0:
                 if book.resend:
@@ -260,7 +269,7 @@ class RawScan:
 
     def on_readable(self) -> None:
         """Drain the receive socket, then decide what it proved."""
-        first: list[FirstTry] = []
+        first = FirstTries()
         later: list[Answer] = []
         if self.rx_ring is not None:
             blocks = self.rx_ring.blocks(SNAP[self.kind])
@@ -312,4 +321,12 @@ class RawScan:
         book.decide(idx, state, reason, rtt)
 
 
-__all__ = ["BATCH", "DEFAULT_TUNING", "PROTOCOL", "RAW_WINDOW_CAP", "RawScan", "RawTuning"]
+__all__ = [
+    "BATCH",
+    "DEFAULT_TUNING",
+    "PROTOCOL",
+    "RAW_WINDOW_CAP",
+    "WORKER_BATCH",
+    "RawScan",
+    "RawTuning",
+]

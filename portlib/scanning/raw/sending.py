@@ -20,7 +20,7 @@ from portlib.errors import ScanError
 from portlib.model import PortState, Reason
 from portlib.scanning.raw.cookie import Cookie
 from portlib.scanning.raw.hosts import RawHost
-from portlib.scanning.raw.io.sendworker import MAX_INDEX, SendWorker
+from portlib.scanning.raw.io.sendworker import MAX_INDEX, TRANSIENT, SendWorker
 from portlib.scanning.raw.probes import ProbeBook
 from portlib.scanning.timing import RateLimiter
 
@@ -88,6 +88,11 @@ class RawSender:
                 return worker
         return None
 
+    def flush_workers(self) -> None:
+        """Write on what the workers' pipes had no room for (the last batches too)."""
+        for worker in self.workers:
+            worker.flush()
+
     def worker_errors(self) -> None:
         """Sends the workers' kernel refused: decide them as ``send`` would have."""
         book = self.book
@@ -108,7 +113,7 @@ class RawSender:
     # --- probes -------------------------------------------------------------------
 
     def _cookies_of(self, h: int) -> None:
-        """Fill host number ``h``'s cookies (16 per hash call, see ``Cookie``)."""
+        """Fill host number ``h``'s cookies (256 per hash call, see ``Cookie``)."""
         book = self.book
         book.fill_cookies(h, self.cookie.for_ports(self.hosts[h].key, self.sport, book.ports))
 
@@ -133,10 +138,8 @@ class RawSender:
                 continue
             try:
                 host.sock.sendto(buf, host.sockaddr)
-            except (BlockingIOError, InterruptedError):
-                return False
             except OSError as exc:
-                if exc.errno == errno.ENOBUFS:
+                if exc.errno in TRANSIENT:
                     return False
                 reason = SEND_ERRORS.get(exc.errno or 0)
                 if reason is None:

@@ -10,6 +10,7 @@ a token was certainly waiting for it (``icmplimit``). Tries go to the shared
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import islice
 
 from portlib.model import Reason
 from portlib.scanning.book import Decision, RetryBook
@@ -18,6 +19,8 @@ from portlib.scanning.raw.probes import ProbeBook
 from portlib.scanning.raw.replies import SILENCE_STATE
 from portlib.scanning.raw.wire import Probe
 from portlib.scanning.timing import RttEstimator
+
+SKIP_LOOK, SKIP_RUN = 32, 4096  # answered probes looked at by columns: first, at most
 
 
 class Silences:
@@ -51,11 +54,23 @@ class Silences:
         """Every probe whose timeout has passed by ``now`` is a silence."""
         book = self.book
         timeout = self.rtt.timeout
+        decided = book.decided
         for queue, paced in ((book.in_flight, False), (book.paced_out, True)):
             while queue:
                 idx = queue[0]
-                if book.decided[idx]:
-                    queue.popleft()
+                if decided[idx]:
+                    # Answered probes lead the queue: find the first undecided one by
+                    # columns (looking further each time the whole look is answered)
+                    # and drop the answered run before it at once.
+                    look = SKIP_LOOK
+                    while True:
+                        run = bytes(map(decided.__getitem__, islice(queue, look))).find(0)
+                        if run >= 0 or look >= SKIP_RUN:
+                            break
+                        look = min(look * 8, SKIP_RUN)
+                    drop = queue.popleft
+                    for _ in range(run if run >= 0 else min(look, len(queue))):
+                        drop()
                     continue
                 if book.sent_at[idx] + timeout > now:
                     break

@@ -14,6 +14,7 @@ import sys
 from array import array
 from dataclasses import dataclass
 from enum import IntEnum
+from operator import add
 
 # --- header layouts (offsets in bytes) ------------------------------------------------
 
@@ -273,6 +274,55 @@ class BoundProbe:
             csum = 0xFFFF  # UDP: zero means "no checksum" (RFC 768)
         _U16.pack_into(buf, self._csum_at, csum)
         return buf
+
+    def patch_many(self, dports: array[int], cookies: array[int]) -> bytearray:
+        """``len(dports)`` probes back to back, each the bytes ``patch`` would give.
+
+        Built by columns: the template repeated, then each field written into
+        every copy by one slice assignment per byte. For a one's complement sum
+        ``t > 0``, ``~fold(t) & 0xFFFF == 0xFFFE - (t - 1) % 0xFFFF``, and a 32-bit
+        word counts as itself modulo 0xFFFF, so a checksum column is a few
+        ``map`` calls, with no Python statement per probe.
+        """
+        size = len(self.buf)
+        out = self.buf * len(dports)
+        l4 = self._l4
+        if self.kind is Probe.UDP:
+            if self._ip4:
+                marks = array("H", map(0xFFFF.__and__, cookies))
+                if marks.count(0):
+                    marks = array("H", [mark or 1 for mark in marks])  # see ipv4_mark
+                ip_sums = map(0xFFFF.__rmod__, map((self._ipsum - 1).__add__, marks))
+                _put(out, size, IP4_ID, marks)
+                _put(out, size, IP4_CHECKSUM, array("H", map(0xFFFE.__sub__, ip_sums)))
+            else:
+                flows = map(0x60000000.__or__, map(FLOW_LABEL_MASK.__and__, cookies))
+                _put(out, size, IP6_FLOW, array("I", flows))
+            _put(out, size, l4 + UDP_DPORT, dports)
+            sums = map((self._sum - 1).__add__, dports)
+        else:
+            _put(out, size, l4 + TCP_DPORT, dports)
+            _put(out, size, l4 + TCP_SEQ, cookies)
+            sums = map(add, map((self._sum - 1).__add__, dports), cookies)
+            if self.kind is Probe.ACK:
+                _put(out, size, l4 + TCP_ACK, cookies)
+                sums = map(add, sums, cookies)
+        csums = array("H", map(0xFFFE.__sub__, map(0xFFFF.__rmod__, sums)))
+        if self.kind is Probe.UDP and csums.count(0):
+            csums = array("H", [csum or 0xFFFF for csum in csums])  # RFC 768, as in patch
+        _put(out, size, self._csum_at, csums)
+        return out
+
+
+def _put(out: bytearray, size: int, offset: int, column: array[int]) -> None:
+    """Write ``column`` (big-endian, its item size wide) at ``offset`` of every ``size`` bytes."""
+    if _NATIVE_IS_LITTLE and column.itemsize > 1:
+        column = array(column.typecode, column)
+        column.byteswap()
+    data = column.tobytes()
+    width = column.itemsize
+    for byte in range(width):
+        out[offset + byte :: size] = data[byte::width]
 
 
 def ipv4_header_checksum(packet: bytes | bytearray) -> int:

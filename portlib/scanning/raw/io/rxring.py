@@ -12,18 +12,21 @@ Layouts (linux/if_packet.h): a block starts with ``tpacket_block_desc``
 ...); each frame with ``tpacket3_hdr`` (tp_next_offset, tp_sec, tp_nsec,
 tp_snaplen, tp_len, tp_status, tp_mac, tp_net, ...). With ``SOCK_DGRAM`` the
 packet starts at tp_net, at the network header.
+
+The ring is set up, and let go, in threads (``ringmap``).
 """
 
 from __future__ import annotations
 
-import mmap
 import socket
 import struct
+import sys
 from collections.abc import Iterator
+from typing import cast
 
+from portlib.scanning.raw.io.ringmap import RingMap, RingView
 from portlib.scanning.raw.replies import Block, Frame
 
-SOL_PACKET = 263
 PACKET_RX_RING = 5
 PACKET_VERSION = 10
 TPACKET_V3 = 2
@@ -36,12 +39,19 @@ _FRAME = struct.Struct("=IIIIIIHH")  # tp_next_offset ... tp_mac, tp_net
 _STATUS_AT = 8
 _NEXT_AT, _SNAPLEN_AT, _NET_AT = 0, 12, 26  # in tpacket3_hdr
 FRAME_ALIGN = 16  # TPACKET_ALIGNMENT
+# The ring as ``ctypes`` maps it (slices are ``bytes``), or plain bytes in tests.
+RingBuffer = RingView | bytes
 
 
 class RxRing:
-    """The receive ring of ``sock``; ``frames()`` yields (map, offset, length) per packet."""
+    """The receive ring of ``sock``; ``frames()`` yields (packet, offset, length) per packet.
 
-    __slots__ = ("_block", "_block_size", "_blocks", "map")
+    The ring is set up in a thread: ``ready()`` waits for it (``OSError`` if the
+    kernel refused it: keep using ``recv`` then). ``close()`` after the socket's
+    own ``close()`` lets the socket go in a thread too.
+    """
+
+    __slots__ = ("_block", "_block_size", "_blocks", "_ring", "map")
 
     def __init__(
         self,
@@ -52,19 +62,21 @@ class RxRing:
         frame_size: int = 2048,
         retire_ms: int = 1,
     ) -> None:
-        """Set the ring up (``OSError`` if the kernel refuses: keep using ``recv`` then)."""
-        sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
         # frame_size only bounds a frame in V3 (frames are packed by their real size).
         request = _REQ3.pack(
             block_size, blocks, frame_size, block_size * blocks // frame_size, retire_ms, 0, 0
         )
-        sock.setsockopt(SOL_PACKET, PACKET_RX_RING, request)
-        self.map = mmap.mmap(
-            sock.fileno(), block_size * blocks, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
-        )
+        version = TPACKET_V3.to_bytes(4, sys.byteorder)
+        options = [(PACKET_VERSION, version), (PACKET_RX_RING, request)]
+        self._ring = RingMap(sock, options, block_size * blocks)
         self._block_size = block_size
         self._blocks = blocks
         self._block = 0
+        self.map: RingView | None = None
+
+    def ready(self) -> None:
+        """Wait for the set-up; ``OSError`` if the kernel gave no ring."""
+        self.map = self._ring.ready()
 
     def blocks(self, snaplen: int = 0) -> Iterator[Block]:
         """Every block the kernel has handed over, oldest first (see ``replies.Block``).
@@ -73,7 +85,10 @@ class RxRing:
         with their stride. A block goes back to the kernel when the consumer
         asks for the next one; one that stops early gets the block again.
         """
+        if self.map is None:
+            self.ready()
         ring = self.map
+        assert ring is not None
         unpack_block = _BLOCK.unpack_from
         while True:
             base = self._block * self._block_size
@@ -96,19 +111,21 @@ class RxRing:
             yield from frames
 
     def close(self) -> None:
-        self.map.close()
+        """Unmap the ring; with the socket closed already, the kernel lets it go in a thread."""
+        self.map = None
+        self._ring.close()
 
 
-def block_frames(buf: mmap.mmap | bytes, at: int, count: int) -> Iterator[Frame]:
-    """(buffer, offset of the IP header, length) of the ``count`` frames from offset ``at``."""
+def block_frames(buf: RingBuffer, at: int, count: int) -> Iterator[Frame]:
+    """(packet, 0, length) of the ``count`` frames from offset ``at``, each packet a copy."""
     unpack_frame = _FRAME.unpack_from
     for _ in range(count):
         step, _, _, snaplen, _, _, _, net = unpack_frame(buf, at)
-        yield buf, at + net, snaplen
+        yield buf[at + net : at + net + snaplen], 0, snaplen
         at += step
 
 
-def uniform_stride(buf: mmap.mmap | bytes, at: int, count: int, snaplen: int) -> tuple[int, int]:
+def uniform_stride(buf: RingBuffer, at: int, count: int, snaplen: int) -> tuple[int, int]:
     """(stride, offset of the first IP header) if the block's frames all hold ``snaplen`` bytes.
 
     (0, 0) when they do not. The first frame is a frame; if each of the rest
@@ -120,7 +137,7 @@ def uniform_stride(buf: mmap.mmap | bytes, at: int, count: int, snaplen: int) ->
         return 0, 0
 
     def column(offset: int, frames: int = count) -> bytes:
-        return buf[at + offset : at + offset + (frames - 1) * step + 1 : step]
+        return cast(bytes, buf[at + offset : at + offset + (frames - 1) * step + 1 : step])
 
     for offset, value, frames in (
         (_NEXT_AT, step & 0xFF, count - 1),  # the last frame's may be 0

@@ -12,9 +12,14 @@ import contextlib
 import mmap
 import socket
 import struct
+import sys
 import threading
+from typing import Any
 
-SOL_PACKET = 263
+from portlib.errors import ScanError
+from portlib.scanning.raw.io.ringmap import RingMap, RingView
+from portlib.scanning.raw.io.sendworker import TRANSIENT
+
 PACKET_VERSION = 10
 PACKET_TX_RING = 13
 TPACKET_V2 = 1
@@ -41,16 +46,17 @@ class TxRing:
         self.frames = blocks * per_block
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # proto 0: never receives
         try:
-            self.sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
-            req = struct.pack("IIII", page, blocks, frame_size, self.frames)
-            self.sock.setsockopt(SOL_PACKET, PACKET_TX_RING, req)
-            self.ring = mmap.mmap(
-                self.sock.fileno(), page * blocks, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
-            )
             self.sock.bind((interface, 0))
         except BaseException:
             self.sock.close()
             raise
+        # Set up in a thread (see ``ringmap``): the first ``put`` waits for it.
+        version = TPACKET_V2.to_bytes(4, sys.byteorder)
+        request = struct.pack("IIII", page, blocks, frame_size, self.frames)
+        options = [(PACKET_VERSION, version), (PACKET_TX_RING, request)]
+        self._map = RingMap(self.sock, options, page * blocks)
+        self.ring: RingView | None = None
+        self._direct = False  # no ring after all: frames go one send() each
         self.interface = interface
         self.head = 0
         self.pending = 0
@@ -62,6 +68,10 @@ class TxRing:
         self._stopping = False
         self._thread = threading.Thread(target=self._flusher, name="portlib-txring", daemon=True)
         self._thread.start()
+
+    def ready(self) -> None:
+        """Wait for the ring's set-up; ``OSError`` if the kernel gave none."""
+        self.ring = self._map.ready()
 
     def _flusher(self) -> None:
         while True:
@@ -76,6 +86,14 @@ class TxRing:
         """Queue one frame; False when the ring is full (``flush`` and try again)."""
         offset = self.head * self.frame_size
         ring = self.ring
+        if ring is None:
+            if self._direct:
+                return self._send_direct(link_header + packet)
+            try:
+                ring = self.ring = self._map.ready()
+            except OSError:  # the kernel gave no ring: each frame goes by itself
+                self._direct = True
+                return self._send_direct(link_header + packet)
         status = struct.unpack_from("I", ring, offset)[0]
         if status != TP_STATUS_AVAILABLE and status != TP_STATUS_WRONG_FORMAT:
             return False
@@ -83,12 +101,23 @@ class TxRing:
         if size > self.max_data:
             raise ValueError(f"frame of {size} bytes does not fit a {self.frame_size}-byte slot")
         start = offset + DATA_OFFSET
-        ring[start : start + len(link_header)] = link_header
-        ring[start + len(link_header) : start + size] = packet
+        frame: Any = ring  # ctypes: a slice takes bytes of its length
+        frame[start : start + len(link_header)] = link_header
+        frame[start + len(link_header) : start + size] = packet
         struct.pack_into("I", ring, offset + 4, size)  # tp_len
         struct.pack_into("I", ring, offset, TP_STATUS_SEND_REQUEST)
         self.head = (self.head + 1) % self.frames
         self.pending += 1
+        return True
+
+    def _send_direct(self, frame: bytes) -> bool:
+        """One frame through the socket itself (no ring); False when the kernel pushes back."""
+        try:
+            self.sock.send(frame, socket.MSG_DONTWAIT)
+        except OSError as exc:
+            if exc.errno in TRANSIENT:
+                return False
+            raise ScanError(f"cannot send on {self.interface}: {exc.strerror}") from None
         return True
 
     def flush(self) -> None:
@@ -101,6 +130,6 @@ class TxRing:
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout=5)
-        with contextlib.suppress(Exception):
-            self.ring.close()
+        self.ring = None
         self.sock.close()
+        self._map.close()  # after the socket: the mapping is its last hold
