@@ -188,15 +188,12 @@ def _thread_count(client: Client, facts: Mapping[str, WorkerFacts]) -> int:
 def _resolve_targets(targets: Targets, exclude: str | None) -> TargetSet:
     """The targets, names resolved once here so that every worker splits the same list."""
     from portlib.scanning.options import check_targets
-    from portlib.targets import TargetSet, parse_targets
+    from portlib.scanning.scanner import parsed_or_spec
+    from portlib.targets import parse_targets
 
     check_targets(targets)
-    if isinstance(targets, TargetSet):
-        if exclude is not None:
-            raise ScanError("pass exclude to parse_targets, not with a parsed TargetSet")
-        return targets
-    spec = targets if isinstance(targets, str) else " ".join(str(t) for t in targets)
-    resolved = parse_targets(spec, exclude)
+    given = parsed_or_spec(targets, exclude)
+    resolved = given if not isinstance(given, str) else parse_targets(given, exclude)
     if not resolved:
         raise TargetSpecError("no targets left to scan (all excluded?)")
     return resolved

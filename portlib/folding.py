@@ -20,12 +20,13 @@ rule decided.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from itertools import compress, repeat
-from operator import add, and_, attrgetter, is_, is_not, ne, not_
+from operator import and_, attrgetter, is_, is_not, not_
 from typing import TypeVar
 
 from portlib.model import FoldedPorts, FoldedReason, PortResult, PortState, Protocol, Reason
+from portlib.portspec import ranges_of
 
 T = TypeVar("T")
 
@@ -78,7 +79,7 @@ def fold_ports(
     previous = {f.state: f for f in extra}
     result = []
     for state in folded:
-        rows = [r for r in compress(ports, map(is_, states, repeat(state)))]
+        rows = list(compress(ports, map(is_, states, repeat(state))))
         before = previous.pop(state, None)
         result.append(_fold_state(state, rows, before, shared))
     result.extend(previous.values())  # folded before, though the rule would not now
@@ -111,7 +112,7 @@ def _fold_state(
         for group in before.reasons:
             groups.setdefault((group.reason, group.protocol), []).extend(group.ports())
     made = [
-        _shared(shared, FoldedReason(reason, protocol, port_ranges(numbers)))
+        _shared(shared, FoldedReason(reason, protocol, ranges_of(numbers)))
         for (reason, protocol), numbers in groups.items()
     ]
     # The commonest reason first, as nmap's "Not shown: ... (conn-refused)" names it.
@@ -124,27 +125,6 @@ def _shared(shared: Shared | None, value: T) -> T:
         return value
     kept = shared.setdefault(value, value)
     return kept  # type: ignore[return-value]
-
-
-def port_ranges(numbers: Iterable[int]) -> tuple[tuple[int, int], ...]:
-    """Distinct ``numbers`` as ascending inclusive ``(first, last)`` runs.
-
-    >>> port_ranges([5, 1, 2, 3, 80, 2])
-    ((1, 3), (5, 5), (80, 80))
-    """
-    ordered = sorted(set(numbers))
-    if not ordered:
-        return ()
-    # A run breaks after index i when the next number is not one more.
-    breaks = [
-        i + 1
-        for i in compress(
-            range(len(ordered) - 1), map(ne, ordered[1:], map(add, ordered, repeat(1)))
-        )
-    ]
-    firsts = [ordered[0], *map(ordered.__getitem__, breaks)]
-    lasts = [*(ordered[i - 1] for i in breaks), ordered[-1]]
-    return tuple(zip(firsts, lasts, strict=True))
 
 
 def count_members(column: Sequence[T]) -> dict[T, int]:

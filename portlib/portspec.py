@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import itertools
 import re
-from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import add, ne
 from typing import Final
 
 from portlib.errors import PortSpecError, UnknownService
@@ -76,44 +77,59 @@ class PortList:
         return ",".join(parts)
 
 
+Ranges = tuple[tuple[int, int], ...]
+"""Inclusive ``(first, last)`` runs of port numbers, ascending."""
+
+
 def compress_ports(ports: Iterable[int]) -> str:
     """Ports as nmap writes lists of them: ascending, runs folded into ranges.
 
     >>> compress_ports([80, 1, 2, 3, 1080, 443, 2])
     '1-3,80,443,1080'
     """
-    nums = sorted(set(ports))
-    parts: list[str] = []
-    first = 0
-    while first < len(nums):
-        last = first
-        while last + 1 < len(nums) and nums[last + 1] == nums[last] + 1:
-            last += 1
-            if last - first == _STEP_THROUGH:  # a long run: leap to its end
-                last = _run_end(nums, last)
-                break
-        parts.append(str(nums[first]) if first == last else f"{nums[first]}-{nums[last]}")
-        first = last + 1
-    return ",".join(parts)
+    return ranges_text(ranges_of(ports))
 
 
-_STEP_THROUGH = 8  # runs up to this long are walked; longer ones leapt through
+def ranges_of(numbers: Iterable[int]) -> Ranges:
+    """Distinct ``numbers`` as their runs (one C-level pass, no Python step per number).
 
-
-def _run_end(nums: list[int], inside: int) -> int:
-    """The last index of the run of consecutive numbers that index ``inside`` is in.
-
-    In ascending distinct ints ``nums[i] - i`` never decreases and stays the same
-    along a run, so the end is found by galloping then bisecting: a few dozen steps
-    even for the 65530 closed ports of a full-range scan.
+    >>> ranges_of([5, 1, 2, 3, 80, 2])
+    ((1, 3), (5, 5), (80, 80))
     """
-    offset = nums[inside] - inside
-    last, step = inside, 1  # last: known to be in the run
-    while last + step < len(nums) and nums[last + step] - (last + step) == offset:
-        last += step
-        step *= 2
-    end = min(last + step, len(nums))  # the run ends before this index
-    return bisect_right(range(end), offset, last, end, key=lambda i: nums[i] - i) - 1
+    ordered = sorted(set(numbers))
+    if not ordered:
+        return ()
+    # A run breaks after index i when the next number is not one more.
+    gaps = map(ne, ordered[1:], map(add, ordered, repeat(1)))
+    breaks = [i + 1 for i in compress(range(len(ordered) - 1), gaps)]
+    firsts = [ordered[0], *map(ordered.__getitem__, breaks)]
+    lasts = [*(ordered[i - 1] for i in breaks), ordered[-1]]
+    return tuple(zip(firsts, lasts, strict=True))
+
+
+def merge_ranges(ranges: Iterable[tuple[int, int]]) -> Ranges:
+    """Runs merged where they overlap or touch.
+
+    >>> merge_ranges([(5, 9), (1, 3), (4, 4), (20, 21)])
+    ((1, 9), (20, 21))
+    """
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1] + 1:
+            if hi > merged[-1][1]:
+                merged[-1] = (merged[-1][0], hi)
+        else:
+            merged.append((lo, hi))
+    return tuple(merged)
+
+
+def ranges_text(ranges: Iterable[tuple[int, int]]) -> str:
+    """Runs as nmap writes a port list: ``1-21,23,25-79``.
+
+    >>> ranges_text(((1, 3), (80, 80)))
+    '1-3,80'
+    """
+    return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ranges)
 
 
 class _BadPort(Exception):

@@ -121,3 +121,14 @@ def reports(draw: st.DrawFn) -> ScanReport:
         args=tuple(draw(st.lists(st.text(max_size=8), max_size=4))),
         interrupted=draw(st.booleans()),
     )
+
+
+def build_report(targets, statuses, results, *, method, protocols, started, elapsed,  # type: ignore[no-untyped-def]
+                 ports_per_host=0, args=(), interrupted=False, probes_sent=0,
+                 timed_out=frozenset()):  # fmt: skip
+    """A ScanReport of hosts as the scan builds them (``build_hosts``, unfolded)."""
+    from portlib.scanning.report import build_hosts
+
+    hosts = build_hosts(targets, statuses, results, protocols=protocols, timed_out=timed_out)
+    return ScanReport(tuple(hosts), method, started, elapsed, protocols, ports_per_host,
+                      args, interrupted, probes_sent)  # fmt: skip

@@ -8,7 +8,7 @@ from ipaddress import ip_address
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portlib.folding import IGNORE_ABOVE, fold_ports, port_ranges
+from portlib.folding import IGNORE_ABOVE, fold_ports
 from portlib.model import (
     FoldedPorts,
     FoldedReason,
@@ -19,6 +19,7 @@ from portlib.model import (
     Protocol,
     Reason,
 )
+from portlib.portspec import ranges_of
 
 HOST = ip_address("192.0.2.7")
 REASON_OF = {
@@ -39,9 +40,9 @@ def host_of(ports: list[PortResult]) -> HostResult:
 
 
 def test_port_ranges_are_runs() -> None:
-    assert port_ranges([]) == ()
-    assert port_ranges([7]) == ((7, 7),)
-    assert port_ranges([3, 1, 2, 9, 10, 65535]) == ((1, 3), (9, 10), (65535, 65535))
+    assert ranges_of([]) == ()
+    assert ranges_of([7]) == ((7, 7),)
+    assert ranges_of([3, 1, 2, 9, 10, 65535]) == ((1, 3), (9, 10), (65535, 65535))
 
 
 def test_open_is_never_folded_and_small_states_stay_listed() -> None:

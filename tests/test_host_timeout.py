@@ -14,7 +14,8 @@ from portlib.errors import ScanError
 from portlib.model import HostState, PortResult, PortState, Protocol, Reason, ScanMethod
 from portlib.output import parse, render
 from portlib.scanning import Scanner
-from portlib.scanning.report import HostStatus, build_report
+from portlib.scanning.report import HostStatus
+from tests.report_samples import build_report
 from tests.test_nmapxml import dtd_errors
 
 SLOW = ip_address("192.0.2.10")

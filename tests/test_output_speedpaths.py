@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portlib import portspec
-from portlib.folding import port_ranges
 from portlib.model import (
     FoldedPorts,
     FoldedReason,
@@ -30,9 +29,10 @@ from portlib.model import (
     ScanReport,
 )
 from portlib.output import columns, grepable, nmapxml, normal, portsummary
-from portlib.scanning import report as report_module
+from portlib.portspec import ranges_of
 from portlib.scanning.report import HostStatus
 from tests import speedpath_reference as ref
+from tests.report_samples import build_report
 
 STARTED = dt.datetime(2026, 11, 28, 1, 2, 3, tzinfo=dt.UTC)
 _ADDRESSES = ["127.0.0.1", "127.0.0.2", "::1", "192.0.2.7", "2001:db8::5"]
@@ -110,7 +110,7 @@ def scans(draw: st.DrawFn) -> tuple[dict, list[PortResult]]:
 
 
 def build_both(kwargs: dict, results: list[PortResult]) -> tuple[ScanReport, ScanReport]:
-    new = report_module.build_report(results=iter(results), **kwargs)
+    new = build_report(results=iter(results), **kwargs)
     old = ref.build_report(results=list(results), **kwargs)
     return new, old
 
@@ -131,7 +131,7 @@ def as_folded(summary: ref.PortSummary) -> portsummary.PortSummary:
     folded = tuple(
         FoldedPorts(
             state.state,
-            tuple(FoldedReason(g.reason, g.protocol, port_ranges(g.ports)) for g in state.reasons),
+            tuple(FoldedReason(g.reason, g.protocol, ranges_of(g.ports)) for g in state.reasons),
         )
         for state in summary.ignored
     )
@@ -296,7 +296,7 @@ def test_latency_is_the_port_order_minimum_even_with_nan_and_signed_zeros() -> N
 
 def test_a_host_is_summarised_once_within_a_rendering_and_forgotten_after() -> None:
     kwargs, results = full_range_scan((Protocol.TCP,))
-    report = report_module.build_report(results=results, **kwargs)
+    report = build_report(results=results, **kwargs)
     host = report.hosts[0]
     with columns.sharing():
         first = portsummary.summary_of(host)

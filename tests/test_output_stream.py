@@ -30,7 +30,8 @@ from portlib.model import (
 from portlib.output import only_open, parse, render
 from portlib.output.formats import FORMATS, writer_for
 from portlib.output.safewrite import open_stream
-from portlib.output.stream import ScanHeader, merge_ranges
+from portlib.output.stream import ScanHeader
+from portlib.portspec import merge_ranges
 from tests.report_samples import reports, sample_report, verdicts
 from tests.test_nmapxml import dtd_errors
 

@@ -20,10 +20,11 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from portlib.model import HostResult, PortResult, Protocol, ScanMethod, ScanReport
-from portlib.output.portsummary import PortSummary, ranges_text, summary_of
+from portlib.output.portsummary import PortSummary, summary_of
 from portlib.output.sharedtext import command_line, nmap_time, plural
 from portlib.output.stream import ReportWriter, ScanHeader, render_whole
 from portlib.output.xmlservice import service_element
+from portlib.portspec import ranges_text
 
 XML_OUTPUT_VERSION = "1.05"  # the xmloutputversion nmap 7.9x writes
 

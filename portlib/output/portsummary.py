@@ -104,19 +104,10 @@ def _in_port_order(columns: PortColumns) -> tuple[PortResult, ...]:
     return take(columns.ports, order)
 
 
-def ranges_text(ranges: Iterable[tuple[int, int]]) -> str:
-    """Inclusive ``(first, last)`` runs as nmap writes a port list: ``1-21,23,25-79``.
-
-    >>> ranges_text(((1, 3), (80, 80)))
-    '1-3,80'
-    """
-    return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ranges)
-
-
 def spec_ranges(spec: str) -> list[tuple[int, int]]:
     """The ``(first, last)`` ranges of a port list, without expanding them (so a reader
     can count what a list would become before building it); ``ValueError`` on anything
-    but what :func:`ranges_text` writes.
+    but what :func:`portlib.portspec.ranges_text` writes.
 
     >>> spec_ranges("1-3,80")
     [(1, 3), (80, 80)]

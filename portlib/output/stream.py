@@ -30,7 +30,6 @@ from operator import is_
 from typing import IO
 
 from portlib.errors import OutputError
-from portlib.folding import port_ranges
 from portlib.model import (
     HostResult,
     HostState,
@@ -40,6 +39,7 @@ from portlib.model import (
     ScanReport,
 )
 from portlib.output.columns import columns_of, sharing
+from portlib.portspec import merge_ranges, ranges_of
 
 
 class RunningScan(typing.Protocol):
@@ -86,7 +86,7 @@ class ScanHeader:
             method=method,
             started=started,
             protocols=tuple(ports),
-            ports={protocol: port_ranges(numbers) for protocol, numbers in ports.items()},
+            ports={protocol: ranges_of(numbers) for protocol, numbers in ports.items()},
             ports_per_host=sum(len(set(numbers)) for numbers in ports.values()),
             args=tuple(args),
             has_ports=any(ports.values()),
@@ -138,23 +138,7 @@ def _scanned_ranges(hosts: Iterable[HostResult], protocol: Protocol) -> Ranges:
             for group in state.reasons:
                 if group.protocol is protocol:
                     folded.extend(group.ranges)
-    return merge_ranges(chain(port_ranges(listed), folded))
-
-
-def merge_ranges(ranges: Iterable[tuple[int, int]]) -> Ranges:
-    """Inclusive runs merged where they overlap or touch, ascending.
-
-    >>> merge_ranges([(5, 9), (1, 3), (4, 4), (20, 21)])
-    ((1, 9), (20, 21))
-    """
-    merged: list[tuple[int, int]] = []
-    for lo, hi in sorted(ranges):
-        if merged and lo <= merged[-1][1] + 1:
-            if hi > merged[-1][1]:
-                merged[-1] = (merged[-1][0], hi)
-        else:
-            merged.append((lo, hi))
-    return tuple(merged)
+    return merge_ranges(chain(ranges_of(listed), folded))
 
 
 def only_open_host(host: HostResult) -> HostResult | None:

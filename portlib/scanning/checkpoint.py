@@ -58,9 +58,14 @@ class CheckpointWriter:
         try:
             if resumed is None:
                 self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115 (kept open)
-                header = {"format": FORMAT, "version": VERSION, "argv": list(argv)}
-                header |= {"seed": seed, "group_hosts": group_hosts}
-                header["started"] = started.isoformat()
+                header = {
+                    "format": FORMAT,
+                    "version": VERSION,
+                    "argv": list(argv),
+                    "seed": seed,
+                    "group_hosts": group_hosts,
+                    "started": started.isoformat(),
+                }
                 self._pending.append(json.dumps(header))
                 self.save()
             else:
@@ -76,8 +81,12 @@ class CheckpointWriter:
         save is ``SAVE_EVERY_S`` old."""
         from portlib.output.jsonout import to_plain
 
-        record: dict[str, object] = {"group": index, "probes_sent": probes_sent}
-        record |= {"elapsed": round(elapsed, 6), "hosts": to_plain(list(hosts))}
+        record = {
+            "group": index,
+            "probes_sent": probes_sent,
+            "elapsed": round(elapsed, 6),
+            "hosts": to_plain(list(hosts)),
+        }
         self._pending.append(json.dumps(record, separators=(",", ":")))
         if time.monotonic() - self._saved_at >= SAVE_EVERY_S:
             self.save()

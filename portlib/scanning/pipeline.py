@@ -24,7 +24,7 @@ from portlib.scanning.channel import Channel
 from portlib.scanning.contract import ScanEngine, ScanWork
 from portlib.scanning.discovery import discover, discovery_timing
 from portlib.scanning.groups import group_size, host_groups
-from portlib.scanning.options import METHOD_PROTOCOL, ScanPlan
+from portlib.scanning.options import ScanPlan
 from portlib.scanning.order import ProbeOrder
 from portlib.scanning.report import HostStatus, build_hosts
 from portlib.scanning.tally import Tally
@@ -176,7 +176,7 @@ class ScanRun:
             group.targets,
             group.statuses,
             self.tally.results,
-            protocols=tuple(METHOD_PROTOCOL[m] for m in self.plan.port_methods),
+            protocols=self.plan.protocols,
             timed_out=group.timed_out,
             fold=self.plan.fold,
             shared={},

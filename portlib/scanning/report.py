@@ -1,4 +1,4 @@
-"""Pure: turn what a scan learned (host verdicts, port verdicts) into a ScanReport.
+"""Pure: turn what a host group learned (host and port verdicts) into its HostResults.
 
 Hosts come out in target order, each host's ports ascending (by port, then
 protocol, as nmap lists them). Hosts discovery never decided (the scan was
@@ -12,9 +12,8 @@ distinct port numbers are placed by a counting sort instead of compared.
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import compress, groupby, repeat
 from operator import attrgetter, is_, is_not
@@ -28,8 +27,6 @@ from portlib.model import (
     PortResult,
     Protocol,
     Reason,
-    ScanMethod,
-    ScanReport,
 )
 
 
@@ -160,34 +157,3 @@ def build_hosts(
             )
         )
     return hosts
-
-
-def build_report(
-    targets: Sequence[tuple[IPAddress, str | None]],
-    statuses: Mapping[IPAddress, HostStatus],
-    results: Iterable[PortResult],
-    *,
-    method: ScanMethod,
-    protocols: tuple[Protocol, ...],
-    started: _dt.datetime,
-    elapsed: float,
-    ports_per_host: int = 0,
-    args: tuple[str, ...] = (),
-    interrupted: bool = False,
-    probes_sent: int = 0,
-    timed_out: frozenset[IPAddress] = frozenset(),
-) -> ScanReport:
-    """The report of a scan of ``targets`` (address, hostname), in that order;
-    hosts as :func:`build_hosts` makes them, unfolded."""
-    hosts = build_hosts(targets, statuses, results, protocols=protocols, timed_out=timed_out)
-    return ScanReport(
-        hosts=tuple(hosts),
-        method=method,
-        started=started,
-        elapsed=elapsed,
-        protocols=protocols,
-        ports_per_host=ports_per_host,
-        args=args,
-        interrupted=interrupted,
-        probes_sent=probes_sent,
-    )

@@ -96,14 +96,21 @@ Ports: TypeAlias = "str | Iterable[int] | PortList | None"
 
 async def resolve_targets(targets: Targets, exclude: str | None) -> TargetSet:
     """The targets as a (lazy) TargetSet, names resolved without blocking the loop."""
-    from portlib.targets import TargetSet, parse_targets_async
+    from portlib.targets import parse_targets_async
+
+    given = parsed_or_spec(targets, exclude)
+    return given if not isinstance(given, str) else await parse_targets_async(given, exclude)
+
+
+def parsed_or_spec(targets: Targets, exclude: str | None) -> TargetSet | str:
+    """``targets`` as given: a TargetSet already parsed, or the spec to parse."""
+    from portlib.targets import TargetSet
 
     if isinstance(targets, TargetSet):
         if exclude is not None:
             raise ScanError("pass exclude to parse_targets, not with a parsed TargetSet")
         return targets
-    spec = targets if isinstance(targets, str) else " ".join(str(t) for t in targets)
-    return await parse_targets_async(spec, exclude)
+    return targets if isinstance(targets, str) else " ".join(str(t) for t in targets)
 
 
 class _BuiltOptions:
@@ -198,11 +205,11 @@ class Scanner(_BuiltOptions):
     ) -> None:
         self._methods = parse_methods(method)
         port_methods = tuple(m for m in self._methods if m is not ScanMethod.PING)
-        self._protocols = tuple(METHOD_PROTOCOL[m] for m in port_methods)
+        protocols = tuple(METHOD_PROTOCOL[m] for m in port_methods)
         resolved_shard = resolve_shard(shard)
         self._plan = ScanPlan(
             port_methods=port_methods,
-            ports=resolve_ports(ports, self._protocols) if self._protocols else {},
+            ports=resolve_ports(ports, protocols) if protocols else {},
             timing=resolve_timing(
                 timing,
                 timeout=timeout,
@@ -340,7 +347,7 @@ class Scanner(_BuiltOptions):
             method=self._methods[0],
             started=self._started if before is None else before.started,
             elapsed=elapsed if before is None else before.elapsed_before + elapsed,
-            protocols=self._protocols,
+            protocols=self._plan.protocols,
             ports_per_host=self._plan.ports_per_host,
             args=self._args,
             interrupted=not completed,
